@@ -1,0 +1,48 @@
+# Alive: `make run` and `make test` are all a fresh machine needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROTOS := $(wildcard protos/alive/v1/*.proto)
+
+.PHONY: run up test lint proto proto-check bench clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# Only for the tritonserver binary it bundles; its Python dependencies are not used.
+	$(BIN)/pip install --quiet --no-deps nvidia-pytriton==0.7.0
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(BIN)/.installed
+
+run: $(BIN)/.installed
+	$(BIN)/alive run
+
+up: $(BIN)/.installed
+	$(BIN)/alive up
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/.installed proto-check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy alive
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.run
+
+# Generated code is committed; proto-check fails when it no longer matches the .proto files.
+proto: $(BIN)/.installed
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. \
+		--mypy_out=. --mypy_grpc_out=. $(PROTOS)
+
+proto-check: $(BIN)/.installed
+	@tmp=$$(mktemp -d) && $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$$tmp \
+		--grpc_python_out=$$tmp --mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTOS) && \
+		diff -r -x __pycache__ -x __init__.py $$tmp/alive/v1 alive/v1 && echo "generated protobuf code is current"
+
+clean:
+	rm -rf $(VENV) .alive out
