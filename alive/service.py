@@ -1,0 +1,101 @@
+"""Runs one stage as a service process: the ``__main__`` of every service calls ``serve``.
+
+It wires what every service has (logs, traces, metrics and health endpoint, blob store,
+ledger, Kafka producer, the stage runner) around the service's own stage and, for a
+service with more to run (ingest's gRPC API), its extra components. SIGTERM or SIGINT
+stops fetching, lets in-flight jobs finish, commits and exits 0; a fatal error exits 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from aiokafka import AIOKafkaProducer
+from google.protobuf.message import Message
+from prometheus_client import CollectorRegistry
+
+from alive.blobs import LocalBlobStore, StageLedger
+from alive.health import HealthServer
+from alive.kafka import make_producer
+from alive.runner import StageRunner
+from alive.settings import ServiceSettings
+from alive.stage import Stage
+from alive.telemetry import StageMetrics, setup_logging, setup_tracing, shutdown_tracing
+
+log = logging.getLogger(__name__)
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+class Component(Protocol):
+    """Something a service runs beside its stage (e.g. a gRPC server)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class ServiceRuntime:
+    """What a stage and its components get to work with."""
+
+    settings: ServiceSettings
+    blobs: LocalBlobStore
+    ledger: StageLedger
+    producer: AIOKafkaProducer
+    metrics: StageMetrics
+    health: HealthServer
+
+
+Build = Callable[[SettingsT, ServiceRuntime], tuple[Stage[Message], Sequence[Component]]]
+
+
+def serve(service: str, settings: SettingsT, build: Build[SettingsT]) -> None:
+    setup_logging(service, settings.log_level)
+    setup_tracing(service, settings.otlp_endpoint)
+    try:
+        asyncio.run(_serve(service, settings, build))
+    except Exception:
+        log.exception("service stopped on an error")
+        sys.exit(1)
+    finally:
+        shutdown_tracing()
+
+
+async def _serve(service: str, settings: SettingsT, build: Build[SettingsT]) -> None:
+    registry = CollectorRegistry()
+    metrics = StageMetrics(service, registry)
+    health = HealthServer(settings.http_host, settings.http_port, registry)
+    blobs = LocalBlobStore(settings.blob_root)
+    producer = make_producer(settings, client_id=service)
+    await producer.start()
+    runtime = ServiceRuntime(settings, blobs, StageLedger(blobs), producer, metrics, health)
+    stage, components = build(settings, runtime)
+    runner = StageRunner(stage, settings, producer, runtime.ledger, metrics)
+    health.add_readiness_check("consumer", lambda: runner.ready)
+    health.add_readiness_check(stage.name, stage.is_ready)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runner.stop)
+    started: list[Component] = []
+    try:
+        await health.start()
+        await stage.start()
+        for component in components:
+            await component.start()
+            started.append(component)
+        log.info("started", extra={"stage": stage.name, "http_port": health.port})
+        await runner.run()
+    finally:
+        for component in reversed(started):
+            await component.stop()
+        await stage.stop()
+        await producer.stop()
+        await health.stop()
+        log.info("stopped")
