@@ -1,0 +1,60 @@
+"""Audio: adds a procedural ambient soundtrack chosen from the prompt and the scene.
+
+Consumes Job from alive.generated; emits it to alive.scored with ``video`` replaced by the
+MP4 with an AAC track as long as the video (with fades) and ``soundscape_layers`` naming
+what it mixed (waves, wind, rain, birds, city, music). Never vetoes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from alive.blobs import BlobStore
+from alive.jobs import video_key
+from alive.media import probe_mp4
+from alive.settings import ServiceSettings
+from alive.stage import Stage, StageContext, Veto
+from alive.v1.events_pb2 import Job, JobState
+from services.audio.mux import mux_audio
+from services.audio.soundscape import choose_layers, render
+
+SAMPLE_RATE = 48_000
+
+
+class AudioStage(Stage[Job]):
+    name = "audio"
+    input_type = Job
+    consumes = "generated"
+    emits = "scored"
+    passed_state = JobState.SCORED
+
+    def __init__(self, settings: ServiceSettings, blobs: BlobStore) -> None:
+        super().__init__(settings)
+        self.blobs = blobs
+
+    async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
+        return await asyncio.to_thread(self._score, event)
+
+    def _score(self, job: Job) -> Job:
+        with Image.open(io.BytesIO(self.blobs.get_bytes(job.photo))) as photo:
+            scene = np.asarray(photo.convert("RGB").resize((64, 64)))
+        layers = choose_layers(job.prompt, scene)
+        silent = self.blobs.local_path(job.video)
+        duration_s = probe_mp4(silent).duration_s
+        soundtrack = render(layers, duration_s, sample_rate=SAMPLE_RATE, seed=job.seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "scored.mp4"
+            mux_audio(silent, soundtrack, SAMPLE_RATE, out)
+            ref = self.blobs.put_file(video_key(job.job_id, "scored"), out, "video/mp4")
+        job.video.CopyFrom(ref)
+        del job.soundscape_layers[:]
+        job.soundscape_layers.extend(layers)
+        return job
+
+

@@ -1,0 +1,149 @@
+"""Generator: animates the cleared photo into video frames on Triton, encodes them as H.264.
+
+Consumes Job from alive.prompt-cleared; emits it to alive.generated with ``video`` (a silent
+MP4 blob) and ``generation`` (model name, version, frame count). Calls the model
+``alive_animator`` (models/) over gRPC with tritonclient's asyncio client; Triton batches
+concurrent requests. Triton unreachable or overloaded is a TransientError (retried); a
+model that rejects its input is a PermanentError. Never vetoes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import tempfile
+from pathlib import Path
+
+import grpc
+import numpy as np
+from PIL import Image
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc.aio import InferenceServerClient
+from tritonclient.utils import InferenceServerException
+
+from alive.blobs import BlobStore
+from alive.jobs import frame_count, video_key
+from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
+from alive.v1.events_pb2 import GenerationInfo, Job, JobState
+from services.generator.encoding import encode_h264
+from services.generator.framing import fit_to_frame
+from services.generator.settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
+
+# gRPC status codes that mean "try again later" rather than "this request is bad".
+_TRANSIENT = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED",
+              "StatusCode.RESOURCE_EXHAUSTED", "StatusCode.CANCELLED", "StatusCode.INTERNAL"}
+_MAX_MESSAGE = 2**31 - 1  # frames are large (576x1024x96 RGB is 170 MB)
+
+
+class GeneratorStage(Stage[Job]):
+    name = "generator"
+    input_type = Job
+    consumes = "prompt_cleared"
+    emits = "generated"
+    passed_state = JobState.GENERATED
+
+    def __init__(self, settings: GeneratorSettings, blobs: BlobStore) -> None:
+        super().__init__(settings)
+        self.settings: GeneratorSettings = settings
+        self.blobs = blobs
+        self._client: InferenceServerClient | None = None
+        self._model_version = ""
+        self._triton_ready = False
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._client = InferenceServerClient(
+            self.settings.triton_url,
+            channel_args=[("grpc.max_send_message_length", _MAX_MESSAGE),
+                          ("grpc.max_receive_message_length", _MAX_MESSAGE)],
+        )
+        self._watch = asyncio.create_task(self._watch_triton())
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        if self._client is not None:
+            await self._client.close()
+
+    def is_ready(self) -> bool:
+        return self._triton_ready
+
+    async def _watch_triton(self) -> None:
+        """Keeps readiness (and the model version) current while the service runs."""
+        assert self._client is not None
+        name = self.settings.model_name
+        while True:
+            try:
+                ready = await self._client.is_server_ready() and await self._client.is_model_ready(name)
+                if ready and not self._model_version:
+                    config = await self._client.get_model_config(name, as_json=True)
+                    params = config["config"].get("parameters", {})
+                    version = params.get("model_version", {}).get("string_value", "")
+                    self._model_version = version or "1"
+                self._triton_ready = bool(ready)
+            except InferenceServerException:
+                self._triton_ready = False
+            await asyncio.sleep(2.0)
+
+    async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
+        assert self._client is not None
+        spec = event.output
+        photo_bytes = await asyncio.to_thread(self.blobs.get_bytes, event.photo)
+        image = await asyncio.to_thread(
+            lambda: fit_to_frame(Image.open(io.BytesIO(photo_bytes)), spec.width, spec.height)
+        )
+        frames = await self._animate(image, event.prompt, event.seed, frame_count(spec), spec.fps)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "generated.mp4"
+            await asyncio.to_thread(encode_h264, frames, spec.fps, path)
+            ref = await asyncio.to_thread(
+                self.blobs.put_file, video_key(event.job_id, "generated"), path, "video/mp4"
+            )
+        event.video.CopyFrom(ref)
+        event.generation.CopyFrom(GenerationInfo(
+            model_name=self.settings.model_name,
+            model_version=self._model_version or "1",
+            frame_count=int(frames.shape[0]),
+        ))
+        return event
+
+    async def _animate(
+        self, image: np.ndarray, prompt: str, seed: int, num_frames: int, fps: int
+    ) -> np.ndarray:
+        assert self._client is not None
+        inputs = [
+            _input("IMAGE", image[np.newaxis], "UINT8"),
+            _input("PROMPT", np.array([[prompt.encode()]], dtype=np.object_), "BYTES"),
+            _input("SEED", np.array([[seed & (2**63 - 1)]], dtype=np.int64), "INT64"),
+            _input("NUM_FRAMES", np.array([[num_frames]], dtype=np.int32), "INT32"),
+            _input("FPS", np.array([[fps]], dtype=np.int32), "INT32"),
+        ]
+        try:
+            result = await self._client.infer(
+                self.settings.model_name,
+                inputs,
+                outputs=[InferRequestedOutput("FRAMES")],
+                client_timeout=self.settings.infer_timeout_s,
+            )
+        except InferenceServerException as exc:
+            if str(exc.status()) in _TRANSIENT or exc.status() is None:
+                raise TransientError(f"Triton: {exc.message()}") from exc
+            raise PermanentError("MODEL_REJECTED_INPUT", str(exc.message())) from exc
+        except grpc.RpcError as exc:
+            raise TransientError(f"Triton unreachable: {exc}") from exc
+        frames = result.as_numpy("FRAMES")
+        if frames is None or frames.shape[1:] != (num_frames, *image.shape):
+            raise PermanentError("MODEL_BAD_OUTPUT", f"unexpected frames shape {getattr(frames, 'shape', None)}")
+        return np.ascontiguousarray(frames[0])
+
+
+def _input(name: str, value: np.ndarray, datatype: str) -> InferInput:
+    tensor = InferInput(name, list(value.shape), datatype)
+    tensor.set_data_from_numpy(value)
+    return tensor

@@ -1,0 +1,28 @@
+"""Runs the ingest service: the Kafka intake stage, the status view and the gRPC API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from google.protobuf.message import Message
+
+from alive.service import Component, ServiceRuntime, serve
+from alive.stage import Stage
+from services.ingest.api import AliveApi, ApiServer
+from services.ingest.settings import IngestSettings
+from services.ingest.stage import IngestStage
+from services.ingest.status_view import StatusView
+
+
+def build(
+    settings: IngestSettings, runtime: ServiceRuntime
+) -> tuple[Stage[Message], Sequence[Component]]:
+    view = StatusView(settings)
+    runtime.health.add_readiness_check("status-view", lambda: view.ready)
+    api = AliveApi(settings, runtime.blobs, runtime.producer, view)
+    stage = IngestStage(settings, runtime.blobs)
+    return stage, [view, ApiServer(settings, api)]  # type: ignore[list-item]
+
+
+if __name__ == "__main__":
+    serve("ingest", IngestSettings(), build)

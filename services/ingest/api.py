@@ -1,0 +1,190 @@
+"""Alive's gRPC API (protos/alive/v1/api.proto; contract in docs/api.md).
+
+Submit validates with the same code as the Kafka intake, stores the upload in the blob
+store, and publishes an ImagePromptRequest to alive.requests plus a SUBMITTED status.
+Get and Watch serve the StatusView. Publish hands a READY job to the review service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+from aiokafka import AIOKafkaProducer
+
+from alive.blobs import BlobStore
+from alive.runner import KeyedLocks
+from alive.telemetry import headers_with_trace, now_ms
+from alive.v1 import api_pb2_grpc
+from alive.v1.api_pb2 import (
+    GetJobRequest,
+    JobView,
+    PublishJobRequest,
+    SubmitRequest,
+    SubmitResponse,
+    WatchRequest,
+)
+from alive.v1.events_pb2 import ImagePromptRequest, JobState, PublishRequest, StatusEvent, Verdict
+from services.ingest.settings import IngestSettings
+from services.ingest.stage import job_id_for
+from services.ingest.status_view import TERMINAL_STATES, StatusView
+from services.ingest.validation import (
+    InvalidInput,
+    normalise_prompt,
+    resolve_output,
+    validate_photo,
+)
+
+log = logging.getLogger(__name__)
+
+REASON_TRAILER = "alive-reason-code"
+
+
+class AliveApi(api_pb2_grpc.AliveServicer):
+    def __init__(
+        self,
+        settings: IngestSettings,
+        blobs: BlobStore,
+        producer: AIOKafkaProducer,
+        view: StatusView,
+    ) -> None:
+        self._settings = settings
+        self._blobs = blobs
+        self._producer = producer
+        self._view = view
+        self._submits = KeyedLocks()
+
+    async def Submit(
+        self, request: SubmitRequest, context: grpc.aio.ServicerContext
+    ) -> SubmitResponse:
+        if not request.creator_id:
+            await _abort_invalid(context, "MISSING_CREATOR_ID", "creator_id is required")
+        request_id = request.request_id or str(uuid.uuid4())
+        job_id = job_id_for(request.creator_id, request_id)
+        async with self._submits.hold(job_id.encode()):
+            existing = self._view.get(job_id)
+            if existing is not None:
+                return SubmitResponse(job_id=job_id, existing=True, job=existing)
+            try:
+                await asyncio.to_thread(validate_photo, request.photo, self._settings)
+                normalise_prompt(request.prompt, self._settings)
+                resolve_output(request.output, self._settings)
+            except InvalidInput as exc:
+                await _abort_invalid(context, exc.reason_code, exc.detail)
+            upload = await asyncio.to_thread(
+                self._blobs.put_bytes,
+                f"uploads/{job_id}",
+                request.photo,
+                "application/octet-stream",
+            )
+            event = ImagePromptRequest(
+                request_id=request_id,
+                creator_id=request.creator_id,
+                photo=upload,
+                prompt=request.prompt,
+                output=request.output,
+                submitted_at_ms=now_ms(),
+            )
+            if request.HasField("seed"):
+                event.seed = request.seed
+            status = StatusEvent(
+                job_id=job_id,
+                request_id=request_id,
+                creator_id=request.creator_id,
+                state=JobState.SUBMITTED,
+                stage="api",
+                verdict=Verdict.PASS,
+                at_ms=now_ms(),
+                stage_started_at_ms=event.submitted_at_ms,
+            )
+            headers = headers_with_trace()
+            key = job_id.encode()
+            await self._producer.send_and_wait(
+                self._settings.topics.requests,
+                event.SerializeToString(),
+                key=key,
+                headers=headers,
+            )
+            await self._producer.send_and_wait(
+                self._settings.topics.status,
+                status.SerializeToString(),
+                key=key,
+                headers=headers,
+            )
+            self._view.apply(status)  # so a retry of this Submit finds the job at once
+            log.info("submitted", extra={"job_id": job_id})
+            return SubmitResponse(job_id=job_id, existing=False, job=self._view.get(job_id))
+
+    async def Get(self, request: GetJobRequest, context: grpc.aio.ServicerContext) -> JobView:
+        view = self._view.get(request.job_id)
+        if view is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id}")
+        return view
+
+    async def Watch(
+        self, request: WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[StatusEvent]:
+        if self._view.get(request.job_id) is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id}")
+        async for event in self._view.watch(request.job_id):
+            yield event
+            if event.state in TERMINAL_STATES or (
+                request.stop_at_ready and event.state == JobState.READY
+            ):
+                return
+
+    async def Publish(
+        self, request: PublishJobRequest, context: grpc.aio.ServicerContext
+    ) -> JobView:
+        view = self._view.get(request.job_id)
+        if view is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id}")
+        assert view is not None
+        if view.state != JobState.READY:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"JOB_NOT_READY: the job is {JobState.Name(view.state)}",
+            )
+        publish = PublishRequest(
+            job_id=request.job_id, requested_by=request.requested_by, requested_at_ms=now_ms()
+        )
+        await self._producer.send_and_wait(
+            self._settings.topics.publish_requests,
+            publish.SerializeToString(),
+            key=request.job_id.encode(),
+            headers=headers_with_trace(),
+        )
+        return view
+
+
+async def _abort_invalid(context: grpc.aio.ServicerContext, code: str, detail: str) -> None:
+    context.set_trailing_metadata(((REASON_TRAILER, code),))
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{code}: {detail}")
+
+
+class ApiServer:
+    """The gRPC server as a service component."""
+
+    def __init__(self, settings: IngestSettings, api: AliveApi) -> None:
+        self._settings = settings
+        self._api = api
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        limit = self._settings.max_photo_bytes + 1024 * 1024
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
+        api_pb2_grpc.add_AliveServicer_to_server(self._api, server)
+        self.port = server.add_insecure_port(
+            f"{self._settings.grpc_host}:{self._settings.grpc_port}"
+        )
+        await server.start()
+        self._server = server
+        log.info("gRPC API listening", extra={"port": self.port})
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=5)

@@ -1,0 +1,93 @@
+"""Ingest: the pipeline's front door.
+
+Consumes ImagePromptRequest from alive.requests (other services publish there, and so does
+Alive's own gRPC API). Validates the photo and prompt (services/ingest/validation.py),
+stores the normalised photo as a blob, resolves the output spec and seed, and emits a Job
+to alive.accepted. Rejects (state REJECTED, with a reason code) a photo or prompt that
+fails validation; dead-letters a request without request_id or creator_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from typing import ClassVar
+
+from alive.blobs import BlobError, BlobStore
+from alive.stage import JobIdentity, PermanentError, Stage, StageContext, Veto
+from alive.v1.events_pb2 import ImagePromptRequest, Job, JobState, PhotoInfo, Verdict
+from services.ingest.settings import IngestSettings
+from services.ingest.validation import (
+    InvalidInput,
+    normalise_prompt,
+    resolve_output,
+    validate_photo,
+)
+
+# Job ids are uuid5 of (creator_id, request_id): the contract for callers who want to
+# compute the id of their own request (docs/topics.md).
+JOB_ID_NAMESPACE = uuid.UUID("6f1d8a8e-3b0c-5e55-9a51-a11fe0000000")
+
+
+def job_id_for(creator_id: str, request_id: str) -> str:
+    return str(uuid.uuid5(JOB_ID_NAMESPACE, f"{creator_id}\x1f{request_id}"))
+
+
+def seed_for(job_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:8], "big") >> 1
+
+
+class IngestStage(Stage[ImagePromptRequest]):
+    name = "ingest"
+    input_type = ImagePromptRequest
+    consumes = "requests"
+    emits = "accepted"
+    passed_state = JobState.ACCEPTED
+    veto_state: ClassVar[JobState.ValueType] = JobState.REJECTED
+    veto_verdict: ClassVar[Verdict.ValueType] = Verdict.REJECT
+
+    def __init__(self, settings: IngestSettings, blobs: BlobStore) -> None:
+        super().__init__(settings)
+        self.settings: IngestSettings = settings
+        self.blobs = blobs
+
+    def identify(self, event: ImagePromptRequest) -> JobIdentity:
+        if not event.request_id:
+            raise PermanentError("MISSING_REQUEST_ID", "request_id is required")
+        if not event.creator_id:
+            raise PermanentError("MISSING_CREATOR_ID", "creator_id is required")
+        return JobIdentity(
+            job_id_for(event.creator_id, event.request_id), event.request_id, event.creator_id
+        )
+
+    async def process(self, event: ImagePromptRequest, ctx: StageContext) -> Job | Veto:
+        job_id = ctx.identity.job_id
+        if not self.blobs.owns(event.photo.uri):
+            return Veto(("PHOTO_REF_OUTSIDE_STORE",), "the photo must be in Alive's blob store")
+        try:
+            data = await asyncio.to_thread(self.blobs.get_bytes, event.photo)
+        except BlobError as exc:
+            return Veto(("PHOTO_NOT_FOUND",), str(exc))
+        try:
+            photo = await asyncio.to_thread(validate_photo, data, self.settings)
+            prompt = normalise_prompt(event.prompt, self.settings)
+            output = resolve_output(event.output, self.settings)
+        except InvalidInput as exc:
+            return Veto((exc.reason_code,), exc.detail)
+        photo_ref = await asyncio.to_thread(
+            self.blobs.put_bytes, f"photos/{job_id}.png", photo.png, "image/png"
+        )
+        return Job(
+            job_id=job_id,
+            request_id=event.request_id,
+            creator_id=event.creator_id,
+            prompt=prompt,
+            photo=photo_ref,
+            photo_info=PhotoInfo(
+                width=photo.width, height=photo.height, source_format=photo.source_format
+            ),
+            output=output,
+            seed=event.seed if event.HasField("seed") else seed_for(job_id),
+            submitted_at_ms=event.submitted_at_ms,
+        )

@@ -1,0 +1,122 @@
+"""Every job's state, read from alive.status: what the gRPC Get and Watch serve.
+
+It reads the whole topic from the beginning at start (so it survives a restart of ingest)
+and follows it after. It is ready once it has caught up with the end offsets it saw at
+start. Repeated transitions (at-least-once delivery) are shown once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from alive.kafka import make_consumer
+from alive.settings import ServiceSettings
+from alive.v1.api_pb2 import JobView
+from alive.v1.events_pb2 import JobState, StatusEvent
+
+log = logging.getLogger(__name__)
+
+TERMINAL_STATES = frozenset(
+    {JobState.PUBLISHED, JobState.REJECTED, JobState.VETOED, JobState.FAILED}
+)
+
+
+class StatusView:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self._settings = settings
+        self._jobs: dict[str, JobView] = {}
+        self._watchers: dict[str, set[asyncio.Queue[StatusEvent]]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._caught_up = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._caught_up.is_set()
+
+    async def start(self) -> None:
+        topic = self._settings.topics.status
+        consumer = make_consumer(self._settings, group_id=None, client_id="ingest-status-view")
+        await consumer.start()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            raise RuntimeError(f"topic {topic} does not exist")
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._follow(consumer, end))
+        await asyncio.wait_for(self._caught_up.wait(), timeout=60)
+        log.info("status view caught up", extra={"jobs": len(self._jobs)})
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _follow(self, consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> None:
+        while True:
+            if not self._caught_up.is_set() and all(
+                await consumer.position(tp) >= off for tp, off in end.items()
+            ):
+                self._caught_up.set()
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        event = StatusEvent.FromString(record.value or b"")
+                    except Exception:
+                        log.warning("undecodable status event", extra={"offset": record.offset})
+                        continue
+                    self.apply(event)
+
+    def apply(self, event: StatusEvent) -> None:
+        view = self._jobs.get(event.job_id)
+        if view is None:
+            view = JobView(
+                job_id=event.job_id, request_id=event.request_id, creator_id=event.creator_id
+            )
+            self._jobs[event.job_id] = view
+        if any(h.state == event.state and h.stage == event.stage for h in view.history):
+            return  # a redelivered transition
+        view.history.append(event)
+        if not view.terminal:
+            view.state = event.state
+            view.terminal = event.state in TERMINAL_STATES
+            del view.reason_codes[:]
+            view.reason_codes.extend(event.reason_codes)
+        if event.HasField("video"):
+            view.video.CopyFrom(event.video)
+        for queue in self._watchers.get(event.job_id, ()):
+            queue.put_nowait(event)
+
+    def get(self, job_id: str) -> JobView | None:
+        view = self._jobs.get(job_id)
+        return JobView.FromString(view.SerializeToString()) if view else None
+
+    async def watch(self, job_id: str) -> AsyncIterator[StatusEvent]:
+        """The job's transitions so far, then each new one as it arrives."""
+        queue: asyncio.Queue[StatusEvent] = asyncio.Queue()
+        watchers = self._watchers.setdefault(job_id, set())
+        watchers.add(queue)
+        try:
+            view = self._jobs.get(job_id)
+            seen = list(view.history) if view else []
+            for event in seen:
+                yield event
+            while True:
+                event = await queue.get()
+                if event not in seen:
+                    yield event
+        finally:
+            watchers.discard(queue)
+            if not watchers:
+                self._watchers.pop(job_id, None)

@@ -1,0 +1,124 @@
+"""The one validation path for a submission, shared by the gRPC API and the Kafka intake.
+
+Photos: JPEG, PNG or WebP, decoded with Pillow, within byte and pixel limits (the pixel
+limit is checked from the header, before decoding, so decompression bombs never expand),
+EXIF orientation applied, re-encoded as PNG (which also drops EXIF, GPS included).
+Prompts: Unicode-normalised, whitespace collapsed, no control or bidi-override characters,
+within a length limit; empty means the default prompt. A problem is an ``InvalidInput``
+with a reason code from docs/reason-codes.md.
+"""
+
+from __future__ import annotations
+
+import io
+import unicodedata
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from alive.v1.events_pb2 import OutputSpec
+from services.ingest.settings import DEFAULT_PROMPT, IngestSettings
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
+
+
+class InvalidInput(Exception):
+    def __init__(self, reason_code: str, detail: str) -> None:
+        super().__init__(f"{reason_code}: {detail}")
+        self.reason_code = reason_code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ValidPhoto:
+    png: bytes
+    width: int
+    height: int
+    source_format: str
+
+
+def validate_photo(data: bytes, settings: IngestSettings) -> ValidPhoto:
+    if not data:
+        raise InvalidInput("PHOTO_EMPTY", "the photo has no bytes")
+    if len(data) > settings.max_photo_bytes:
+        raise InvalidInput(
+            "PHOTO_TOO_LARGE", f"{len(data)} bytes; the limit is {settings.max_photo_bytes}"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError as exc:
+            raise InvalidInput("PHOTO_UNDECODABLE", "not a readable image") from exc
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise InvalidInput("PHOTO_TOO_MANY_PIXELS", str(exc)) from exc
+        if image.format not in ACCEPTED_FORMATS:
+            raise InvalidInput(
+                "PHOTO_UNSUPPORTED_FORMAT", f"{image.format}; accepted: JPEG, PNG, WebP"
+            )
+        width, height = image.size
+        if width * height > settings.max_photo_pixels:
+            raise InvalidInput(
+                "PHOTO_TOO_MANY_PIXELS",
+                f"{width}x{height}; the limit is {settings.max_photo_pixels} pixels",
+            )
+        if min(width, height) < settings.min_photo_side:
+            raise InvalidInput(
+                "PHOTO_TOO_SMALL", f"{width}x{height}; each side needs {settings.min_photo_side}"
+            )
+        try:
+            image.load()
+            upright = ImageOps.exif_transpose(image).convert("RGB")
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InvalidInput("PHOTO_UNDECODABLE", f"the image data is broken: {exc}") from exc
+    out = io.BytesIO()
+    upright.save(out, format="PNG")
+    return ValidPhoto(out.getvalue(), upright.width, upright.height, str(image.format))
+
+
+_ALLOWED_FORMAT_CHARS = {"\u200d"}  # zero-width joiner: part of many emoji
+
+
+def normalise_prompt(prompt: str, settings: IngestSettings) -> str:
+    text = unicodedata.normalize("NFC", prompt)
+    text = " ".join(text.replace("\t", " ").replace("\r", " ").replace("\n", " ").split())
+    for char in text:
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cs", "Co") or (
+            category == "Cf" and char not in _ALLOWED_FORMAT_CHARS
+        ):
+            raise InvalidInput(
+                "PROMPT_CONTROL_CHARACTERS", f"the prompt contains U+{ord(char):04X}"
+            )
+    if len(text) > settings.max_prompt_chars:
+        raise InvalidInput(
+            "PROMPT_TOO_LONG", f"{len(text)} characters; the limit is {settings.max_prompt_chars}"
+        )
+    return text or DEFAULT_PROMPT
+
+
+def resolve_output(spec: OutputSpec, settings: IngestSettings) -> OutputSpec:
+    """Fills defaults for zero fields and checks the request is within limits."""
+    lim = settings.output
+    width, height = spec.width or lim.default_width, spec.height or lim.default_height
+    fps = spec.fps or lim.default_fps
+    duration_ms = spec.duration_ms or lim.default_duration_ms
+    if not (lim.min_side <= width <= lim.max_width and lim.min_side <= height <= lim.max_height):
+        raise InvalidInput(
+            "OUTPUT_SIZE_OUT_OF_RANGE",
+            f"{width}x{height}; allowed {lim.min_side}..{lim.max_width} x "
+            f"{lim.min_side}..{lim.max_height}",
+        )
+    if width % 2 or height % 2:
+        raise InvalidInput("OUTPUT_SIZE_NOT_EVEN", f"{width}x{height}; H.264 needs even sides")
+    if not lim.min_fps <= fps <= lim.max_fps:
+        raise InvalidInput(
+            "OUTPUT_FPS_OUT_OF_RANGE", f"{fps}; allowed {lim.min_fps}..{lim.max_fps}"
+        )
+    if not lim.min_duration_ms <= duration_ms <= lim.max_duration_ms:
+        raise InvalidInput(
+            "OUTPUT_DURATION_OUT_OF_RANGE",
+            f"{duration_ms} ms; allowed {lim.min_duration_ms}..{lim.max_duration_ms}",
+        )
+    return OutputSpec(width=width, height=height, fps=fps, duration_ms=duration_ms)

@@ -1,0 +1,57 @@
+"""Moderation, photo checkpoint.
+
+Consumes Job from alive.accepted; emits it unchanged to alive.photo-cleared. Vetoes a photo
+that does not decode (PHOTO_UNDECODABLE), is smaller than the minimum side
+(PHOTO_TOO_SMALL) or is blank, a single flat colour (PHOTO_BLANK). Records the photo's
+grey-level spread as the score ``pixel_stddev``. Learned classifiers (NSFW, minors, text)
+come in their own issue; this is the deterministic depth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from alive.blobs import BlobError, BlobStore
+from alive.service import serve
+from alive.stage import Stage, StageContext, Veto
+from alive.v1.events_pb2 import Job, JobState
+from services.moderation.settings import ModerationSettings
+
+
+class PhotoCheckpoint(Stage[Job]):
+    name = "moderation-photo"
+    input_type = Job
+    consumes = "accepted"
+    emits = "photo_cleared"
+    passed_state = JobState.PHOTO_CLEARED
+
+    def __init__(self, settings: ModerationSettings, blobs: BlobStore) -> None:
+        super().__init__(settings)
+        self.settings: ModerationSettings = settings
+        self.blobs = blobs
+
+    async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
+        try:
+            data = await asyncio.to_thread(self.blobs.get_bytes, event.photo)
+            with Image.open(io.BytesIO(data)) as image:
+                grey = np.asarray(image.convert("L"), dtype=np.float32)
+        except (BlobError, UnidentifiedImageError, OSError) as exc:
+            return Veto(("PHOTO_UNDECODABLE",), str(exc))
+        height, width = grey.shape
+        if min(width, height) < self.settings.min_photo_side:
+            return Veto(("PHOTO_TOO_SMALL",), f"{width}x{height}")
+        spread = float(grey.std())
+        ctx.scores["pixel_stddev"] = round(spread, 3)
+        if spread < self.settings.blank_photo_stddev:
+            return Veto(("PHOTO_BLANK",), f"grey-level spread {spread:.2f}",
+                        {"pixel_stddev": spread})
+        return event
+
+
+if __name__ == "__main__":
+    serve("moderation-photo", ModerationSettings(),
+          lambda settings, rt: (PhotoCheckpoint(settings, rt.blobs), []))

@@ -1,0 +1,9 @@
+"""Runs the review service."""
+
+from alive.service import serve
+from services.review.settings import ReviewSettings
+from services.review.stage import ReviewStage
+
+if __name__ == "__main__":
+    serve("review", ReviewSettings(),
+          lambda settings, rt: (ReviewStage(settings, rt.blobs, rt.ledger), []))

@@ -1,0 +1,74 @@
+"""Review: the last gate before a video goes live on a Story.
+
+Consumes PublishRequest from alive.publish-requests; emits the job to alive.published
+(PUBLISHED). Reads the job as the video checkpoint passed it (the stage ledger) and vetoes
+unless every moderation checkpoint passed it (REVIEW_CHECKPOINT_MISSING), the video is the
+one that was checked (REVIEW_VIDEO_CHANGED) and it still verifies as Trusted and
+AI-generated against the trust anchor (REVIEW_PROVENANCE_NOT_TRUSTED). A request for a job
+that is not READY is dead-lettered (JOB_NOT_READY) and leaves the job as it is. The human
+review queue comes in its own issue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from alive.blobs import BlobError, BlobStore, StageLedger
+from alive.jobs import CHECKPOINTS
+from alive.provenance import verify_video
+from alive.stage import JobIdentity, PermanentError, Stage, StageContext, Veto
+from alive.v1.events_pb2 import Job, JobState, PublishRequest, StageOutcome, Verdict
+from services.review.settings import ReviewSettings
+
+READY_STAGE = "moderation-video"  # the stage whose pass makes a job READY
+
+
+class ReviewStage(Stage[PublishRequest]):
+    name = "review"
+    input_type = PublishRequest
+    consumes = "publish_requests"
+    emits = "published"
+    passed_state = JobState.PUBLISHED
+
+    def __init__(self, settings: ReviewSettings, blobs: BlobStore, ledger: StageLedger) -> None:
+        super().__init__(settings)
+        self.settings: ReviewSettings = settings
+        self.blobs = blobs
+        self.ledger = ledger
+        self._trust_anchor = b""
+
+    async def start(self) -> None:
+        self._trust_anchor = self.settings.trust_anchor_path.read_bytes()
+
+    def identify(self, event: PublishRequest) -> JobIdentity:
+        job = self._ready_job(event.job_id)
+        return JobIdentity(job.job_id, job.request_id, job.creator_id)
+
+    def _ready_job(self, job_id: str) -> Job:
+        try:
+            record = self.ledger.get(READY_STAGE, job_id) if job_id else None
+        except BlobError:
+            record = None
+        outcome = StageOutcome.FromString(record) if record else None
+        if outcome is None or not outcome.HasField("passed"):
+            raise PermanentError("JOB_NOT_READY", f"job {job_id!r} is not READY")
+        return outcome.passed
+
+    async def process(self, event: PublishRequest, ctx: StageContext) -> Job | Veto:
+        job = self._ready_job(event.job_id)
+        passed = {r.stage for r in job.stages if r.verdict == Verdict.PASS}
+        missing = [c for c in CHECKPOINTS if c not in passed]
+        if missing:
+            return Veto(("REVIEW_CHECKPOINT_MISSING",), "not passed: " + ", ".join(missing))
+        try:
+            await asyncio.to_thread(self.blobs.get_bytes, job.video)  # checks the sha256
+        except BlobError as exc:
+            return Veto(("REVIEW_VIDEO_CHANGED",), str(exc))
+        check = await asyncio.to_thread(
+            verify_video, self.blobs.local_path(job.video), self._trust_anchor
+        )
+        ctx.scores["provenance_trusted"] = float(check.trusted)
+        if not (check.trusted and check.ai_generated):
+            return Veto(("REVIEW_PROVENANCE_NOT_TRUSTED",),
+                        f"{check.state}: {', '.join(check.failure_codes)}")
+        return job
