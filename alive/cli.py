@@ -1,0 +1,221 @@
+"""The ``alive`` command.
+
+  alive run                      start the embedded stack, animate the sample photo, show the
+                                 result and its provenance, publish it, stop everything
+  alive up                       start the embedded stack and keep it running (Ctrl-C stops)
+  alive submit PHOTO [PROMPT]    send your own photo to a running stack; prints the result path
+  alive status JOB_ID            a job's state and its path through the pipeline
+  alive topics                   create Alive's topics on the configured Kafka (deployments)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from alive.client import AliveClient, Rejected
+from alive.embedded.stack import REPO_ROOT, EmbeddedStack
+from alive.kafka import ensure_topics
+from alive.media import probe_mp4
+from alive.provenance import verify_video
+from alive.settings import ServiceSettings
+from alive.v1.api_pb2 import JobView
+from alive.v1.events_pb2 import JobState, OutputSpec, Verdict
+
+console = Console(stderr=True)
+WORKDIR = Path(".alive")
+STATE_FILE = WORKDIR / "stack.json"
+SAMPLE_PHOTO = REPO_ROOT / "samples" / "chelsea.jpg"
+DEFAULT_PROMPT = "make this photo come alive"
+# The states a job passes on its way to READY, for the progress bar.
+STEPS_TO_READY = [
+    JobState.SUBMITTED, JobState.ACCEPTED, JobState.PHOTO_CLEARED, JobState.PROMPT_CLEARED,
+    JobState.GENERATED, JobState.SCORED, JobState.SIGNED, JobState.READY,
+]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="alive", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="the whole pipeline once on the sample photo")
+    _add_job_options(run)
+    run.add_argument("--photo", type=Path, default=SAMPLE_PHOTO)
+    run.add_argument("--prompt", default=DEFAULT_PROMPT)
+    commands.add_parser("up", help="start the embedded stack and keep it running")
+    submit = commands.add_parser("submit", help="send a photo to a running stack")
+    submit.add_argument("photo", type=Path)
+    submit.add_argument("prompt", nargs="?", default="")
+    submit.add_argument("--publish", action="store_true", help="also put it on a Story")
+    _add_job_options(submit)
+    status = commands.add_parser("status", help="show a job")
+    status.add_argument("job_id")
+    commands.add_parser("topics", help="create the topics on the configured Kafka")
+    args = parser.parse_args(argv)
+    handlers = {"run": _run, "up": _up, "submit": _submit, "status": _status, "topics": _topics}
+    sys.exit(handlers[args.command](args))
+
+
+def _add_job_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--width", type=int, default=0, help="pixels (default 576)")
+    parser.add_argument("--height", type=int, default=0, help="pixels (default 1024)")
+    parser.add_argument("--fps", type=int, default=0, help="frames a second (default 24)")
+    parser.add_argument("--duration-ms", type=int, default=0, help="length (default 4000)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path("out"), help="where the MP4 goes")
+
+
+def _run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    stack = EmbeddedStack(WORKDIR)
+    with console.status("starting the broker, Triton and 8 services…"):
+        stack.__enter__()
+    try:
+        console.print(f"stack up in {time.monotonic() - started:.1f} s "
+                      f"(logs in {stack.logs})")
+        with AliveClient(stack.api_target) as client:
+            code = _submit_and_show(client, args, stack.trust_anchor, publish=True)
+    finally:
+        with console.status("shutting down…"):
+            codes = stack.stop()
+    unclean = {name: c for name, c in codes.items() if c != 0}
+    console.print("shut down cleanly" if not unclean else f"[red]unclean exits: {unclean}")
+    console.print(f"total {time.monotonic() - started:.1f} s")
+    return code or (1 if unclean else 0)
+
+
+def _up(args: argparse.Namespace) -> int:
+    stack = EmbeddedStack(WORKDIR)
+    with console.status("starting the broker, Triton and 8 services…"):
+        stack.__enter__()
+    stack.write_state(STATE_FILE)
+    console.print_json(json.dumps(stack.describe()))
+    console.print(f"up: `alive submit PHOTO \"PROMPT\"` in another terminal; Ctrl-C stops")
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    with console.status("shutting down…"):
+        stack.stop()
+    STATE_FILE.unlink(missing_ok=True)
+    return 0
+
+
+def _running_stack() -> dict[str, str]:
+    if not STATE_FILE.exists():
+        console.print("[red]no stack is running here: start one with `alive up`")
+        sys.exit(2)
+    state: dict[str, str] = json.loads(STATE_FILE.read_text())
+    return state
+
+
+def _submit(args: argparse.Namespace) -> int:
+    state = _running_stack()
+    with AliveClient(state["api"]) as client:
+        return _submit_and_show(client, args, Path(state["trust_anchor"]), publish=args.publish)
+
+
+def _status(args: argparse.Namespace) -> int:
+    with AliveClient(_running_stack()["api"]) as client:
+        _print_path(client.get(args.job_id))
+    return 0
+
+
+def _topics(args: argparse.Namespace) -> int:
+    asyncio.run(ensure_topics(ServiceSettings()))
+    return 0
+
+
+def _submit_and_show(
+    client: AliveClient, args: argparse.Namespace, trust_anchor: Path, *, publish: bool
+) -> int:
+    output = OutputSpec(width=args.width, height=args.height, fps=args.fps,
+                        duration_ms=args.duration_ms)
+    try:
+        response = client.submit(args.photo.read_bytes(), args.prompt, output=output,
+                                 seed=args.seed)
+    except Rejected as exc:
+        console.print(f"[red]rejected: {exc.reason_code}[/] ({exc})")
+        return 1
+    job_id = response.job_id
+    console.print(f"job {job_id}")
+    view = _follow(client, job_id)
+    if view.state != JobState.READY:
+        _print_path(view)
+        return 1
+    video = _save_video(view, args.out)
+    if publish:
+        client.publish(job_id, requested_by="cli")
+        view = _follow(client, job_id)
+    _print_path(view)
+    _print_video(video, trust_anchor)
+    console.print(f"[bold green]video: {video}")
+    print(video)
+    return 0 if view.state in (JobState.READY, JobState.PUBLISHED) else 1
+
+
+def _follow(client: AliveClient, job_id: str) -> JobView:
+    """Shows progress until the job is READY or ends; returns the job then."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("waiting", total=len(STEPS_TO_READY))
+        for event in client.watch(job_id, stop_at_ready=True):
+            done = STEPS_TO_READY.index(event.state) + 1 if event.state in STEPS_TO_READY else 0
+            progress.update(task, completed=max(done, 0),
+                            description=f"{JobState.Name(event.state).lower()} ({event.stage})")
+            if event.state == JobState.PUBLISHED:
+                break
+    return client.get(job_id)
+
+
+def _save_video(view: JobView, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"alive-{view.job_id[:8]}.mp4"
+    shutil.copyfile(view.video.uri.removeprefix("file://"), target)
+    return target.resolve()
+
+
+def _print_path(view: JobView) -> None:
+    table = Table(title=f"job {view.job_id}: {JobState.Name(view.state)}")
+    for column in ("#", "stage", "state", "verdict", "time", "reasons"):
+        table.add_column(column, justify="right" if column in ("#", "time") else "left")
+    for i, event in enumerate(view.history, 1):
+        took = event.at_ms - event.stage_started_at_ms if event.stage_started_at_ms else 0
+        table.add_row(str(i), event.stage, JobState.Name(event.state),
+                      Verdict.Name(event.verdict), f"{took} ms",
+                      ", ".join(event.reason_codes))
+    if view.history:
+        total = view.history[-1].at_ms - view.history[0].stage_started_at_ms
+        table.caption = f"{total} ms from submission to {JobState.Name(view.state)}"
+    console.print(table)
+
+
+def _print_video(video: Path, trust_anchor: Path) -> None:
+    info = probe_mp4(video)
+    console.print(
+        f"video: {info.width}x{info.height}, {info.frame_count} frames at {info.fps:g} fps, "
+        f"{info.duration_s:.2f} s, {info.video_codec}; audio: {info.audio_codec} "
+        f"{info.audio_duration_s or 0:.2f} s; {video.stat().st_size / 1024:.0f} KiB"
+    )
+    check = verify_video(video, trust_anchor.read_bytes())
+    colour = "green" if check.trusted else "red"
+    console.print(
+        f"provenance: C2PA [{colour}]{check.state}[/] against {trust_anchor}; "
+        f"AI-generated: {check.ai_generated} ({check.digital_source_type}); "
+        f"generator: {check.generator}; ingredients: {', '.join(check.ingredient_relationships)}"
+    )
+
+
+__all__ = ["main"]

@@ -1,0 +1,230 @@
+"""The embedded default on one machine: a local broker, a local Triton on CPU, files on disk,
+and every service as its own process. ``alive up``, ``alive run`` and the tests start it.
+
+Everything listens on loopback only. Logs go to ``<workdir>/logs/<name>.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alive.embedded.broker import EmbeddedBroker
+from alive.embedded.ports import free_port
+from alive.embedded.triton import TritonServer
+from alive.kafka import ensure_topics
+from alive.settings import ServiceSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODEL_REPOSITORY = REPO_ROOT / "models"
+
+# Pipeline order; each runs as `python -m <module>`.
+SERVICES: dict[str, str] = {
+    "ingest": "services.ingest",
+    "moderation-photo": "services.moderation.photo",
+    "moderation-prompt": "services.moderation.prompt",
+    "generator": "services.generator",
+    "audio": "services.audio",
+    "provenance": "services.provenance",
+    "moderation-video": "services.moderation.video",
+    "review": "services.review",
+}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    module: str
+    http_port: int
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def spawn(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # shut down by the stack, not by a terminal's Ctrl-C
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ready(self) -> bool:
+        try:
+            url = f"http://127.0.0.1:{self.http_port}/readyz"
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout_s: float) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+@dataclass
+class EmbeddedStack:
+    workdir: Path
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    shutdown_grace_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.workdir = self.workdir.resolve()
+        self.logs = self.workdir / "logs"
+        self.blob_root = self.workdir / "blobs"
+        self.cert_dir = self.workdir / "certs"
+        self.broker = EmbeddedBroker(self.logs / "broker.log")
+        self.triton = TritonServer(MODEL_REPOSITORY, self.workdir / "triton",
+                                   log_path=self.logs / "triton.log")
+        self.api_port = 0
+        self.services: dict[str, ServiceProcess] = {}
+
+    @property
+    def api_target(self) -> str:
+        return f"127.0.0.1:{self.api_port}"
+
+    @property
+    def trust_anchor(self) -> Path:
+        return self.cert_dir / "root.pem"
+
+    def settings(self) -> ServiceSettings:
+        """Settings a client in this process uses to reach the stack's broker and blobs."""
+        return ServiceSettings(
+            kafka={"bootstrap_servers": self.broker.bootstrap_servers},  # type: ignore[arg-type]
+            blob_root=self.blob_root,
+        )
+
+    def start(self, timeout_s: float = 90.0) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        # The embedded broker starts empty, so blobs and ledger entries of an earlier run
+        # belong to jobs that no longer exist.
+        shutil.rmtree(self.blob_root, ignore_errors=True)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            triton_started = pool.submit(self.triton.start, timeout_s)
+            self.broker.start()
+            asyncio.run(ensure_topics(self.settings()))
+            triton_started.result()
+        self.api_port = free_port()
+        for name, module in SERVICES.items():
+            port = free_port()
+            self.services[name] = ServiceProcess(
+                name, module, port, self._env_for(port), self.logs / f"{name}.log"
+            )
+            self.services[name].spawn()
+        self.wait_ready(list(self.services), timeout_s)
+
+    def _env_for(self, http_port: int) -> dict[str, str]:
+        return {
+            **os.environ,
+            "ALIVE_PROFILE": "embedded",
+            "ALIVE_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            "ALIVE_BLOB_ROOT": str(self.blob_root),
+            "ALIVE_HTTP_PORT": str(http_port),
+            "ALIVE_GRPC_PORT": str(self.api_port),
+            "ALIVE_TRITON_URL": self.triton.grpc_url,
+            "ALIVE_CERT_DIR": str(self.cert_dir),
+            "ALIVE_TRUST_ANCHOR_PATH": str(self.trust_anchor),
+            "ALIVE_SHUTDOWN_GRACE_S": str(self.shutdown_grace_s),
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+
+    def wait_ready(self, names: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        waiting = list(names)
+        while waiting:
+            for name in list(waiting):
+                service = self.services[name]
+                if not service.alive():
+                    raise StackError(f"{name} exited; log:\n{self.log_tail(name)}")
+                if service.ready():
+                    waiting.remove(name)
+            if waiting and time.monotonic() > deadline:
+                raise StackError(f"not ready after {timeout_s} s: {', '.join(waiting)}")
+            time.sleep(0.1)
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        service = self.services[name]
+        service.signal(sig)
+        service.wait(self.shutdown_grace_s + 5)
+
+    def restart(self, name: str, timeout_s: float = 60.0) -> None:
+        """Starts a stopped service again, with the same port and settings."""
+        self.services[name].spawn()
+        self.wait_ready([name], timeout_s)
+
+    def stop(self) -> dict[str, int | None]:
+        """SIGTERM to every service at once; their exit codes (0 is a clean shutdown)."""
+        for service in self.services.values():
+            service.signal(signal.SIGTERM)
+        codes = {
+            name: service.wait(self.shutdown_grace_s + 5)
+            for name, service in self.services.items()
+        }
+        self.triton.stop()
+        self.broker.stop()
+        return codes
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "api": self.api_target,
+            "kafka": self.broker.bootstrap_servers,
+            "triton_grpc": self.triton.grpc_url,
+            "triton_metrics": self.triton.metrics_url,
+            "blob_root": str(self.blob_root),
+            "trust_anchor": str(self.trust_anchor),
+            "logs": str(self.logs),
+            "metrics": {
+                name: f"http://127.0.0.1:{s.http_port}/metrics"
+                for name, s in self.services.items()
+            },
+        }
+
+    def write_state(self, path: Path) -> None:
+        path.write_text(json.dumps(self.describe(), indent=2))
+
+    def __enter__(self) -> EmbeddedStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
