@@ -1,0 +1,98 @@
+"""Tests for alive.media: probing and frame reading of encoded MP4s, and rejection of bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from alive.media import MediaError, MediaInfo, probe_mp4, read_frames
+from services.generator.encoding import encode_h264
+
+
+def _moving_frames(count: int, height: int, width: int) -> npt.NDArray[Any]:
+    y, x = np.mgrid[0:height, 0:width]
+    frames = np.empty((count, height, width, 3), dtype=np.uint8)
+    for t in range(count):
+        frames[t, ..., 0] = (x * 4 + t * 8) % 256
+        frames[t, ..., 1] = (y * 4) % 256
+        frames[t, ..., 2] = 128 + t
+    return frames
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, npt.NDArray[Any]]:
+    frames = _moving_frames(10, 48, 64)
+    path = tmp_path_factory.mktemp("media") / "clip.mp4"
+    encode_h264(frames, 24, path, crf=18)
+    return path, frames
+
+
+def test_probe_reports_decoded_stream(clip: tuple[Path, npt.NDArray[Any]]) -> None:
+    info = probe_mp4(clip[0])
+    assert info == MediaInfo(
+        width=64,
+        height=48,
+        fps=24.0,
+        frame_count=10,
+        duration_s=10 / 24,
+        video_codec="h264",
+        audio_codec=None,
+        audio_duration_s=None,
+        audio_sample_rate=None,
+        audio_channels=None,
+    )
+    assert not info.has_audio
+
+
+def test_read_all_frames_matches_source(clip: tuple[Path, npt.NDArray[Any]]) -> None:
+    path, source = clip
+    frames = read_frames(path)
+    assert frames.shape == (10, 48, 64, 3)
+    assert frames.dtype == np.uint8
+    # Lossy yuv420p round trip: close, not identical.
+    assert np.abs(frames.astype(int) - source.astype(int)).mean() < 8
+
+
+def test_read_selected_frames_keeps_order(clip: tuple[Path, npt.NDArray[Any]]) -> None:
+    path, _ = clip
+    every = read_frames(path)
+    picked = read_frames(path, [3, 0, 3, 9])
+    assert np.array_equal(picked, every[[3, 0, 3, 9]])
+    assert read_frames(path, []).shape == (0, 48, 64, 3)
+
+
+@pytest.mark.parametrize("index", [10, -1])
+def test_read_frame_out_of_range(clip: tuple[Path, npt.NDArray[Any]], index: int) -> None:
+    with pytest.raises(IndexError):
+        read_frames(clip[0], [index])
+
+
+def test_random_bytes_raise_media_error(tmp_path: Path) -> None:
+    path = tmp_path / "noise.mp4"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(MediaError):
+        probe_mp4(path)
+    with pytest.raises(MediaError):
+        read_frames(path)
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.02, 0.5, 0.97])
+def test_truncated_mp4_raises_media_error(
+    clip: tuple[Path, npt.NDArray[Any]], tmp_path: Path, keep: float
+) -> None:
+    data = clip[0].read_bytes()
+    path = tmp_path / "truncated.mp4"
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(MediaError):
+        probe_mp4(path)
+    with pytest.raises(MediaError):
+        read_frames(path)
+
+
+def test_missing_file_raises_media_error(tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="no such file"):
+        probe_mp4(tmp_path / "absent.mp4")
