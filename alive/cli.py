@@ -1,11 +1,11 @@
 """The ``alive`` command.
 
-  alive run                      start the embedded stack, animate the sample photo, show the
-                                 result and its provenance, publish it, stop everything
-  alive up                       start the embedded stack and keep it running (Ctrl-C stops)
-  alive submit PHOTO [PROMPT]    send your own photo to a running stack; prints the result path
-  alive status JOB_ID            a job's state and its path through the pipeline
-  alive topics                   create Alive's topics on the configured Kafka (deployments)
+alive run                      start the embedded stack, animate the sample photo, show the
+                               result and its provenance, publish it, stop everything
+alive up                       start the embedded stack and keep it running (Ctrl-C stops)
+alive submit PHOTO [PROMPT]    send your own photo to a running stack; prints the result path
+alive status JOB_ID            a job's state and its path through the pipeline
+alive topics                   create Alive's topics on the configured Kafka (deployments)
 """
 
 from __future__ import annotations
@@ -40,14 +40,21 @@ SAMPLE_PHOTO = REPO_ROOT / "samples" / "chelsea.jpg"
 DEFAULT_PROMPT = "make this photo come alive"
 # The states a job passes on its way to READY, for the progress bar.
 STEPS_TO_READY = [
-    JobState.SUBMITTED, JobState.ACCEPTED, JobState.PHOTO_CLEARED, JobState.PROMPT_CLEARED,
-    JobState.GENERATED, JobState.SCORED, JobState.SIGNED, JobState.READY,
+    JobState.SUBMITTED,
+    JobState.ACCEPTED,
+    JobState.PHOTO_CLEARED,
+    JobState.PROMPT_CLEARED,
+    JobState.GENERATED,
+    JobState.SCORED,
+    JobState.SIGNED,
+    JobState.READY,
 ]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="alive", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="alive", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="the whole pipeline once on the sample photo")
     _add_job_options(run)
@@ -82,8 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     with console.status("starting the broker, Triton and 8 services…"):
         stack.__enter__()
     try:
-        console.print(f"stack up in {time.monotonic() - started:.1f} s "
-                      f"(logs in {stack.logs})")
+        console.print(f"stack up in {time.monotonic() - started:.1f} s (logs in {stack.logs})")
         with AliveClient(stack.api_target) as client:
             code = _submit_and_show(client, args, stack.trust_anchor, publish=True)
     finally:
@@ -101,7 +107,7 @@ def _up(args: argparse.Namespace) -> int:
         stack.__enter__()
     stack.write_state(STATE_FILE)
     console.print_json(json.dumps(stack.describe()))
-    console.print(f"up: `alive submit PHOTO \"PROMPT\"` in another terminal; Ctrl-C stops")
+    console.print('up: `alive submit PHOTO "PROMPT"` in another terminal; Ctrl-C stops')
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
@@ -140,11 +146,13 @@ def _topics(args: argparse.Namespace) -> int:
 def _submit_and_show(
     client: AliveClient, args: argparse.Namespace, trust_anchor: Path, *, publish: bool
 ) -> int:
-    output = OutputSpec(width=args.width, height=args.height, fps=args.fps,
-                        duration_ms=args.duration_ms)
+    output = OutputSpec(
+        width=args.width, height=args.height, fps=args.fps, duration_ms=args.duration_ms
+    )
     try:
-        response = client.submit(args.photo.read_bytes(), args.prompt, output=output,
-                                 seed=args.seed)
+        response = client.submit(
+            args.photo.read_bytes(), args.prompt, output=output, seed=args.seed
+        )
     except Rejected as exc:
         console.print(f"[red]rejected: {exc.reason_code}[/] ({exc})")
         return 1
@@ -167,14 +175,22 @@ def _submit_and_show(
 
 def _follow(client: AliveClient, job_id: str) -> JobView:
     """Shows progress until the job is READY or ends; returns the job then."""
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("waiting", total=len(STEPS_TO_READY))
         for event in client.watch(job_id, stop_at_ready=True):
             done = STEPS_TO_READY.index(event.state) + 1 if event.state in STEPS_TO_READY else 0
-            progress.update(task, completed=max(done, 0),
-                            description=f"{JobState.Name(event.state).lower()} ({event.stage})")
+            progress.update(
+                task,
+                completed=max(done, 0),
+                description=f"{JobState.Name(event.state).lower()} ({event.stage})",
+            )
             if event.state == JobState.PUBLISHED:
                 break
     return client.get(job_id)
@@ -193,9 +209,14 @@ def _print_path(view: JobView) -> None:
         table.add_column(column, justify="right" if column in ("#", "time") else "left")
     for i, event in enumerate(view.history, 1):
         took = event.at_ms - event.stage_started_at_ms if event.stage_started_at_ms else 0
-        table.add_row(str(i), event.stage, JobState.Name(event.state),
-                      Verdict.Name(event.verdict), f"{took} ms",
-                      ", ".join(event.reason_codes))
+        table.add_row(
+            str(i),
+            event.stage,
+            JobState.Name(event.state),
+            Verdict.Name(event.verdict),
+            f"{took} ms",
+            ", ".join(event.reason_codes),
+        )
     if view.history:
         total = view.history[-1].at_ms - view.history[0].stage_started_at_ms
         table.caption = f"{total} ms from submission to {JobState.Name(view.state)}"

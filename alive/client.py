@@ -48,7 +48,10 @@ class AliveClient:
         timeout_s: float = 30,
     ) -> SubmitResponse:
         request = SubmitRequest(
-            photo=photo, prompt=prompt, creator_id=creator_id, request_id=request_id,
+            photo=photo,
+            prompt=prompt,
+            creator_id=creator_id,
+            request_id=request_id,
             output=output or OutputSpec(),
         )
         if seed is not None:

@@ -105,8 +105,9 @@ class EmbeddedStack:
         self.blob_root = self.workdir / "blobs"
         self.cert_dir = self.workdir / "certs"
         self.broker = EmbeddedBroker(self.logs / "broker.log")
-        self.triton = TritonServer(MODEL_REPOSITORY, self.workdir / "triton",
-                                   log_path=self.logs / "triton.log")
+        self.triton = TritonServer(
+            MODEL_REPOSITORY, self.workdir / "triton", log_path=self.logs / "triton.log"
+        )
         self.api_port = 0
         self.services: dict[str, ServiceProcess] = {}
 
@@ -189,8 +190,7 @@ class EmbeddedStack:
         for service in self.services.values():
             service.signal(signal.SIGTERM)
         codes = {
-            name: service.wait(self.shutdown_grace_s + 5)
-            for name, service in self.services.items()
+            name: service.wait(self.shutdown_grace_s + 5) for name, service in self.services.items()
         }
         self.triton.stop()
         self.broker.stop()
@@ -210,8 +210,7 @@ class EmbeddedStack:
             "trust_anchor": str(self.trust_anchor),
             "logs": str(self.logs),
             "metrics": {
-                name: f"http://127.0.0.1:{s.http_port}/metrics"
-                for name, s in self.services.items()
+                name: f"http://127.0.0.1:{s.http_port}/metrics" for name, s in self.services.items()
             },
         }
 

@@ -56,5 +56,3 @@ class AudioStage(Stage[Job]):
         del job.soundscape_layers[:]
         job.soundscape_layers.extend(layers)
         return job
-
-

@@ -34,8 +34,13 @@ from services.generator.settings import GeneratorSettings
 log = logging.getLogger(__name__)
 
 # gRPC status codes that mean "try again later" rather than "this request is bad".
-_TRANSIENT = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED",
-              "StatusCode.RESOURCE_EXHAUSTED", "StatusCode.CANCELLED", "StatusCode.INTERNAL"}
+_TRANSIENT = {
+    "StatusCode.UNAVAILABLE",
+    "StatusCode.DEADLINE_EXCEEDED",
+    "StatusCode.RESOURCE_EXHAUSTED",
+    "StatusCode.CANCELLED",
+    "StatusCode.INTERNAL",
+}
 _MAX_MESSAGE = 2**31 - 1  # frames are large (576x1024x96 RGB is 170 MB)
 
 
@@ -58,8 +63,10 @@ class GeneratorStage(Stage[Job]):
     async def start(self) -> None:
         self._client = InferenceServerClient(
             self.settings.triton_url,
-            channel_args=[("grpc.max_send_message_length", _MAX_MESSAGE),
-                          ("grpc.max_receive_message_length", _MAX_MESSAGE)],
+            channel_args=[
+                ("grpc.max_send_message_length", _MAX_MESSAGE),
+                ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ],
         )
         self._watch = asyncio.create_task(self._watch_triton())
 
@@ -80,7 +87,9 @@ class GeneratorStage(Stage[Job]):
         name = self.settings.model_name
         while True:
             try:
-                ready = await self._client.is_server_ready() and await self._client.is_model_ready(name)
+                ready = await self._client.is_server_ready() and await self._client.is_model_ready(
+                    name
+                )
                 if ready and not self._model_version:
                     config = await self._client.get_model_config(name, as_json=True)
                     params = config["config"].get("parameters", {})
@@ -106,11 +115,13 @@ class GeneratorStage(Stage[Job]):
                 self.blobs.put_file, video_key(event.job_id, "generated"), path, "video/mp4"
             )
         event.video.CopyFrom(ref)
-        event.generation.CopyFrom(GenerationInfo(
-            model_name=self.settings.model_name,
-            model_version=self._model_version or "1",
-            frame_count=int(frames.shape[0]),
-        ))
+        event.generation.CopyFrom(
+            GenerationInfo(
+                model_name=self.settings.model_name,
+                model_version=self._model_version or "1",
+                frame_count=int(frames.shape[0]),
+            )
+        )
         return event
 
     async def _animate(
@@ -139,7 +150,9 @@ class GeneratorStage(Stage[Job]):
             raise TransientError(f"Triton unreachable: {exc}") from exc
         frames = result.as_numpy("FRAMES")
         if frames is None or frames.shape[1:] != (num_frames, *image.shape):
-            raise PermanentError("MODEL_BAD_OUTPUT", f"unexpected frames shape {getattr(frames, 'shape', None)}")
+            raise PermanentError(
+                "MODEL_BAD_OUTPUT", f"unexpected frames shape {getattr(frames, 'shape', None)}"
+            )
         return np.ascontiguousarray(frames[0])
 
 

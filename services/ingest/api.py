@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
 
 from alive.blobs import BlobStore
 from alive.runner import KeyedLocks
@@ -39,6 +40,7 @@ from services.ingest.validation import (
 )
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("alive.api")
 
 REASON_TRAILER = "alive-reason-code"
 
@@ -64,6 +66,19 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             await _abort_invalid(context, "MISSING_CREATOR_ID", "creator_id is required")
         request_id = request.request_id or str(uuid.uuid4())
         job_id = job_id_for(request.creator_id, request_id)
+        # The job's trace starts here; its context travels on in the Kafka headers.
+        with tracer.start_as_current_span(
+            "api.submit", kind=trace.SpanKind.SERVER, attributes={"alive.job_id": job_id}
+        ):
+            return await self._submit(request, request_id, job_id, context)
+
+    async def _submit(
+        self,
+        request: SubmitRequest,
+        request_id: str,
+        job_id: str,
+        context: grpc.aio.ServicerContext,
+    ) -> SubmitResponse:
         async with self._submits.hold(job_id.encode()):
             existing = self._view.get(job_id)
             if existing is not None:

@@ -65,7 +65,7 @@ class StatusView:
     async def _follow(self, consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> None:
         while True:
             if not self._caught_up.is_set() and all(
-                await consumer.position(tp) >= off for tp, off in end.items()
+                [await consumer.position(tp) >= off for tp, off in end.items()]
             ):
                 self._caught_up.set()
             batch = await consumer.getmany(timeout_ms=200)

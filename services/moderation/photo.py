@@ -47,11 +47,15 @@ class PhotoCheckpoint(Stage[Job]):
         spread = float(grey.std())
         ctx.scores["pixel_stddev"] = round(spread, 3)
         if spread < self.settings.blank_photo_stddev:
-            return Veto(("PHOTO_BLANK",), f"grey-level spread {spread:.2f}",
-                        {"pixel_stddev": spread})
+            return Veto(
+                ("PHOTO_BLANK",), f"grey-level spread {spread:.2f}", {"pixel_stddev": spread}
+            )
         return event
 
 
 if __name__ == "__main__":
-    serve("moderation-photo", ModerationSettings(),
-          lambda settings, rt: (PhotoCheckpoint(settings, rt.blobs), []))
+    serve(
+        "moderation-photo",
+        ModerationSettings(),
+        lambda settings, rt: (PhotoCheckpoint(settings, rt.blobs), []),
+    )

@@ -33,17 +33,17 @@ def words_of(text: str) -> list[str]:
     tokens = re.findall(r"[a-z0-9@$]+", plain)
     words: list[str] = []
     run: list[str] = []  # consecutive one-letter tokens: "k i l l" -> "kill"
-    for token in tokens:
-        token = token.translate(_LOOKALIKES)
+    for token in [t.translate(_LOOKALIKES) for t in tokens] + [""]:
         if len(token) == 1:
             run.append(token)
             continue
+        if len(run) > 2 and run[0] in ("a", "i"):  # "a g u n": the English word, then "gun"
+            words.append(run.pop(0))
         if run:
             words.append("".join(run))
             run = []
-        words.append(token)
-    if run:
-        words.append("".join(run))
+        if token:
+            words.append(token)
     return words
 
 
@@ -61,17 +61,24 @@ class TermList:
     @classmethod
     def load(cls, path: Path) -> TermList:
         raw = json.loads(path.read_text())
-        return cls([
-            Category(name, spec["reason_code"],
-                     tuple(tuple(words_of(term)) for term in spec["terms"]))
-            for name, spec in raw.items() if not name.startswith("_")
-        ])
+        return cls(
+            [
+                Category(
+                    name,
+                    spec["reason_code"],
+                    tuple(tuple(words_of(term)) for term in spec["terms"]),
+                )
+                for name, spec in raw.items()
+                if not name.startswith("_")
+            ]
+        )
 
     def matches(self, prompt: str) -> list[Category]:
         words = words_of(prompt)
         joined = " " + " ".join(words) + " "
         return [
-            category for category in self.categories
+            category
+            for category in self.categories
             if any(f" {' '.join(term)} " in joined for term in category.terms)
         ]
 
@@ -91,11 +98,16 @@ class PromptCheckpoint(Stage[Job]):
         hits = self.terms.matches(event.prompt)
         if hits:
             # The detail names categories only: vetoes are logged and the prompt never is.
-            return Veto(tuple(c.reason_code for c in hits),
-                        "prompt matches policy: " + ", ".join(c.name for c in hits))
+            return Veto(
+                tuple(c.reason_code for c in hits),
+                "prompt matches policy: " + ", ".join(c.name for c in hits),
+            )
         return event
 
 
 if __name__ == "__main__":
-    serve("moderation-prompt", ModerationSettings(),
-          lambda settings, rt: (PromptCheckpoint(settings), []))
+    serve(
+        "moderation-prompt",
+        ModerationSettings(),
+        lambda settings, rt: (PromptCheckpoint(settings), []),
+    )

@@ -43,8 +43,9 @@ class VideoCheckpoint(Stage[Job]):
         ctx.scores["frame_count"] = info.frame_count
         ctx.scores["duration_s"] = round(info.duration_s, 3)
         if problems:
-            return Veto(tuple(code for code, _ in problems),
-                        "; ".join(detail for _, detail in problems))
+            return Veto(
+                tuple(code for code, _ in problems), "; ".join(detail for _, detail in problems)
+            )
         return event
 
     def problems(self, info: MediaInfo, job: Job) -> list[tuple[str, str]]:
@@ -53,22 +54,37 @@ class VideoCheckpoint(Stage[Job]):
         wanted_s = wanted_frames / spec.fps
         found: list[tuple[str, str]] = []
         if (info.width, info.height) != (spec.width, spec.height):
-            found.append(("VIDEO_SIZE_MISMATCH",
-                          f"{info.width}x{info.height}, asked {spec.width}x{spec.height}"))
+            found.append(
+                (
+                    "VIDEO_SIZE_MISMATCH",
+                    f"{info.width}x{info.height}, asked {spec.width}x{spec.height}",
+                )
+            )
         if info.frame_count != wanted_frames:
-            found.append(("VIDEO_FRAME_COUNT_MISMATCH",
-                          f"{info.frame_count} frames, asked {wanted_frames}"))
+            found.append(
+                ("VIDEO_FRAME_COUNT_MISMATCH", f"{info.frame_count} frames, asked {wanted_frames}")
+            )
         if abs(info.duration_s - wanted_s) > 1 / spec.fps:
-            found.append(("VIDEO_DURATION_MISMATCH",
-                          f"{info.duration_s:.3f} s, asked {wanted_s:.3f} s"))
+            found.append(
+                ("VIDEO_DURATION_MISMATCH", f"{info.duration_s:.3f} s, asked {wanted_s:.3f} s")
+            )
         if info.audio_duration_s is None:
             found.append(("VIDEO_NO_AUDIO", "no audio stream"))
-        elif abs(info.audio_duration_s - info.duration_s) > self.settings.audio_duration_tolerance_s:
-            found.append(("AUDIO_DURATION_MISMATCH",
-                          f"audio {info.audio_duration_s:.3f} s, video {info.duration_s:.3f} s"))
+        elif (
+            abs(info.audio_duration_s - info.duration_s) > self.settings.audio_duration_tolerance_s
+        ):
+            found.append(
+                (
+                    "AUDIO_DURATION_MISMATCH",
+                    f"audio {info.audio_duration_s:.3f} s, video {info.duration_s:.3f} s",
+                )
+            )
         return found
 
 
 if __name__ == "__main__":
-    serve("moderation-video", ModerationSettings(),
-          lambda settings, rt: (VideoCheckpoint(settings, rt.blobs), []))
+    serve(
+        "moderation-video",
+        ModerationSettings(),
+        lambda settings, rt: (VideoCheckpoint(settings, rt.blobs), []),
+    )

@@ -71,8 +71,9 @@ class ProvenanceStage(Stage[Job]):
         with tempfile.TemporaryDirectory() as tmp:
             labelled, signed = Path(tmp) / "labelled.mp4", Path(tmp) / "signed.mp4"
             label_ai_generated(self.blobs.local_path(job.video), labelled)
-            self._signer.sign(labelled, self.blobs.local_path(job.photo), job.photo.content_type,
-                              facts, signed)
+            self._signer.sign(
+                labelled, self.blobs.local_path(job.photo), job.photo.content_type, facts, signed
+            )
             check = verify_video(signed, self._trust_anchor)
             if not (check.trusted and check.ai_generated):
                 raise PermanentError(
@@ -81,7 +82,9 @@ class ProvenanceStage(Stage[Job]):
                 )
             ref = self.blobs.put_file(video_key(job.job_id, "signed"), signed, "video/mp4")
         job.video.CopyFrom(ref)
-        job.provenance.CopyFrom(ProvenanceInfo(
-            validation_state=check.state, digital_source_type=check.digital_source_type or ""
-        ))
+        job.provenance.CopyFrom(
+            ProvenanceInfo(
+                validation_state=check.state, digital_source_type=check.digital_source_type or ""
+            )
+        )
         return job

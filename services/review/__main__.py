@@ -5,5 +5,8 @@ from services.review.settings import ReviewSettings
 from services.review.stage import ReviewStage
 
 if __name__ == "__main__":
-    serve("review", ReviewSettings(),
-          lambda settings, rt: (ReviewStage(settings, rt.blobs, rt.ledger), []))
+    serve(
+        "review",
+        ReviewSettings(),
+        lambda settings, rt: (ReviewStage(settings, rt.blobs, rt.ledger), []),
+    )

@@ -69,6 +69,8 @@ class ReviewStage(Stage[PublishRequest]):
         )
         ctx.scores["provenance_trusted"] = float(check.trusted)
         if not (check.trusted and check.ai_generated):
-            return Veto(("REVIEW_PROVENANCE_NOT_TRUSTED",),
-                        f"{check.state}: {', '.join(check.failure_codes)}")
+            return Veto(
+                ("REVIEW_PROVENANCE_NOT_TRUSTED",),
+                f"{check.state}: {', '.join(check.failure_codes)}",
+            )
         return job

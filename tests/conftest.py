@@ -1,0 +1,43 @@
+"""Session fixtures: real components (broker, Triton, every service) started once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alive.client import AliveClient
+from alive.embedded.broker import EmbeddedBroker
+from alive.embedded.stack import EmbeddedStack
+from tests.support import photo_bytes
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(tmp_path_factory.mktemp("broker") / "broker.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    workdir = tmp_path_factory.mktemp("stack")
+    running = EmbeddedStack(workdir, shutdown_grace_s=5)
+    with running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def client(stack: EmbeddedStack) -> Iterator[AliveClient]:
+    with AliveClient(stack.api_target) as api:
+        yield api
+
+
+@pytest.fixture
+def small_photo() -> bytes:
+    return photo_bytes()
+
+
+@pytest.fixture(scope="session")
+def sample_photo() -> Path:
+    return Path(__file__).resolve().parents[1] / "samples" / "chelsea.jpg"

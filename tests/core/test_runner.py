@@ -1,0 +1,205 @@
+"""The stage runner on a real broker, with a toy stage whose behaviour each job's prompt sets."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from alive.blobs import LocalBlobStore, StageLedger
+from alive.embedded.broker import EmbeddedBroker
+from alive.kafka import ensure_topics, make_consumer, make_producer
+from alive.runner import DLQ_JOB_ID, DLQ_REASON, KeyedLocks, OffsetTracker, StageRunner
+from alive.settings import ServiceSettings, Topics
+from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
+from alive.telemetry import StageMetrics
+from alive.v1.events_pb2 import Job, JobState, StatusEvent, Verdict
+from tests.support import read_topic
+
+
+def test_offset_tracker_commits_only_a_finished_prefix() -> None:
+    tracker, tp = OffsetTracker(), TopicPartition("t", 0)
+    for offset in (10, 11, 12, 13):
+        tracker.begin(tp, offset)
+    tracker.finish(tp, 12)
+    tracker.finish(tp, 11)
+    assert tracker.take_committable() == {}  # 10 still running
+    tracker.finish(tp, 10)
+    assert tracker.take_committable() == {tp: 13}  # 10, 11, 12 done: next is 13
+    assert tracker.uncommitted() == 1
+    tracker.finish(tp, 13)
+    assert tracker.take_committable() == {tp: 14}
+    assert tracker.take_committable() == {}
+
+
+async def test_keyed_locks_serialise_one_key_and_forget_idle_keys() -> None:
+    locks, order = KeyedLocks(), []
+
+    async def work(key: bytes, label: str) -> None:
+        async with locks.hold(key):
+            order.append(f"{label}+")
+            await asyncio.sleep(0.01)
+            order.append(f"{label}-")
+
+    await asyncio.gather(work(b"a", "a1"), work(b"a", "a2"), work(b"b", "b1"))
+    assert order.index("a1-") < order.index("a2+")
+    assert len(locks) == 0
+
+
+class ToyStage(Stage[Job]):
+    """Behaviour from the prompt: 'sleep N', 'transient N' (fails N times), 'permanent',
+    'crash', 'veto'; anything else passes at once."""
+
+    name = "toy"
+    input_type = Job
+    consumes = "accepted"
+    emits = "photo_cleared"
+    passed_state = JobState.PHOTO_CLEARED
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        super().__init__(settings)
+        self.calls: dict[str, int] = {}
+
+    async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
+        self.calls[event.job_id] = self.calls.get(event.job_id, 0) + 1
+        verb, _, arg = event.prompt.partition(" ")
+        if verb == "sleep":
+            await asyncio.sleep(float(arg))
+        elif verb == "transient" and self.calls[event.job_id] <= int(arg):
+            raise TransientError("not yet")
+        elif verb == "permanent":
+            raise PermanentError("TOY_BROKEN", "cannot")
+        elif verb == "crash":
+            raise ZeroDivisionError("bug")
+        elif verb == "veto":
+            return Veto(("TOY_SAYS_NO",), "no", {"toy_score": 0.9})
+        return event
+
+
+@dataclass
+class ToyRig:
+    """A ToyStage running in a StageRunner on its own topics."""
+
+    stage: ToyStage
+    settings: ServiceSettings
+
+    async def send(self, jobs: list[Job]) -> None:
+        producer = make_producer(self.settings, "toy-feeder")
+        await producer.start()
+        for job in jobs:
+            await producer.send_and_wait(
+                self.settings.topics.accepted, job.SerializeToString(), key=job.job_id.encode()
+            )
+        await producer.stop()
+
+    async def read(self, topic: str) -> list[ConsumerRecord]:
+        return await asyncio.to_thread(read_topic, self.settings.kafka.bootstrap_servers, topic)
+
+    async def statuses(self, count: int) -> list[StatusEvent]:
+        for _ in range(100):
+            records = await self.read(self.settings.topics.status)
+            if len(records) >= count:
+                return [StatusEvent.FromString(r.value) for r in records]
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"fewer than {count} status events")
+
+    async def committed(self) -> int:
+        consumer = make_consumer(self.settings, group_id="alive-toy", client_id="probe")
+        await consumer.start()
+        try:
+            parts = [TopicPartition(self.settings.topics.accepted, p) for p in range(3)]
+            return sum([(await consumer.committed(tp)) or 0 for tp in parts])
+        finally:
+            await consumer.stop()
+
+
+@pytest.fixture
+async def toy(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[ToyRig]:
+    suffix = uuid.uuid4().hex[:8]
+    topics = Topics(**{name: f"{topic}-{suffix}" for name, topic in Topics().model_dump().items()})
+    settings = ServiceSettings(
+        kafka={"bootstrap_servers": broker.bootstrap_servers},  # type: ignore[arg-type]
+        topics=topics,
+        blob_root=tmp_path,
+        max_in_flight=3,
+        retry_base_s=0.01,
+        max_attempts=4,
+        shutdown_grace_s=5,
+    )
+    await ensure_topics(settings)
+    stage = ToyStage(settings)
+    producer = make_producer(settings, "toy-test")
+    await producer.start()
+    runner = StageRunner(
+        stage,
+        settings,
+        producer,
+        StageLedger(LocalBlobStore(tmp_path)),
+        StageMetrics("toy", CollectorRegistry()),
+    )
+    task = asyncio.create_task(runner.run())
+    yield ToyRig(stage, settings)
+    runner.stop()
+    await asyncio.wait_for(task, 20)
+    await producer.stop()
+
+
+async def test_out_of_order_work_is_all_committed_and_emitted(toy: ToyRig) -> None:
+    jobs = [
+        Job(job_id=f"job-{i}", prompt=f"sleep {0.3 if i % 3 == 0 else 0.01}") for i in range(12)
+    ]
+    await toy.send(jobs)
+    events = await toy.statuses(12)
+    assert {e.job_id for e in events} == {j.job_id for j in jobs}
+    assert all(e.state == JobState.PHOTO_CLEARED for e in events)
+    await asyncio.sleep(0.5)
+    assert await toy.committed() == 12
+    out = await toy.read(toy.settings.topics.photo_cleared)
+    assert sorted(Job.FromString(r.value).job_id for r in out) == sorted(j.job_id for j in jobs)
+    stages = Job.FromString(out[0].value).stages
+    assert [s.stage for s in stages] == ["toy"] and stages[0].verdict == Verdict.PASS
+
+
+async def test_transient_errors_are_retried_then_pass(toy: ToyRig) -> None:
+    await toy.send([Job(job_id="flaky", prompt="transient 2")])
+    events = await toy.statuses(1)
+    assert events[0].state == JobState.PHOTO_CLEARED
+    assert toy.stage.calls["flaky"] == 3
+
+
+async def test_failures_are_dead_lettered_and_the_job_marked_failed(toy: ToyRig) -> None:
+    await toy.send(
+        [
+            Job(job_id="broken", prompt="permanent"),
+            Job(job_id="buggy", prompt="crash"),
+            Job(job_id="never", prompt="transient 99"),
+            Job(job_id="refused", prompt="veto"),
+        ]
+    )
+    events = {e.job_id: e for e in await toy.statuses(4)}
+    assert events["broken"].state == JobState.FAILED
+    assert list(events["broken"].reason_codes) == ["TOY_BROKEN"]
+    assert list(events["buggy"].reason_codes) == ["STAGE_ERROR"]
+    assert list(events["never"].reason_codes) == ["RETRIES_EXHAUSTED"]
+    assert events["refused"].state == JobState.VETOED
+    dlq = await toy.read(toy.settings.topics.dlq)
+    reasons = {dict(r.headers)[DLQ_JOB_ID]: dict(r.headers)[DLQ_REASON] for r in dlq}
+    assert reasons == {
+        b"broken": b"TOY_BROKEN",
+        b"buggy": b"STAGE_ERROR",
+        b"never": b"RETRIES_EXHAUSTED",
+    }
+
+
+async def test_a_redelivered_job_is_not_processed_again(toy: ToyRig) -> None:
+    await toy.send([Job(job_id="once", prompt="pass")] * 2)
+    await toy.statuses(1)
+    await asyncio.sleep(1.0)
+    assert toy.stage.calls["once"] == 1
+    assert len(await toy.read(toy.settings.topics.status)) == 1

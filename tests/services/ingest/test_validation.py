@@ -1,0 +1,92 @@
+"""Ingest's validation path: photos, prompts and output specs."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from alive.v1.events_pb2 import OutputSpec
+from services.ingest.settings import DEFAULT_PROMPT, IngestSettings
+from services.ingest.validation import (
+    InvalidInput,
+    normalise_prompt,
+    resolve_output,
+    validate_photo,
+)
+from tests.support import photo_bytes
+
+SETTINGS = IngestSettings()
+
+
+def _reason(call) -> str:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidInput) as err:
+        call()
+    return err.value.reason_code
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_accepted_formats_are_normalised_to_png(fmt: str) -> None:
+    photo = validate_photo(photo_bytes(fmt=fmt), SETTINGS)
+    assert photo.source_format == fmt
+    assert (photo.width, photo.height) == (160, 120)
+    assert Image.open(io.BytesIO(photo.png)).format == "PNG"
+
+
+def test_exif_orientation_is_applied_and_exif_dropped() -> None:
+    image = Image.open(io.BytesIO(photo_bytes(width=200, height=100)))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    exif[0x010F] = "SecretCam"  # Make: metadata that must not survive
+    out = io.BytesIO()
+    image.save(out, format="JPEG", exif=exif)
+    photo = validate_photo(out.getvalue(), SETTINGS)
+    assert (photo.width, photo.height) == (100, 200)
+    assert b"SecretCam" not in photo.png
+
+
+def test_bad_photos_get_reason_codes() -> None:
+    gif = io.BytesIO()
+    Image.new("RGB", (100, 100)).save(gif, format="GIF")
+    bomb = io.BytesIO()
+    Image.new("L", (8000, 6000)).save(bomb, format="PNG")
+    truncated = photo_bytes(fmt="PNG")[:300]
+    assert _reason(lambda: validate_photo(b"", SETTINGS)) == "PHOTO_EMPTY"
+    assert _reason(lambda: validate_photo(b"hello", SETTINGS)) == "PHOTO_UNDECODABLE"
+    assert _reason(lambda: validate_photo(gif.getvalue(), SETTINGS)) == "PHOTO_UNSUPPORTED_FORMAT"
+    assert _reason(lambda: validate_photo(bomb.getvalue(), SETTINGS)) == "PHOTO_TOO_MANY_PIXELS"
+    assert _reason(lambda: validate_photo(truncated, SETTINGS)) == "PHOTO_UNDECODABLE"
+    tiny = photo_bytes(width=40, height=40)
+    assert _reason(lambda: validate_photo(tiny, SETTINGS)) == "PHOTO_TOO_SMALL"
+    small_limit = IngestSettings(max_photo_bytes=1000)
+    assert _reason(lambda: validate_photo(photo_bytes(), small_limit)) == "PHOTO_TOO_LARGE"
+
+
+def test_prompts_are_normalised_or_rejected() -> None:
+    assert normalise_prompt("", SETTINGS) == DEFAULT_PROMPT
+    assert normalise_prompt("  \n ", SETTINGS) == DEFAULT_PROMPT
+    assert normalise_prompt("waves\n  at\tdusk 🌊", SETTINGS) == "waves at dusk 🌊"
+    assert normalise_prompt("cafe\u0301", SETTINGS) == "caf\u00e9"  # NFC
+    assert _reason(lambda: normalise_prompt("a\x00b", SETTINGS)) == "PROMPT_CONTROL_CHARACTERS"
+    assert _reason(lambda: normalise_prompt("abc\u202egnp", SETTINGS)) == (
+        "PROMPT_CONTROL_CHARACTERS"
+    )
+    assert _reason(lambda: normalise_prompt("x" * 501, SETTINGS)) == "PROMPT_TOO_LONG"
+
+
+def test_output_defaults_and_limits() -> None:
+    assert resolve_output(OutputSpec(), SETTINGS) == OutputSpec(
+        width=576, height=1024, fps=24, duration_ms=4000
+    )
+    assert resolve_output(OutputSpec(width=720, height=1280, duration_ms=6000), SETTINGS) == (
+        OutputSpec(width=720, height=1280, fps=24, duration_ms=6000)
+    )
+    cases = {
+        "OUTPUT_SIZE_OUT_OF_RANGE": OutputSpec(width=2000, height=1000),
+        "OUTPUT_SIZE_NOT_EVEN": OutputSpec(width=101, height=200),
+        "OUTPUT_FPS_OUT_OF_RANGE": OutputSpec(fps=120),
+        "OUTPUT_DURATION_OUT_OF_RANGE": OutputSpec(duration_ms=60_000),
+    }
+    for code, spec in cases.items():
+        assert _reason(lambda spec=spec: resolve_output(spec, SETTINGS)) == code

@@ -1,0 +1,114 @@
+"""Helpers the tests share (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from PIL import Image
+
+from alive.client import AliveClient
+from alive.v1.api_pb2 import JobView
+from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent
+
+# Small enough to keep the suite fast, big enough to show motion: 12 frames of 96x160.
+SMALL_OUTPUT = OutputSpec(width=96, height=160, fps=12, duration_ms=1000)
+SMALL_FRAMES = 12
+END_STATES = {
+    JobState.READY,
+    JobState.PUBLISHED,
+    JobState.REJECTED,
+    JobState.VETOED,
+    JobState.FAILED,
+}
+
+
+def photo_bytes(width: int = 160, height: int = 120, fmt: str = "JPEG", seed: int = 0) -> bytes:
+    """A small synthetic landscape: sky gradient over textured ground."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 1, height)[:, None, None]
+    sky = np.concatenate([np.full_like(y, 90), 140 + 60 * y, np.full_like(y, 230)], axis=2)
+    ground = np.stack(
+        [np.full((height, 1), 70), np.full((height, 1), 120), np.full((height, 1), 50)], axis=2
+    ).astype(float)
+    image = np.where(y < 0.55, sky, ground) * np.ones((1, width, 1))
+    image += rng.normal(0, 12, image.shape)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(out, format=fmt)
+    return out.getvalue()
+
+
+def wait_for(
+    client: AliveClient,
+    job_id: str,
+    states: set[JobState.ValueType] | None = None,
+    timeout_s: float = 120,
+) -> JobView:
+    """Polls Get until the job reaches one of ``states`` (default: any end state)."""
+    wanted = states or END_STATES
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            view = client.get(job_id)
+            if view.state in wanted:
+                return view
+        except Exception:  # NOT_FOUND until the status view has the job
+            view = None
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} did not reach {wanted}; last: {view}")
+        time.sleep(0.1)
+
+
+def path_of(view: JobView) -> list[str]:
+    return [JobState.Name(e.state) for e in view.history]
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 3.0) -> list[ConsumerRecord]:
+    """Every record on ``topic`` so far (no consumer group, nothing committed)."""
+
+    async def read() -> list[ConsumerRecord]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+            ]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            end = await consumer.end_offsets(partitions)
+            records: list[ConsumerRecord] = []
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and not await _caught_up(consumer, end):
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
+                    records.extend(batch)
+            return records
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
+    return all([await consumer.position(tp) >= offset for tp, offset in end.items()])
+
+
+def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) -> None:
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, value, key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def statuses(bootstrap: str, status_topic: str, job_id: str) -> list[StatusEvent]:
+    events = [StatusEvent.FromString(r.value) for r in read_topic(bootstrap, status_topic)]
+    return [e for e in events if e.job_id == job_id]

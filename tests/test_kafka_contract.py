@@ -1,0 +1,64 @@
+"""Another service, on another Kafka client (librdkafka via confluent-kafka), following
+docs/topics.md: put the photo in the blob store's uploads/, publish an ImagePromptRequest
+keyed by the job id, read alive.status until the job is READY."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import Consumer, Producer
+
+from alive.embedded.stack import EmbeddedStack
+from alive.media import probe_mp4
+from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, StatusEvent
+from services.ingest.stage import job_id_for
+from tests.support import SMALL_FRAMES, SMALL_OUTPUT, photo_bytes
+
+
+def test_an_independent_client_submits_and_reads_the_result(stack: EmbeddedStack) -> None:
+    bootstrap = stack.broker.bootstrap_servers
+    upload = stack.blob_root / "uploads" / f"{uuid.uuid4()}.png"
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    upload.write_bytes(photo_bytes(fmt="PNG", seed=3))
+    request = ImagePromptRequest(
+        request_id=str(uuid.uuid4()),
+        creator_id="other-service",
+        photo=BlobRef(uri=upload.as_uri(), content_type="image/png"),
+        prompt="rain on a city street",
+        output=SMALL_OUTPUT,
+        submitted_at_ms=int(time.time() * 1000),
+    )
+    job_id = job_id_for(request.creator_id, request.request_id)
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    producer.produce("alive.requests", request.SerializeToString(), key=job_id.encode())
+    assert producer.flush(10) == 0
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(["alive.status"])
+    seen: list[StatusEvent] = []
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and not any(e.state == JobState.READY for e in seen):
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            event = StatusEvent.FromString(message.value())
+            if event.job_id == job_id:
+                assert event.request_id == request.request_id
+                seen.append(event)
+    finally:
+        consumer.close()
+
+    ready = [e for e in seen if e.state == JobState.READY]
+    assert ready, [JobState.Name(e.state) for e in seen]
+    info = probe_mp4(stack.blob_root / ready[0].video.uri.split("/blobs/", 1)[1])
+    assert info.frame_count == SMALL_FRAMES and info.audio_codec == "aac"

@@ -1,0 +1,249 @@
+"""The whole pipeline on the real embedded stack: broker, Triton and every service."""
+
+from __future__ import annotations
+
+import signal
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from alive.client import AliveClient, Rejected
+from alive.embedded.stack import EmbeddedStack
+from alive.jobs import CHECKPOINTS
+from alive.media import probe_mp4, read_frames
+from alive.provenance import DIGITAL_SOURCE_TYPE_AI, verify_video
+from alive.runner import DLQ_OFFSET, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC
+from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, OutputSpec
+from services.ingest.stage import job_id_for
+from tests.support import (
+    SMALL_FRAMES,
+    SMALL_OUTPUT,
+    path_of,
+    produce,
+    read_topic,
+    statuses,
+    wait_for,
+)
+
+PIPELINE_TO_READY = [
+    "SUBMITTED",
+    "ACCEPTED",
+    "PHOTO_CLEARED",
+    "PROMPT_CLEARED",
+    "GENERATED",
+    "SCORED",
+    "SIGNED",
+    "READY",
+]
+# A prompt no log line may ever contain.
+SECRET_PROMPT = "waves under a moonlit sky, marker 7f3c91"
+
+
+def test_full_pipeline_makes_a_signed_video_with_sound(
+    stack: EmbeddedStack, client: AliveClient, small_photo: bytes
+) -> None:
+    response = client.submit(small_photo, SECRET_PROMPT, output=SMALL_OUTPUT, seed=7)
+    view = wait_for(client, response.job_id)
+    assert path_of(view) == PIPELINE_TO_READY, view
+
+    video = Path(view.video.uri.removeprefix("file://"))
+    info = probe_mp4(video)
+    assert (info.width, info.height, info.frame_count) == (96, 160, SMALL_FRAMES)
+    assert info.audio_codec == "aac"
+    assert info.audio_duration_s == pytest.approx(info.duration_s, abs=0.05)
+    frames = read_frames(video).astype(np.int16)
+    steps = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+    assert (steps > 0.2).all(), f"frames do not move: {steps}"
+
+    check = verify_video(video, stack.trust_anchor.read_bytes())
+    assert check.state == "Trusted", check.failure_codes
+    assert check.digital_source_type == DIGITAL_SOURCE_TYPE_AI
+    assert "inputTo" in check.ingredient_relationships
+
+    client.publish(response.job_id, requested_by="test")
+    published = wait_for(client, response.job_id, {JobState.PUBLISHED, JobState.VETOED})
+    assert path_of(published) == [*PIPELINE_TO_READY, "PUBLISHED"]
+    assert [e.stage for e in published.history][1:] == [
+        "ingest",
+        *CHECKPOINTS[:2],
+        "generator",
+        "audio",
+        "provenance",
+        CHECKPOINTS[2],
+        "review",
+    ]
+
+
+def test_one_trace_follows_a_job_across_services(
+    stack: EmbeddedStack, client: AliveClient, small_photo: bytes
+) -> None:
+    job_id = client.submit(small_photo, "calm sea", output=SMALL_OUTPUT).job_id
+    wait_for(client, job_id)
+    records = read_topic(stack.broker.bootstrap_servers, stack.settings().topics.status)
+    traceparents = {
+        dict(r.headers)["traceparent"].decode().split("-")[1]
+        for r in records
+        if r.key == job_id.encode()
+    }
+    assert len(traceparents) == 1, traceparents
+
+
+def test_prompt_from_the_term_list_is_vetoed_before_generation(
+    stack: EmbeddedStack, client: AliveClient, small_photo: bytes
+) -> None:
+    job_id = client.submit(small_photo, "a man waving a gun", output=SMALL_OUTPUT).job_id
+    view = wait_for(client, job_id)
+    assert view.state == JobState.VETOED
+    assert view.history[-1].stage == "moderation-prompt"
+    assert list(view.reason_codes) == ["PROMPT_WEAPONS"]
+    assert not (stack.blob_root / "videos" / job_id).exists()
+    vetoes = read_topic(stack.broker.bootstrap_servers, stack.settings().topics.vetoes)
+    assert any(r.key == job_id.encode() for r in vetoes)
+
+
+def test_corrupt_photo_is_rejected_by_the_api(client: AliveClient) -> None:
+    with pytest.raises(Rejected) as rejected:
+        client.submit(b"\xff\xd8\xff\xe0 not really a jpeg", "hello", output=SMALL_OUTPUT)
+    assert rejected.value.reason_code == "PHOTO_UNDECODABLE"
+
+
+def test_oversized_photo_is_rejected_before_decoding(client: AliveClient) -> None:
+    import io
+
+    from PIL import Image
+
+    bomb = io.BytesIO()
+    Image.new("L", (9000, 5000)).save(bomb, format="PNG")  # 45 MP, a few KB on the wire
+    with pytest.raises(Rejected) as rejected:
+        client.submit(bomb.getvalue(), "", output=SMALL_OUTPUT)
+    assert rejected.value.reason_code == "PHOTO_TOO_MANY_PIXELS"
+
+
+def test_bad_kafka_requests_are_rejected_or_dead_lettered_and_service_goes_on(
+    stack: EmbeddedStack, client: AliveClient, small_photo: bytes
+) -> None:
+    bootstrap, topics = stack.broker.bootstrap_servers, stack.settings().topics
+    # Undecodable bytes: dead-lettered with the reason and where they came from.
+    produce(bootstrap, topics.requests, b"\x08\x96\x01 definitely not protobuf \xff", b"junk")
+    # A decodable request whose photo is corrupt: a REJECTED job with a reason code.
+    upload = stack.blob_root / "uploads" / "corrupt.jpg"
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    upload.write_bytes(b"corrupt bytes")
+    request = ImagePromptRequest(
+        request_id=str(uuid.uuid4()),
+        creator_id="kafka-test",
+        photo=BlobRef(uri=upload.as_uri()),
+        output=SMALL_OUTPUT,
+    )
+    job_id = job_id_for(request.creator_id, request.request_id)
+    produce(bootstrap, topics.requests, request.SerializeToString(), job_id.encode())
+    rejected = wait_for(client, job_id)
+    assert rejected.state == JobState.REJECTED
+    assert list(rejected.reason_codes) == ["PHOTO_UNDECODABLE"]
+
+    dead = [dict(r.headers) for r in read_topic(bootstrap, topics.dlq) if r.key == b"junk"]
+    assert dead and dead[0][DLQ_REASON] == b"UNDECODABLE_EVENT"
+    assert dead[0][DLQ_STAGE] == b"ingest" and dead[0][DLQ_TOPIC] == topics.requests.encode()
+    assert int(dead[0][DLQ_OFFSET]) >= 0
+
+    after = client.submit(small_photo, "", output=SMALL_OUTPUT).job_id
+    assert wait_for(client, after).state == JobState.READY
+
+
+def test_the_same_request_twice_makes_one_job_and_one_video(
+    stack: EmbeddedStack, client: AliveClient, small_photo: bytes
+) -> None:
+    bootstrap, topics = stack.broker.bootstrap_servers, stack.settings().topics
+    upload = stack.blob_root / "uploads" / "twice.jpg"
+    upload.write_bytes(small_photo)
+    request = ImagePromptRequest(
+        request_id="twice-1",
+        creator_id="kafka-test",
+        photo=BlobRef(uri=upload.as_uri()),
+        prompt="birds over a park",
+        output=SMALL_OUTPUT,
+    )
+    job_id = job_id_for("kafka-test", "twice-1")
+    for _ in range(2):
+        produce(bootstrap, topics.requests, request.SerializeToString(), job_id.encode())
+    assert wait_for(client, job_id).state == JobState.READY
+    # The API's idempotency key finds the same job too.
+    again = client.submit(small_photo, "", creator_id="kafka-test", request_id="twice-1")
+    assert again.existing and again.job_id == job_id
+    time.sleep(1.0)  # let any duplicate finish its way through
+    events = statuses(bootstrap, topics.status, job_id)
+    states = [JobState.Name(e.state) for e in events]
+    assert states.count("ACCEPTED") == 1 and states.count("READY") == 1, states
+    assert sorted(p.name for p in (stack.blob_root / "videos" / job_id).iterdir()) == [
+        "generated.mp4",
+        "scored.mp4",
+        "signed.mp4",
+    ]
+
+
+def test_a_service_killed_mid_job_recovers_and_the_job_completes(
+    stack: EmbeddedStack, client: AliveClient, small_photo: bytes
+) -> None:
+    # Big enough that generation takes a few seconds, so the kill lands inside it.
+    output = OutputSpec(width=576, height=1024, fps=24, duration_ms=3000)
+    job_id = client.submit(small_photo, "clouds drifting", output=output).job_id
+    wait_for(client, job_id, {JobState.PROMPT_CLEARED}, timeout_s=60)
+    time.sleep(0.3)
+    stack.kill("generator", signal.SIGKILL)
+    assert client.get(job_id).state == JobState.PROMPT_CLEARED  # killed before it finished
+    stack.restart("generator")
+    view = wait_for(client, job_id, timeout_s=180)
+    assert view.state == JobState.READY, path_of(view)
+
+
+def test_sigterm_shuts_a_service_down_cleanly(stack: EmbeddedStack) -> None:
+    service = stack.services["audio"]
+    stack.kill("audio", signal.SIGTERM)
+    assert service.proc is not None and service.proc.returncode == 0
+    stack.restart("audio")
+
+
+def test_api_errors_for_unknown_jobs_and_bad_requests(
+    client: AliveClient, small_photo: bytes
+) -> None:
+    with pytest.raises(grpc.RpcError) as missing:
+        client.get(str(uuid.uuid4()))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(Rejected) as control:
+        client.submit(small_photo, "hello\x1b[31m", output=SMALL_OUTPUT)
+    assert control.value.reason_code == "PROMPT_CONTROL_CHARACTERS"
+    with pytest.raises(Rejected) as size:
+        client.submit(small_photo, "", output=OutputSpec(width=4000, height=160))
+    assert size.value.reason_code == "OUTPUT_SIZE_OUT_OF_RANGE"
+
+
+def test_metrics_and_health_endpoints(stack: EmbeddedStack) -> None:
+    for name, service in stack.services.items():
+        base = f"http://127.0.0.1:{service.http_port}"
+        with urllib.request.urlopen(f"{base}/healthz") as health:
+            assert health.status == 200, name
+        with urllib.request.urlopen(f"{base}/metrics") as metrics:
+            text = metrics.read().decode()
+        assert "alive_stage_latency_seconds" in text and "alive_in_flight" in text, name
+    prompt_metrics = (
+        urllib.request.urlopen(
+            f"http://127.0.0.1:{stack.services['moderation-prompt'].http_port}/metrics"
+        )
+        .read()
+        .decode()
+    )
+    assert 'alive_vetoes_total{checkpoint="moderation-prompt",reason="PROMPT_WEAPONS"}' in (
+        prompt_metrics
+    )
+
+
+def test_logs_never_contain_the_prompt(stack: EmbeddedStack) -> None:
+    logs = list(stack.logs.glob("*.log"))
+    assert logs
+    for log in logs:
+        assert "7f3c91" not in log.read_text(errors="replace"), log.name
