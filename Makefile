@@ -29,7 +29,7 @@ test: $(BIN)/.installed
 lint: $(BIN)/.installed proto-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy alive
+	$(BIN)/mypy alive services
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.run

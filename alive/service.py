@@ -14,10 +14,9 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
-from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry
 
 from alive.blobs import LocalBlobStore, StageLedger
@@ -53,7 +52,8 @@ class ServiceRuntime:
     health: HealthServer
 
 
-Build = Callable[[SettingsT, ServiceRuntime], tuple[Stage[Message], Sequence[Component]]]
+# Makes the service's stage (of any input event type) and its extra components.
+Build = Callable[[SettingsT, ServiceRuntime], tuple[Stage[Any], Sequence[Component]]]
 
 
 def serve(service: str, settings: SettingsT, build: Build[SettingsT]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageFilter
 
 # Cropping to fill the frame is best while it keeps most of the photo; past this, the
@@ -10,7 +11,7 @@ from PIL import Image, ImageFilter
 MIN_KEPT_FRACTION = 0.6
 
 
-def fit_to_frame(photo: Image.Image, width: int, height: int) -> np.ndarray:
+def fit_to_frame(photo: Image.Image, width: int, height: int) -> npt.NDArray[np.uint8]:
     """The photo as uint8 [height, width, 3], filling the frame."""
     photo = photo.convert("RGB")
     cover = max(width / photo.width, height / photo.height)

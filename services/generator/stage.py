@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
@@ -125,8 +126,8 @@ class GeneratorStage(Stage[Job]):
         return event
 
     async def _animate(
-        self, image: np.ndarray, prompt: str, seed: int, num_frames: int, fps: int
-    ) -> np.ndarray:
+        self, image: npt.NDArray[np.uint8], prompt: str, seed: int, num_frames: int, fps: int
+    ) -> npt.NDArray[np.uint8]:
         assert self._client is not None
         inputs = [
             _input("IMAGE", image[np.newaxis], "UINT8"),
@@ -156,7 +157,7 @@ class GeneratorStage(Stage[Job]):
         return np.ascontiguousarray(frames[0])
 
 
-def _input(name: str, value: np.ndarray, datatype: str) -> InferInput:
+def _input(name: str, value: npt.NDArray[np.uint8], datatype: str) -> InferInput:
     tensor = InferInput(name, list(value.shape), datatype)
     tensor.set_data_from_numpy(value)
     return tensor

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from google.protobuf.message import Message
+from typing import Any
 
 from alive.service import Component, ServiceRuntime, serve
 from alive.stage import Stage
@@ -16,12 +15,12 @@ from services.ingest.status_view import StatusView
 
 def build(
     settings: IngestSettings, runtime: ServiceRuntime
-) -> tuple[Stage[Message], Sequence[Component]]:
+) -> tuple[Stage[Any], Sequence[Component]]:
     view = StatusView(settings)
     runtime.health.add_readiness_check("status-view", lambda: view.ready)
     api = AliveApi(settings, runtime.blobs, runtime.producer, view)
     stage = IngestStage(settings, runtime.blobs)
-    return stage, [view, ApiServer(settings, api)]  # type: ignore[list-item]
+    return stage, [view, ApiServer(settings, api)]
 
 
 if __name__ == "__main__":

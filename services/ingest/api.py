@@ -137,6 +137,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         view = self._view.get(request.job_id)
         if view is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id}")
+        assert view is not None  # abort() raises
         return view
 
     async def Watch(
