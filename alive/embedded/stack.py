@@ -26,6 +26,7 @@ from alive.embedded.ports import free_port
 from alive.embedded.triton import TritonServer
 from alive.kafka import ensure_topics
 from alive.settings import ServiceSettings
+from services.provenance.certs import ensure_dev_chain
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_REPOSITORY = REPO_ROOT / "models"
@@ -98,6 +99,7 @@ class EmbeddedStack:
     workdir: Path
     extra_env: Mapping[str, str] = field(default_factory=dict)
     shutdown_grace_s: float = 10.0
+    model_repository: Path = MODEL_REPOSITORY
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -106,7 +108,7 @@ class EmbeddedStack:
         self.cert_dir = self.workdir / "certs"
         self.broker = EmbeddedBroker(self.logs / "broker.log")
         self.triton = TritonServer(
-            MODEL_REPOSITORY, self.workdir / "triton", log_path=self.logs / "triton.log"
+            self.model_repository, self.workdir / "triton", log_path=self.logs / "triton.log"
         )
         self.api_port = 0
         self.services: dict[str, ServiceProcess] = {}
@@ -131,11 +133,16 @@ class EmbeddedStack:
         # The embedded broker starts empty, so blobs and ledger entries of an earlier run
         # belong to jobs that no longer exist.
         shutil.rmtree(self.blob_root, ignore_errors=True)
+        for old_log in self.logs.glob("*.log"):
+            old_log.unlink()
         with ThreadPoolExecutor(max_workers=1) as pool:
             triton_started = pool.submit(self.triton.start, timeout_s)
             self.broker.start()
             asyncio.run(ensure_topics(self.settings()))
             triton_started.result()
+        # The development signing chain ("make run creates it on first use"): review needs
+        # its root before provenance would have made it.
+        ensure_dev_chain(self.cert_dir)
         self.api_port = free_port()
         for name, module in SERVICES.items():
             port = free_port()
