@@ -49,10 +49,10 @@ def validate_photo(data: bytes, settings: IngestSettings) -> ValidPhoto:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError as exc:
-            raise InvalidInput("PHOTO_UNDECODABLE", "not a readable image") from exc
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise InvalidInput("PHOTO_TOO_MANY_PIXELS", str(exc)) from exc
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise InvalidInput("PHOTO_UNDECODABLE", "not a readable image") from exc
         if image.format not in ACCEPTED_FORMATS:
             raise InvalidInput(
                 "PHOTO_UNSUPPORTED_FORMAT", f"{image.format}; accepted: JPEG, PNG, WebP"

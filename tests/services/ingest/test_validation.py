@@ -90,3 +90,9 @@ def test_output_defaults_and_limits() -> None:
     }
     for code, spec in cases.items():
         assert _reason(lambda spec=spec: resolve_output(spec, SETTINGS)) == code
+
+
+def test_a_truncated_jpeg_header_is_undecodable() -> None:
+    assert _reason(lambda: validate_photo(b"\xff\xd8\xff\xe0 not a jpeg", SETTINGS)) == (
+        "PHOTO_UNDECODABLE"
+    )
