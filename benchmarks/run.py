@@ -1,0 +1,151 @@
+"""``make bench``: measurements on the embedded stack, side by side in one run.
+
+1. Stage latency: jobs at the default output (576x1024, 24 fps, 4 s), one at a time; the
+   median time of each stage, from the job's status history.
+2. Throughput: the same number of jobs submitted at once; jobs per minute against (1).
+3. Triton batching: identical animator requests sent one at a time, then all at once
+   (Triton's dynamic batcher may group them); the ratio of the two wall times.
+
+Figures go to stdout and to out/bench.json. The machine is shared and noisy: compare the
+ratios, which are measured in the same run, rather than absolute times across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tritonclient.grpc import InferInput
+from tritonclient.grpc.aio import InferenceServerClient
+
+from alive.client import AliveClient
+from alive.embedded.stack import EmbeddedStack
+from alive.v1.api_pb2 import JobView
+from alive.v1.events_pb2 import JobState, OutputSpec
+
+SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "chelsea.jpg"
+DONE = {JobState.READY, JobState.VETOED, JobState.REJECTED, JobState.FAILED}
+
+
+def wait_ready(client: AliveClient, job_id: str, timeout_s: float = 600) -> JobView:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        view = client.get(job_id)
+        if view.state in DONE:
+            if view.state != JobState.READY:
+                raise RuntimeError(f"job {job_id} ended {JobState.Name(view.state)}")
+            return view
+        time.sleep(0.05)
+    raise TimeoutError(job_id)
+
+
+def stage_latencies(views: list[JobView]) -> dict[str, float]:
+    per_stage: dict[str, list[int]] = {}
+    for view in views:
+        for event in view.history:
+            if event.stage_started_at_ms:
+                per_stage.setdefault(event.stage, []).append(
+                    event.at_ms - event.stage_started_at_ms
+                )
+    return {stage: statistics.median(ms) for stage, ms in per_stage.items()}
+
+
+def end_to_end_ms(view: JobView) -> int:
+    return view.history[-1].at_ms - view.history[0].stage_started_at_ms
+
+
+async def triton_batching(url: str, requests: int, frames: int) -> dict[str, float]:
+    client = InferenceServerClient(
+        url, channel_args=[("grpc.max_receive_message_length", 2**31 - 1)]
+    )
+    image = np.random.default_rng(0).integers(0, 255, (512, 288, 3), dtype=np.uint8)
+
+    def inputs(seed: int) -> list[InferInput]:
+        values = {
+            "IMAGE": (image[None], "UINT8"),
+            "PROMPT": (np.array([[b"clouds drifting over the sea"]], dtype=np.object_), "BYTES"),
+            "SEED": (np.array([[seed]], dtype=np.int64), "INT64"),
+            "NUM_FRAMES": (np.array([[frames]], dtype=np.int32), "INT32"),
+            "FPS": (np.array([[24]], dtype=np.int32), "INT32"),
+        }
+        out = []
+        for name, (value, dtype) in values.items():
+            tensor = InferInput(name, list(value.shape), dtype)
+            tensor.set_data_from_numpy(value)
+            out.append(tensor)
+        return out
+
+    await client.infer("alive_animator", inputs(0))  # warm up
+    started = time.perf_counter()
+    for seed in range(requests):
+        await client.infer("alive_animator", inputs(seed))
+    sequential = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(client.infer("alive_animator", inputs(s)) for s in range(requests)))
+    concurrent = time.perf_counter() - started
+    stats = await client.get_inference_statistics("alive_animator", as_json=True)
+    await client.close()
+    model = stats["model_stats"][0]
+    batches = {
+        int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in model.get("batch_stats", [])
+    }
+    return {
+        "requests": requests,
+        "sequential_s": round(sequential, 3),
+        "concurrent_s": round(concurrent, 3),
+        "concurrent_speedup": round(sequential / concurrent, 2),
+        "executions_by_batch_size": batches,  # type: ignore[dict-item]
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("out/bench.json"))
+    args = parser.parse_args()
+    results: dict[str, object] = {}
+    photo = SAMPLE.read_bytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        stack = EmbeddedStack(Path(tmp))
+        with stack:
+            results["stack_start_s"] = round(time.monotonic() - started, 2)
+            with AliveClient(stack.api_target) as client:
+                client.submit(photo, "warm up", output=OutputSpec(width=96, height=160))
+                sequential = []
+                t0 = time.monotonic()
+                for i in range(args.jobs):
+                    job = client.submit(photo, "", seed=i).job_id
+                    sequential.append(wait_ready(client, job))
+                one_at_a_time = time.monotonic() - t0
+                t0 = time.monotonic()
+                ids = [client.submit(photo, "", seed=100 + i).job_id for i in range(args.jobs)]
+                together = [wait_ready(client, job) for job in ids]
+                all_at_once = time.monotonic() - t0
+            results["default_job"] = {
+                "output": "576x1024, 24 fps, 4 s (96 frames)",
+                "median_stage_ms": stage_latencies(sequential),
+                "median_end_to_end_ms": statistics.median(map(end_to_end_ms, sequential)),
+            }
+            results["throughput"] = {
+                "jobs": args.jobs,
+                "one_at_a_time_jobs_per_min": round(60 * args.jobs / one_at_a_time, 2),
+                "submitted_together_jobs_per_min": round(60 * args.jobs / all_at_once, 2),
+                "median_end_to_end_ms_together": statistics.median(map(end_to_end_ms, together)),
+            }
+            results["triton_batching_288x512x48"] = asyncio.run(
+                triton_batching(stack.triton.grpc_url, requests=8, frames=48)
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
