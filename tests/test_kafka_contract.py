@@ -41,6 +41,9 @@ def test_an_independent_client_submits_and_reads_the_result(stack: EmbeddedStack
             "group.id": f"reader-{uuid.uuid4()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            # The embedded broker holds a JoinGroup for half the session timeout.
+            "session.timeout.ms": 2000,
+            "heartbeat.interval.ms": 500,
         }
     )
     consumer.subscribe(["alive.status"])

@@ -71,7 +71,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 env={
                     **os.environ,
-                    "RUST_LOG": os.environ.get("ALIVE_BROKER_LOG", "warn,tansu=info"),
+                    "RUST_LOG": os.environ.get("ALIVE_BROKER_LOG", "warn"),
                 },
                 start_new_session=True,  # a Ctrl-C in the terminal reaches us, not it
             )
