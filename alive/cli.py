@@ -158,14 +158,14 @@ def _submit_and_show(
         return 1
     job_id = response.job_id
     console.print(f"job {job_id}")
-    view = _follow(client, job_id)
+    view = _follow(client, job_id, stop_at_ready=True)
     if view.state != JobState.READY:
         _print_path(view)
         return 1
     video = _save_video(view, args.out)
     if publish:
         client.publish(job_id, requested_by="cli")
-        view = _follow(client, job_id)
+        view = _follow(client, job_id, stop_at_ready=False)
     _print_path(view)
     _print_video(video, trust_anchor)
     console.print(f"[bold green]video: {video}")
@@ -173,8 +173,8 @@ def _submit_and_show(
     return 0 if view.state in (JobState.READY, JobState.PUBLISHED) else 1
 
 
-def _follow(client: AliveClient, job_id: str) -> JobView:
-    """Shows progress until the job is READY or ends; returns the job then."""
+def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool) -> JobView:
+    """Shows progress until the job ends (or is READY); returns the job then."""
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -184,15 +184,13 @@ def _follow(client: AliveClient, job_id: str) -> JobView:
     )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("waiting", total=len(STEPS_TO_READY))
-        for event in client.watch(job_id, stop_at_ready=True):
+        for event in client.watch(job_id, stop_at_ready=stop_at_ready):
             done = STEPS_TO_READY.index(event.state) + 1 if event.state in STEPS_TO_READY else 0
             progress.update(
                 task,
                 completed=max(done, 0),
                 description=f"{JobState.Name(event.state).lower()} ({event.stage})",
             )
-            if event.state == JobState.PUBLISHED:
-                break
     return client.get(job_id)
 
 
