@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -134,7 +135,12 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     with AliveClient(_running_stack()["api"]) as client:
-        _print_path(client.get(args.job_id))
+        try:
+            view = client.get(args.job_id)
+        except grpc.RpcError as exc:
+            console.print(f"[red]{exc.code().name}: {exc.details()}")
+            return 1
+    _print_path(view)
     return 0
 
 

@@ -40,14 +40,12 @@ PIPELINE_TO_READY = [
     "SIGNED",
     "READY",
 ]
-# A prompt no log line may ever contain.
-SECRET_PROMPT = "waves under a moonlit sky, marker 7f3c91"
 
 
 def test_full_pipeline_makes_a_signed_video_with_sound(
     stack: EmbeddedStack, client: AliveClient, small_photo: bytes
 ) -> None:
-    response = client.submit(small_photo, SECRET_PROMPT, output=SMALL_OUTPUT, seed=7)
+    response = client.submit(small_photo, "waves under a moonlit sky", output=SMALL_OUTPUT, seed=7)
     view = wait_for(client, response.job_id)
     assert path_of(view) == PIPELINE_TO_READY, view
 
@@ -222,28 +220,47 @@ def test_api_errors_for_unknown_jobs_and_bad_requests(
     assert size.value.reason_code == "OUTPUT_SIZE_OUT_OF_RANGE"
 
 
-def test_metrics_and_health_endpoints(stack: EmbeddedStack) -> None:
+def test_job_status_survives_a_restart_of_ingest(
+    stack: EmbeddedStack, client: AliveClient, small_photo: bytes
+) -> None:
+    job_id = client.submit(small_photo, "", output=SMALL_OUTPUT).job_id
+    before = wait_for(client, job_id)
+    stack.kill("ingest", signal.SIGTERM)
+    stack.restart("ingest")
+    after = client.get(job_id)
+    assert after.state == before.state == JobState.READY
+    assert path_of(after) == path_of(before)
+
+
+def test_metrics_and_health_endpoints(
+    stack: EmbeddedStack, client: AliveClient, small_photo: bytes
+) -> None:
+    vetoed = client.submit(small_photo, "a rifle on the table", output=SMALL_OUTPUT).job_id
+    assert wait_for(client, vetoed).state == JobState.VETOED
     for name, service in stack.services.items():
         base = f"http://127.0.0.1:{service.http_port}"
         with urllib.request.urlopen(f"{base}/healthz") as health:
             assert health.status == 200, name
+        with urllib.request.urlopen(f"{base}/readyz") as ready:
+            assert ready.status == 200, name
         with urllib.request.urlopen(f"{base}/metrics") as metrics:
             text = metrics.read().decode()
         assert "alive_stage_latency_seconds" in text and "alive_in_flight" in text, name
-    prompt_metrics = (
-        urllib.request.urlopen(
-            f"http://127.0.0.1:{stack.services['moderation-prompt'].http_port}/metrics"
-        )
-        .read()
-        .decode()
-    )
-    assert 'alive_vetoes_total{checkpoint="moderation-prompt",reason="PROMPT_WEAPONS"}' in (
-        prompt_metrics
-    )
+    port = stack.services["moderation-prompt"].http_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as metrics:
+        text = metrics.read().decode()
+    assert 'alive_vetoes_total{checkpoint="moderation-prompt",reason="PROMPT_WEAPONS"}' in text
 
 
-def test_logs_never_contain_the_prompt(stack: EmbeddedStack) -> None:
+def test_logs_never_contain_the_prompt(
+    stack: EmbeddedStack, client: AliveClient, small_photo: bytes
+) -> None:
+    marker = uuid.uuid4().hex[:12]
+    passed = client.submit(small_photo, f"waves at dusk {marker}", output=SMALL_OUTPUT).job_id
+    vetoed = client.submit(small_photo, f"a gun {marker}", output=SMALL_OUTPUT).job_id
+    assert wait_for(client, passed).state == JobState.READY
+    assert wait_for(client, vetoed).state == JobState.VETOED
     logs = list(stack.logs.glob("*.log"))
-    assert logs
+    assert any(passed in log.read_text(errors="replace") for log in logs)  # logs are there
     for log in logs:
-        assert "7f3c91" not in log.read_text(errors="replace"), log.name
+        assert marker not in log.read_text(errors="replace"), log.name
