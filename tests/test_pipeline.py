@@ -199,6 +199,24 @@ def test_a_service_killed_mid_job_recovers_and_the_job_completes(
     assert view.state == JobState.READY, path_of(view)
 
 
+def test_generator_retries_while_triton_is_down(
+    stack: EmbeddedStack, client: AliveClient, small_photo: bytes
+) -> None:
+    stack.triton.stop()
+    try:
+        job_id = client.submit(small_photo, "", output=SMALL_OUTPUT).job_id
+        wait_for(client, job_id, {JobState.PROMPT_CLEARED})
+        time.sleep(1.5)
+        assert client.get(job_id).state == JobState.PROMPT_CLEARED  # waiting, not failed
+    finally:
+        stack.triton.start()
+    assert wait_for(client, job_id).state == JobState.READY
+    port = stack.services["generator"].http_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as metrics:
+        text = metrics.read().decode()
+    assert 'alive_errors_total{kind="transient",service="generator"}' in text
+
+
 def test_sigterm_shuts_a_service_down_cleanly(stack: EmbeddedStack) -> None:
     service = stack.services["audio"]
     stack.kill("audio", signal.SIGTERM)

@@ -124,7 +124,10 @@ class TritonServer:
         if self._proc is not None:
             return
         backends = build_backends(self.workdir)
-        self.ports = {name: port or free_port() for name, port in self._wanted.items()}
+        # A restart comes back on the ports of the last start, where clients expect it.
+        self.ports = {
+            name: port or self.ports[name] or free_port() for name, port in self._wanted.items()
+        }
         # Names the python backend's /dev/shm regions: unique, so instances never share them.
         self.shm_prefix = f"alive_triton_{uuid.uuid4().hex[:12]}_"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

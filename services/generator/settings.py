@@ -12,3 +12,7 @@ class GeneratorSettings(ServiceSettings):
     infer_timeout_s: float = 300.0
     # Several jobs in flight let Triton's dynamic batcher fill a batch.
     max_in_flight: int = 8
+    # Triton unavailable is the transient error this service expects: ride out a restart
+    # (about 2.5 minutes of backoff) before a job fails.
+    max_attempts: int = 10
+    retry_max_s: float = 30.0
