@@ -7,8 +7,6 @@ import shutil
 from io import BytesIO
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -20,6 +18,7 @@ from alive.provenance import (
 )
 from services.provenance.certs import CertChain, ensure_dev_chain
 from services.provenance.signing import GenerationFacts, VideoSigner, label_ai_generated
+from tests.support import write_clip
 
 FACTS = GenerationFacts(
     job_id="job-verify",
@@ -29,24 +28,6 @@ FACTS = GenerationFacts(
     moderation={"moderation-photo": "pass"},
     created_at="2025-06-01T12:00:00Z",
 )
-
-
-def _write_clip(path: Path, width: int = 64, height: int = 112, frames: int = 12) -> None:
-    rate = 48_000
-    y, x = np.mgrid[0:height, 0:width]
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=12)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        audio = out.add_stream("aac", rate=rate, layout="mono")
-        for t in range(frames):
-            rgb = np.stack([(x * 4 + t * 16) % 256, (y * 2) % 256, np.full_like(x, 90)], -1)
-            out.mux(video.encode(av.VideoFrame.from_ndarray(rgb.astype(np.uint8), "rgb24")))
-        out.mux(video.encode())
-        noise = np.random.default_rng(0).uniform(-0.1, 0.1, (1, rate * frames // 12))
-        sound = av.AudioFrame.from_ndarray(noise.astype(np.float32), format="fltp", layout="mono")
-        sound.sample_rate = rate
-        out.mux(audio.encode(sound))
-        out.mux(audio.encode())
 
 
 def _mdat_span(data: bytes) -> tuple[int, int]:
@@ -67,7 +48,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> CertChain:
 @pytest.fixture(scope="module")
 def unsigned(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("unsigned")
-    _write_clip(work / "raw.mp4")
+    write_clip(work / "raw.mp4")
     label_ai_generated(work / "raw.mp4", work / "labelled.mp4")
     return work / "labelled.mp4"
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import av
 import c2pa
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -22,6 +21,7 @@ from services.provenance.signing import (
     VideoSigner,
     label_ai_generated,
 )
+from tests.support import write_clip
 
 PROMPT = "a lighthouse at dusk, waves rolling in"
 FACTS = GenerationFacts(
@@ -32,26 +32,6 @@ FACTS = GenerationFacts(
     moderation={"moderation-photo": "pass", "moderation-prompt": "pass"},
     created_at="2025-06-01T12:00:00+00:00",
 )
-
-
-def write_clip(path: Path, width: int = 64, height: int = 112, frames: int = 12) -> None:
-    """A small H.264 yuv420p clip with moving content and a matching AAC track."""
-    fps, rate = 12, 48_000
-    y, x = np.mgrid[0:height, 0:width]
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        audio = out.add_stream("aac", rate=rate, layout="stereo")
-        for t in range(frames):
-            rgb = np.stack([(x * 4 + t * 16) % 256, (y * 2) % 256, np.full_like(x, 128)], -1)
-            out.mux(video.encode(av.VideoFrame.from_ndarray(rgb.astype(np.uint8), "rgb24")))
-        out.mux(video.encode())
-        n = rate * frames // fps
-        tone = 0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / rate).astype(np.float32)
-        sound = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
-        sound.sample_rate = rate
-        out.mux(audio.encode(sound))
-        out.mux(audio.encode())
 
 
 def _manifest(path: Path) -> dict[str, Any]:
