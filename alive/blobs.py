@@ -13,6 +13,7 @@ import os
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from alive.v1.events_pb2 import BlobRef
 
@@ -37,8 +38,11 @@ class BlobStore(ABC):
         """A local file with the blob's bytes (the blob itself for the local store)."""
 
     @abstractmethod
+    def key_for(self, uri: str) -> str | None:
+        """The key of the blob ``uri`` names, or None when it is not in this store."""
+
     def owns(self, uri: str) -> bool:
-        """Whether ``uri`` names a blob inside this store (callers may name no other)."""
+        return self.key_for(uri) is not None
 
     @abstractmethod
     def read_key(self, key: str) -> bytes | None: ...
@@ -58,7 +62,18 @@ class LocalBlobStore(BlobStore):
         return self._path_for_key(key).as_uri()
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> BlobRef:
-        self.write_key(key, data)
+        """Write-once: a key keeps its first bytes. A redelivered job (at-least-once) then
+        refers to the file its first run sent on, even where a step is not deterministic
+        (a C2PA signature), so a later check of the sha256 still holds."""
+        path = self._path_for_key(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._temporary(path, data)
+        try:
+            os.link(tmp, path)  # atomic create-if-absent
+        except FileExistsError:
+            data = path.read_bytes()
+        finally:
+            os.unlink(tmp)
         return BlobRef(
             uri=self.uri_for(key),
             sha256=hashlib.sha256(data).hexdigest(),
@@ -80,15 +95,19 @@ class LocalBlobStore(BlobStore):
         return data
 
     def local_path(self, ref: BlobRef) -> Path:
-        if not self.owns(ref.uri):
+        key = self.key_for(ref.uri)
+        if key is None:
             raise BlobError(f"{ref.uri!r} is not in this blob store")
-        return Path(ref.uri.removeprefix("file://"))
+        return self._path_for_key(key)
 
-    def owns(self, uri: str) -> bool:
-        if not uri.startswith("file:///"):
-            return False
-        path = Path(os.path.normpath(uri.removeprefix("file://")))
-        return path.is_relative_to(self.root)
+    def key_for(self, uri: str) -> str | None:
+        parsed = urlparse(uri)
+        if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+            return None
+        path = Path(os.path.normpath(unquote(parsed.path)))
+        if not path.is_relative_to(self.root) or path == self.root:
+            return None
+        return path.relative_to(self.root).as_posix()
 
     def read_key(self, key: str) -> bytes | None:
         try:
@@ -99,10 +118,15 @@ class LocalBlobStore(BlobStore):
     def write_key(self, key: str, data: bytes) -> None:
         path = self._path_for_key(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._temporary(path, data), path)
+
+    @staticmethod
+    def _temporary(path: Path, data: bytes) -> str:
+        """A temporary file beside ``path`` holding ``data`` (then renamed or linked)."""
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
+        return tmp
 
     def _path_for_key(self, key: str) -> Path:
         path = Path(os.path.normpath(self.root / key))
@@ -129,7 +153,10 @@ class StageLedger:
         self._store.write_key(self._key(stage, job_id), record)
 
     @staticmethod
-    def _key(stage: str, job_id: str) -> str:
-        if not job_id or "/" in job_id or job_id.startswith("."):
+    def valid_job_id(job_id: str) -> bool:
+        return bool(job_id) and "/" not in job_id and not job_id.startswith(".")
+
+    def _key(self, stage: str, job_id: str) -> str:
+        if not self.valid_job_id(job_id):
             raise BlobError(f"invalid job id {job_id!r}")
         return f"ledger/{stage}/{job_id}"

@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import grpc
 from rich.console import Console
@@ -203,7 +205,7 @@ def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool) -> JobView
 def _save_video(view: JobView, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"alive-{view.job_id[:8]}.mp4"
-    shutil.copyfile(view.video.uri.removeprefix("file://"), target)
+    shutil.copyfile(url2pathname(urlparse(view.video.uri).path), target)
     return target.resolve()
 
 

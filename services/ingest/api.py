@@ -160,10 +160,18 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id}")
         assert view is not None
         if view.state != JobState.READY:
+            context.set_trailing_metadata(((REASON_TRAILER, "JOB_NOT_READY"),))
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"JOB_NOT_READY: the job is {JobState.Name(view.state)}",
             )
+        with tracer.start_as_current_span(
+            "api.publish", kind=trace.SpanKind.SERVER, attributes={"alive.job_id": view.job_id}
+        ):
+            await self._send_publish(request)
+        return view
+
+    async def _send_publish(self, request: PublishJobRequest) -> None:
         publish = PublishRequest(
             job_id=request.job_id, requested_by=request.requested_by, requested_at_ms=now_ms()
         )
@@ -173,7 +181,6 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             key=request.job_id.encode(),
             headers=headers_with_trace(),
         )
-        return view
 
 
 async def _abort_invalid(context: grpc.aio.ServicerContext, code: str, detail: str) -> None:

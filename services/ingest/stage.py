@@ -63,8 +63,12 @@ class IngestStage(Stage[ImagePromptRequest]):
 
     async def process(self, event: ImagePromptRequest, ctx: StageContext) -> Job | Veto:
         job_id = ctx.identity.job_id
-        if not self.blobs.owns(event.photo.uri):
-            return Veto(("PHOTO_REF_OUTSIDE_STORE",), "the photo must be in Alive's blob store")
+        key = self.blobs.key_for(event.photo.uri)
+        if key is None or not key.startswith("uploads/"):
+            return Veto(
+                ("PHOTO_REF_OUTSIDE_STORE",),
+                "the photo must be under uploads/ in Alive's blob store",
+            )
         try:
             data = await asyncio.to_thread(self.blobs.get_bytes, event.photo)
         except BlobError as exc:

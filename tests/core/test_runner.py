@@ -19,7 +19,7 @@ from alive.runner import DLQ_JOB_ID, DLQ_REASON, KeyedLocks, OffsetTracker, Stag
 from alive.settings import ServiceSettings, Topics
 from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
 from alive.telemetry import StageMetrics
-from alive.v1.events_pb2 import Job, JobState, StatusEvent, Verdict
+from alive.v1.events_pb2 import Job, JobState, StatusEvent, Verdict, VetoEvent
 from tests.support import read_topic
 
 
@@ -78,6 +78,7 @@ class ToyStage(Stage[Job]):
         elif verb == "crash":
             raise ZeroDivisionError("bug")
         elif verb == "veto":
+            ctx.scores["measured"] = 0.5
             return Veto(("TOY_SAYS_NO",), "no", {"toy_score": 0.9})
         return event
 
@@ -176,6 +177,7 @@ async def test_transient_errors_are_retried_then_pass(toy: ToyRig) -> None:
 async def test_failures_are_dead_lettered_and_the_job_marked_failed(toy: ToyRig) -> None:
     await toy.send(
         [
+            Job(job_id="../escape", prompt="pass"),
             Job(job_id="broken", prompt="permanent"),
             Job(job_id="buggy", prompt="crash"),
             Job(job_id="never", prompt="transient 99"),
@@ -188,8 +190,16 @@ async def test_failures_are_dead_lettered_and_the_job_marked_failed(toy: ToyRig)
     assert list(events["buggy"].reason_codes) == ["STAGE_ERROR"]
     assert list(events["never"].reason_codes) == ["RETRIES_EXHAUSTED"]
     assert events["refused"].state == JobState.VETOED
+    vetoes = await toy.read(toy.settings.topics.vetoes)
+    assert dict(VetoEvent.FromString(vetoes[0].value).scores) == {"toy_score": 0.9, "measured": 0.5}
     dlq = await toy.read(toy.settings.topics.dlq)
-    reasons = {dict(r.headers)[DLQ_JOB_ID]: dict(r.headers)[DLQ_REASON] for r in dlq}
+    invalid = [dict(r.headers) for r in dlq if r.key == b"../escape"]
+    assert invalid and invalid[0][DLQ_REASON] == b"INVALID_JOB_ID"  # dead-lettered, no crash
+    reasons = {
+        dict(r.headers)[DLQ_JOB_ID]: dict(r.headers)[DLQ_REASON]
+        for r in dlq
+        if DLQ_JOB_ID in dict(r.headers)
+    }
     assert reasons == {
         b"broken": b"TOY_BROKEN",
         b"buggy": b"STAGE_ERROR",
