@@ -21,6 +21,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -140,7 +141,7 @@ class _Outcome:
 class StageRunner:
     def __init__(
         self,
-        stage: Stage[Message],
+        stage: Stage[Any, Any],
         settings: ServiceSettings,
         producer: AIOKafkaProducer,
         ledger: StageLedger,

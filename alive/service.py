@@ -53,7 +53,7 @@ class ServiceRuntime:
 
 
 # Makes the service's stage (of any input event type) and its extra components.
-Build = Callable[[SettingsT, ServiceRuntime], tuple[Stage[Any], Sequence[Component]]]
+Build = Callable[[SettingsT, ServiceRuntime], tuple[Stage[Any, Any], Sequence[Component]]]
 
 
 def serve(service: str, settings: SettingsT, build: Build[SettingsT]) -> None:

@@ -16,10 +16,12 @@ from typing import ClassVar, Generic, TypeVar
 
 from google.protobuf.message import Message
 
+from alive.blobs import BlobStore
 from alive.settings import ServiceSettings
 from alive.v1.events_pb2 import Job, JobState, Verdict
 
 EventT = TypeVar("EventT", bound=Message)
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,9 @@ class StageContext:
     scores: dict[str, float] = field(default_factory=dict)
 
 
-class Stage(ABC, Generic[EventT]):
+class Stage(ABC, Generic[EventT, SettingsT]):
+    """Reads ``EventT`` events; configured by ``SettingsT`` (the service's settings)."""
+
     name: ClassVar[str]
     input_type: ClassVar[type[Message]]
     # Fields of alive.settings.Topics: the topic this stage reads and the one it writes.
@@ -71,8 +75,9 @@ class Stage(ABC, Generic[EventT]):
     veto_state: ClassVar[JobState.ValueType] = JobState.VETOED
     veto_verdict: ClassVar[Verdict.ValueType] = Verdict.VETO
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: SettingsT, blobs: BlobStore) -> None:
         self.settings = settings
+        self.blobs = blobs
 
     @property
     def input_topic(self) -> str:

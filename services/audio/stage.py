@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from alive.blobs import BlobStore
 from alive.jobs import video_key
 from alive.media import probe_mp4
 from alive.settings import ServiceSettings
@@ -27,16 +26,12 @@ from services.audio.soundscape import choose_layers, render
 SAMPLE_RATE = 48_000
 
 
-class AudioStage(Stage[Job]):
+class AudioStage(Stage[Job, ServiceSettings]):
     name = "audio"
     input_type = Job
     consumes = "generated"
     emits = "scored"
     passed_state = JobState.SCORED
-
-    def __init__(self, settings: ServiceSettings, blobs: BlobStore) -> None:
-        super().__init__(settings)
-        self.blobs = blobs
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         return await asyncio.to_thread(self._score, event)

@@ -45,7 +45,7 @@ _TRANSIENT = {
 _MAX_MESSAGE = 2**31 - 1  # frames are large (576x1024x96 RGB is 170 MB)
 
 
-class GeneratorStage(Stage[Job]):
+class GeneratorStage(Stage[Job, GeneratorSettings]):
     name = "generator"
     input_type = Job
     consumes = "prompt_cleared"
@@ -53,9 +53,7 @@ class GeneratorStage(Stage[Job]):
     passed_state = JobState.GENERATED
 
     def __init__(self, settings: GeneratorSettings, blobs: BlobStore) -> None:
-        super().__init__(settings)
-        self.settings: GeneratorSettings = settings
-        self.blobs = blobs
+        super().__init__(settings, blobs)
         self._client: InferenceServerClient | None = None
         self._model_version = ""
         self._triton_ready = False

@@ -15,7 +15,7 @@ from services.ingest.status_view import StatusView
 
 def build(
     settings: IngestSettings, runtime: ServiceRuntime
-) -> tuple[Stage[Any], Sequence[Component]]:
+) -> tuple[Stage[Any, Any], Sequence[Component]]:
     view = StatusView(settings)
     runtime.health.add_readiness_check("status-view", lambda: view.ready)
     api = AliveApi(settings, runtime.blobs, runtime.producer, view)

@@ -14,7 +14,7 @@ import hashlib
 import uuid
 from typing import ClassVar
 
-from alive.blobs import BlobError, BlobStore
+from alive.blobs import BlobError
 from alive.stage import JobIdentity, PermanentError, Stage, StageContext, Veto
 from alive.v1.events_pb2 import ImagePromptRequest, Job, JobState, PhotoInfo, Verdict
 from services.ingest.settings import IngestSettings
@@ -38,7 +38,7 @@ def seed_for(job_id: str) -> int:
     return int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:8], "big") >> 1
 
 
-class IngestStage(Stage[ImagePromptRequest]):
+class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
     name = "ingest"
     input_type = ImagePromptRequest
     consumes = "requests"
@@ -46,11 +46,6 @@ class IngestStage(Stage[ImagePromptRequest]):
     passed_state = JobState.ACCEPTED
     veto_state: ClassVar[JobState.ValueType] = JobState.REJECTED
     veto_verdict: ClassVar[Verdict.ValueType] = Verdict.REJECT
-
-    def __init__(self, settings: IngestSettings, blobs: BlobStore) -> None:
-        super().__init__(settings)
-        self.settings: IngestSettings = settings
-        self.blobs = blobs
 
     def identify(self, event: ImagePromptRequest) -> JobIdentity:
         if not event.request_id:

@@ -15,24 +15,19 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from alive.blobs import BlobError, BlobStore
+from alive.blobs import BlobError
 from alive.service import serve
 from alive.stage import Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job, JobState
 from services.moderation.settings import ModerationSettings
 
 
-class PhotoCheckpoint(Stage[Job]):
+class PhotoCheckpoint(Stage[Job, ModerationSettings]):
     name = "moderation-photo"
     input_type = Job
     consumes = "accepted"
     emits = "photo_cleared"
     passed_state = JobState.PHOTO_CLEARED
-
-    def __init__(self, settings: ModerationSettings, blobs: BlobStore) -> None:
-        super().__init__(settings)
-        self.settings: ModerationSettings = settings
-        self.blobs = blobs
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:

@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from alive.blobs import BlobStore
 from alive.service import serve
 from alive.stage import Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job, JobState
@@ -83,15 +84,15 @@ class TermList:
         ]
 
 
-class PromptCheckpoint(Stage[Job]):
+class PromptCheckpoint(Stage[Job, ModerationSettings]):
     name = "moderation-prompt"
     input_type = Job
     consumes = "photo_cleared"
     emits = "prompt_cleared"
     passed_state = JobState.PROMPT_CLEARED
 
-    def __init__(self, settings: ModerationSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: ModerationSettings, blobs: BlobStore) -> None:
+        super().__init__(settings, blobs)
         self.terms = TermList.load(settings.prompt_terms_path)
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
@@ -109,5 +110,5 @@ if __name__ == "__main__":
     serve(
         "moderation-prompt",
         ModerationSettings(),
-        lambda settings, rt: (PromptCheckpoint(settings), []),
+        lambda settings, rt: (PromptCheckpoint(settings, rt.blobs), []),
     )

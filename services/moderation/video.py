@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from alive.blobs import BlobError, BlobStore
+from alive.blobs import BlobError
 from alive.jobs import frame_count
 from alive.media import MediaError, MediaInfo, probe_mp4
 from alive.service import serve
@@ -21,17 +21,12 @@ from alive.v1.events_pb2 import Job, JobState
 from services.moderation.settings import ModerationSettings
 
 
-class VideoCheckpoint(Stage[Job]):
+class VideoCheckpoint(Stage[Job, ModerationSettings]):
     name = "moderation-video"
     input_type = Job
     consumes = "signed"
     emits = "ready"
     passed_state = JobState.READY
-
-    def __init__(self, settings: ModerationSettings, blobs: BlobStore) -> None:
-        super().__init__(settings)
-        self.settings: ModerationSettings = settings
-        self.blobs = blobs
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:

@@ -27,7 +27,7 @@ from services.provenance.settings import ProvenanceSettings
 from services.provenance.signing import GenerationFacts, VideoSigner, label_ai_generated
 
 
-class ProvenanceStage(Stage[Job]):
+class ProvenanceStage(Stage[Job, ProvenanceSettings]):
     name = "provenance"
     input_type = Job
     consumes = "scored"
@@ -35,9 +35,7 @@ class ProvenanceStage(Stage[Job]):
     passed_state = JobState.SIGNED
 
     def __init__(self, settings: ProvenanceSettings, blobs: BlobStore) -> None:
-        super().__init__(settings)
-        self.settings: ProvenanceSettings = settings
-        self.blobs = blobs
+        super().__init__(settings, blobs)
         self._signer: VideoSigner | None = None
         self._trust_anchor = b""
 

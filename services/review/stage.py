@@ -23,7 +23,7 @@ from services.review.settings import ReviewSettings
 READY_STAGE = "moderation-video"  # the stage whose pass makes a job READY
 
 
-class ReviewStage(Stage[PublishRequest]):
+class ReviewStage(Stage[PublishRequest, ReviewSettings]):
     name = "review"
     input_type = PublishRequest
     consumes = "publish_requests"
@@ -31,9 +31,7 @@ class ReviewStage(Stage[PublishRequest]):
     passed_state = JobState.PUBLISHED
 
     def __init__(self, settings: ReviewSettings, blobs: BlobStore, ledger: StageLedger) -> None:
-        super().__init__(settings)
-        self.settings: ReviewSettings = settings
-        self.blobs = blobs
+        super().__init__(settings, blobs)
         self.ledger = ledger
         self._trust_anchor = b""
 

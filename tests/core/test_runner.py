@@ -52,7 +52,7 @@ async def test_keyed_locks_serialise_one_key_and_forget_idle_keys() -> None:
     assert len(locks) == 0
 
 
-class ToyStage(Stage[Job]):
+class ToyStage(Stage[Job, ServiceSettings]):
     """Behaviour from the prompt: 'sleep N', 'transient N' (fails N times), 'permanent',
     'crash', 'veto'; anything else passes at once."""
 
@@ -62,8 +62,8 @@ class ToyStage(Stage[Job]):
     emits = "photo_cleared"
     passed_state = JobState.PHOTO_CLEARED
 
-    def __init__(self, settings: ServiceSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: ServiceSettings, blobs: LocalBlobStore) -> None:
+        super().__init__(settings, blobs)
         self.calls: dict[str, int] = {}
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
@@ -134,14 +134,15 @@ async def toy(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[ToyRig]:
         shutdown_grace_s=5,
     )
     await ensure_topics(settings)
-    stage = ToyStage(settings)
+    blobs = LocalBlobStore(tmp_path)
+    stage = ToyStage(settings, blobs)
     producer = make_producer(settings, "toy-test")
     await producer.start()
     runner = StageRunner(
         stage,
         settings,
         producer,
-        StageLedger(LocalBlobStore(tmp_path)),
+        StageLedger(blobs),
         StageMetrics("toy", CollectorRegistry()),
     )
     task = asyncio.create_task(runner.run())
