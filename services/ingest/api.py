@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 
 from alive.blobs import BlobStore
+from alive.client import REASON_TRAILER
 from alive.runner import KeyedLocks
 from alive.telemetry import headers_with_trace, now_ms
 from alive.v1 import api_pb2_grpc
@@ -41,8 +42,6 @@ from services.ingest.validation import (
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alive.api")
-
-REASON_TRAILER = "alive-reason-code"
 
 
 class AliveApi(api_pb2_grpc.AliveServicer):
