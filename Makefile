@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROTOS := $(wildcard protos/alive/v1/*.proto)
+# protoc finds the mypy-protobuf plugins in the venv, activated or not.
+PROTOC := $(BIN)/python -m grpc_tools.protoc -Iprotos \
+	--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+	--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc
 
 .PHONY: run up test lint proto proto-check bench clean
 
@@ -36,12 +40,11 @@ bench: $(BIN)/.installed
 
 # Generated code is committed; proto-check fails when it no longer matches the .proto files.
 proto: $(BIN)/.installed
-	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. \
-		--mypy_out=. --mypy_grpc_out=. $(PROTOS)
+	$(PROTOC) --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
 
 proto-check: $(BIN)/.installed
-	@tmp=$$(mktemp -d) && $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$$tmp \
-		--grpc_python_out=$$tmp --mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTOS) && \
+	@tmp=$$(mktemp -d) && $(PROTOC) --python_out=$$tmp --grpc_python_out=$$tmp \
+		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTOS) && \
 		diff -r -x __pycache__ -x __init__.py $$tmp/alive/v1 alive/v1 && echo "generated protobuf code is current"
 
 clean:
