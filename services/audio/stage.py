@@ -16,7 +16,6 @@ import numpy as np
 from PIL import Image
 
 from alive.jobs import video_key
-from alive.media import probe_mp4
 from alive.settings import ServiceSettings
 from alive.stage import Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job, JobState
@@ -41,7 +40,8 @@ class AudioStage(Stage[Job, ServiceSettings]):
             scene = np.asarray(photo.convert("RGB").resize((64, 64)))
         layers = choose_layers(job.prompt, scene)
         silent = self.blobs.local_path(job.video)
-        duration_s = probe_mp4(silent).duration_s
+        # The generator encodes exactly this many frames at this rate: no need to decode.
+        duration_s = job.generation.frame_count / job.output.fps
         soundtrack = render(layers, duration_s, sample_rate=SAMPLE_RATE, seed=job.seed)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "scored.mp4"
