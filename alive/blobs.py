@@ -58,9 +58,6 @@ class LocalBlobStore(BlobStore):
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def uri_for(self, key: str) -> str:
-        return self._path_for_key(key).as_uri()
-
     def put_bytes(self, key: str, data: bytes, content_type: str) -> BlobRef:
         """Write-once: a key keeps its first bytes. A redelivered job (at-least-once) then
         refers to the file its first run sent on, even where a step is not deterministic
@@ -75,7 +72,7 @@ class LocalBlobStore(BlobStore):
         finally:
             os.unlink(tmp)
         return BlobRef(
-            uri=self.uri_for(key),
+            uri=path.as_uri(),
             sha256=hashlib.sha256(data).hexdigest(),
             content_type=content_type,
             size_bytes=len(data),

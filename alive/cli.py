@@ -19,14 +19,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import grpc
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from alive.blobs import LocalBlobStore
 from alive.client import AliveClient, Rejected
 from alive.embedded.stack import REPO_ROOT, EmbeddedStack
 from alive.kafka import ensure_topics
@@ -94,7 +93,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         console.print(f"stack up in {time.monotonic() - started:.1f} s (logs in {stack.logs})")
         with AliveClient(stack.api_target) as client:
-            code = _submit_and_show(client, args, stack.trust_anchor, publish=True)
+            code = _submit_and_show(
+                client, args, LocalBlobStore(stack.blob_root), stack.trust_anchor, publish=True
+            )
     finally:
         with console.status("shutting down…"):
             codes = stack.stop()
@@ -132,7 +133,9 @@ def _running_stack() -> dict[str, str]:
 def _submit(args: argparse.Namespace) -> int:
     state = _running_stack()
     with AliveClient(state["api"]) as client:
-        return _submit_and_show(client, args, Path(state["trust_anchor"]), publish=args.publish)
+        blobs = LocalBlobStore(Path(state["blob_root"]))
+        trust_anchor = Path(state["trust_anchor"])
+        return _submit_and_show(client, args, blobs, trust_anchor, publish=args.publish)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -152,7 +155,12 @@ def _topics(args: argparse.Namespace) -> int:
 
 
 def _submit_and_show(
-    client: AliveClient, args: argparse.Namespace, trust_anchor: Path, *, publish: bool
+    client: AliveClient,
+    args: argparse.Namespace,
+    blobs: LocalBlobStore,
+    trust_anchor: Path,
+    *,
+    publish: bool,
 ) -> int:
     output = OutputSpec(
         width=args.width, height=args.height, fps=args.fps, duration_ms=args.duration_ms
@@ -170,7 +178,7 @@ def _submit_and_show(
     if view.state != JobState.READY:
         _print_path(view)
         return 1
-    video = _save_video(view, args.out)
+    video = _save_video(blobs, view, args.out)
     if publish:
         client.publish(job_id, requested_by="cli")
         view = _follow(client, job_id, stop_at_ready=False)
@@ -202,10 +210,10 @@ def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool) -> JobView
     return client.get(job_id)
 
 
-def _save_video(view: JobView, out_dir: Path) -> Path:
+def _save_video(blobs: LocalBlobStore, view: JobView, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"alive-{view.job_id[:8]}.mp4"
-    shutil.copyfile(url2pathname(urlparse(view.video.uri).path), target)
+    shutil.copyfile(blobs.local_path(view.video), target)
     return target.resolve()
 
 

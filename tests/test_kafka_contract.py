@@ -9,6 +9,7 @@ import uuid
 
 from confluent_kafka import Consumer, Producer
 
+from alive.blobs import LocalBlobStore
 from alive.embedded.stack import EmbeddedStack
 from alive.media import probe_mp4
 from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, StatusEvent
@@ -63,5 +64,5 @@ def test_an_independent_client_submits_and_reads_the_result(stack: EmbeddedStack
 
     ready = [e for e in seen if e.state == JobState.READY]
     assert ready, [JobState.Name(e.state) for e in seen]
-    info = probe_mp4(stack.blob_root / ready[0].video.uri.split("/blobs/", 1)[1])
+    info = probe_mp4(LocalBlobStore(stack.blob_root).local_path(ready[0].video))
     assert info.frame_count == SMALL_FRAMES and info.audio_codec == "aac"

@@ -6,12 +6,12 @@ import signal
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
+from alive.blobs import LocalBlobStore
 from alive.client import AliveClient, Rejected
 from alive.embedded.stack import EmbeddedStack
 from alive.jobs import CHECKPOINTS
@@ -49,7 +49,7 @@ def test_full_pipeline_makes_a_signed_video_with_sound(
     view = wait_for(client, response.job_id)
     assert path_of(view) == PIPELINE_TO_READY, view
 
-    video = Path(view.video.uri.removeprefix("file://"))
+    video = LocalBlobStore(stack.blob_root).local_path(view.video)
     info = probe_mp4(video)
     assert (info.width, info.height, info.frame_count) == (96, 160, SMALL_FRAMES)
     assert info.audio_codec == "aac"
