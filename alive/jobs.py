@@ -1,11 +1,28 @@
-"""Facts about a job that several stages compute the same way."""
+"""Facts about a job that several stages and clients compute the same way: its state
+machine, its frame count, where its videos are kept.
+
+A job moves forward through the states its stages reach (alive/pipeline.py) to READY (the
+creator sees it) and PUBLISHED (live on a Story), or ends early: REJECTED (bad input,
+ingest), VETOED (a checkpoint or review said no) or FAILED (a stage could not process it).
+A terminal state is final: later events for the job do not change it.
+"""
 
 from __future__ import annotations
 
-from alive.v1.events_pb2 import OutputSpec
+from alive.v1.events_pb2 import JobState, OutputSpec
 
-# The moderation checkpoints a job must pass before it is READY, by stage name.
-CHECKPOINTS = ("moderation-photo", "moderation-prompt", "moderation-video")
+# The prompt a job gets when it asks for none.
+DEFAULT_PROMPT = "make this photo come alive"
+
+TERMINAL_STATES: frozenset[JobState.ValueType] = frozenset(
+    {JobState.PUBLISHED, JobState.REJECTED, JobState.VETOED, JobState.FAILED}
+)
+# Where a creator stops waiting: the video is ready to see, or the job ended.
+SETTLED_STATES: frozenset[JobState.ValueType] = TERMINAL_STATES | {JobState.READY}
+
+
+def is_terminal(state: JobState.ValueType) -> bool:
+    return state in TERMINAL_STATES
 
 
 def frame_count(spec: OutputSpec) -> int:

@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from alive.pipeline import PIPELINE
 from alive.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -45,13 +46,13 @@ def make_consumer(
 
 
 async def ensure_topics(settings: ServiceSettings) -> None:
-    """Creates every Alive topic that does not exist yet."""
+    """Creates every topic of the pipeline that does not exist yet."""
     profile = settings.kafka_profile()
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in settings.topics.all() if t not in existing]
+        missing = [n for n in map(settings.topic, PIPELINE.topics()) if n not in existing]
         if not missing:
             return
         new = [

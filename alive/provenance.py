@@ -29,6 +29,11 @@ UNREADABLE = "alive.manifest.unreadable"
 
 _ACTIONS_LABELS = ("c2pa.actions.v2", "c2pa.actions")
 
+# Where the embedded default keeps the development signing chain, and its root: the trust
+# anchor the provenance and review services verify against unless set otherwise.
+DEV_CERT_DIR = Path(".alive/certs")
+DEV_TRUST_ANCHOR = DEV_CERT_DIR / "root.pem"
+
 
 @dataclass(frozen=True)
 class Verification:

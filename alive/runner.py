@@ -1,4 +1,7 @@
-"""The consume-process-produce loop every stage runs in.
+"""The consume-process-produce loop every stage runs in: the Kafka half.
+
+What happens to one event (decode, ledger, retries, which messages go out) is
+alive/processing.py; this module feeds it records and owns the consumer.
 
 Guarantees (docs/delivery.md):
 - at-least-once: an offset is committed only after the event's outputs are acknowledged
@@ -15,46 +18,24 @@ Guarantees (docs/delivery.md):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
-from google.protobuf.message import DecodeError, Message
-from opentelemetry import trace
 
 from alive.blobs import StageLedger
 from alive.kafka import make_consumer
+from alive.locks import KeyedLocks
+from alive.processing import EventProcessor, Outbound, Record, coords
 from alive.settings import ServiceSettings
-from alive.stage import JobIdentity, PermanentError, Stage, StageContext, TransientError, Veto
-from alive.telemetry import StageMetrics, context_from_headers, headers_with_trace, now_ms
-from alive.v1.events_pb2 import (
-    Job,
-    JobState,
-    StageOutcome,
-    StageRecord,
-    StatusEvent,
-    Verdict,
-    VetoEvent,
-)
+from alive.stage import Stage
+from alive.telemetry import StageMetrics
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("alive.runner")
-
-# Headers on dead-lettered events (docs/topics.md).
-DLQ_REASON = "alive-dlq-reason-code"
-DLQ_ERROR = "alive-dlq-error"
-DLQ_STAGE = "alive-dlq-stage"
-DLQ_TOPIC = "alive-dlq-original-topic"
-DLQ_PARTITION = "alive-dlq-original-partition"
-DLQ_OFFSET = "alive-dlq-original-offset"
-DLQ_JOB_ID = "alive-dlq-job-id"
 
 
 class OffsetTracker:
@@ -102,40 +83,18 @@ class OffsetTracker:
         return sum(len(q) for q in self._pending.values())
 
 
-class KeyedLocks:
-    """One lock per key, dropped when nobody holds or waits for it."""
+class KafkaSink:
+    """Produces a processor's records; returns once Kafka acknowledged all of them."""
 
-    def __init__(self) -> None:
-        self._locks: dict[bytes, tuple[asyncio.Lock, int]] = {}
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
 
-    @contextlib.asynccontextmanager
-    async def hold(self, key: bytes) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-
-class _Outcome:
-    """What processing one event came to, before anything is produced."""
-
-    def __init__(
-        self,
-        passed: Job | None = None,
-        veto: Veto | None = None,
-        failure: PermanentError | None = None,
-    ) -> None:
-        self.passed, self.veto, self.failure = passed, veto, failure
+    async def send(self, records: Sequence[Outbound]) -> None:
+        sends = [
+            await self._producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
+            for r in records
+        ]
+        await asyncio.gather(*sends)
 
 
 class StageRunner:
@@ -148,10 +107,11 @@ class StageRunner:
         metrics: StageMetrics,
     ) -> None:
         self.stage = stage
+        self.spec = stage.spec
         self.settings = settings
-        self.producer = producer
-        self.ledger = ledger
         self.metrics = metrics
+        self.processor = EventProcessor(stage, settings, KafkaSink(producer), ledger, metrics)
+        self._max_in_flight: int = stage.settings.max_in_flight
         self._tracker = OffsetTracker()
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         self._key_locks = KeyedLocks()
@@ -169,14 +129,14 @@ class StageRunner:
         self._stopping.set()
 
     async def run(self) -> None:
-        consumer = make_consumer(
-            self.settings, group_id=f"alive-{self.stage.name}", client_id=self.stage.name
-        )
+        spec = self.spec
+        consumer = make_consumer(self.settings, group_id=spec.consumer_group, client_id=spec.name)
         self._consumer = consumer
-        consumer.subscribe([self.stage.input_topic], listener=_Rebalance(self))
+        topic = self.settings.topic(spec.consumes)
+        consumer.subscribe([topic], listener=_Rebalance(self))
         await consumer.start()
         self._started = True
-        log.info("consuming", extra={"topic": self.stage.input_topic})
+        log.info("consuming", extra={"topic": topic})
         try:
             while not self._stopping.is_set() and self._fatal is None:
                 await self._poll_once(consumer)
@@ -189,7 +149,7 @@ class StageRunner:
 
     async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
         in_flight = self._in_flight()
-        free = self.settings.max_in_flight - in_flight
+        free = self._max_in_flight - in_flight
         if free <= 0:
             consumer.pause(*consumer.assignment())
         elif consumer.paused():
@@ -198,8 +158,8 @@ class StageRunner:
         for tp, records in batch.items():
             for record in records:
                 self._start_task(tp, record)
-        self.metrics.in_flight.labels(self.stage.name).set(self._in_flight())
-        self.metrics.commit_lag.labels(self.stage.name).set(self._tracker.uncommitted())
+        self.metrics.in_flight.labels(self.spec.name).set(self._in_flight())
+        self.metrics.commit_lag.labels(self.spec.name).set(self._tracker.uncommitted())
         await self._commit(consumer)
 
     def _in_flight(self) -> int:
@@ -207,226 +167,22 @@ class StageRunner:
 
     def _start_task(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         self._tracker.begin(tp, record.offset)
-        task = asyncio.create_task(self._run_one(tp, record))
+        task = asyncio.create_task(self._run_one(tp, _record(record)))
         tasks = self._tasks.setdefault(tp, set())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    async def _run_one(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _run_one(self, tp: TopicPartition, record: Record) -> None:
         try:
             # Events of one job share a key: one at a time, so a duplicate sees the ledger.
             async with self._key_locks.hold(record.key or b""):
-                await self._handle(record)
+                await self.processor.handle(record)
             self._tracker.finish(tp, record.offset)
         except asyncio.CancelledError:
             raise  # handed back at shutdown: not committed, so redelivered
         except Exception as exc:  # Kafka refused an output: stop, do not commit
-            log.exception("could not complete an event; stopping", extra=_coords(record))
+            log.exception("could not complete an event; stopping", extra=coords(record))
             self._fatal = exc
-
-    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        stage = self.stage
-        started_ms, t0 = now_ms(), time.perf_counter()
-        self.metrics.events_in.labels(stage.name, record.topic).inc()
-        try:
-            event = stage.input_type.FromString(record.value or b"")
-        except DecodeError as exc:
-            await self._dead_letter(record, "UNDECODABLE_EVENT", str(exc), None)
-            self._count("undecodable")
-            return
-        try:
-            identity = stage.identify(event)
-            if not StageLedger.valid_job_id(identity.job_id):
-                raise PermanentError("INVALID_JOB_ID", f"{identity.job_id!r} is not a job id")
-        except PermanentError as exc:
-            await self._dead_letter(record, exc.reason_code, exc.detail, None)
-            self._count("dead_lettered")
-            return
-        with tracer.start_as_current_span(
-            stage.name,
-            context=context_from_headers(record.headers),
-            kind=trace.SpanKind.CONSUMER,
-            attributes={"alive.job_id": identity.job_id, **_span_coords(record)},
-        ) as span:
-            if self.ledger.get(stage.name, identity.job_id) is not None:
-                log.info("already processed; skipping", extra={"job_id": identity.job_id})
-                self._count("duplicate")
-                return
-            ctx = StageContext(identity=identity, attempt=1, started_at_ms=started_ms)
-            outcome = await self._process_with_retries(event, ctx)
-            if outcome.passed is not None:
-                await self._emit_pass(outcome.passed, ctx)
-                self._count("passed")
-            elif outcome.veto is not None:
-                await self._emit_veto(outcome.veto, ctx)
-                self._count("vetoed" if stage.veto_verdict == Verdict.VETO else "rejected")
-            elif outcome.failure is not None:
-                span.set_status(trace.Status(trace.StatusCode.ERROR, outcome.failure.reason_code))
-                await self._fail(record, outcome.failure, ctx)
-                self._count("failed")
-        self.metrics.latency.labels(stage.name).observe(time.perf_counter() - t0)
-
-    async def _process_with_retries(self, event: Message, ctx: StageContext) -> _Outcome:
-        settings = self.settings
-        for attempt in range(1, settings.max_attempts + 1):
-            ctx.attempt = attempt
-            try:
-                result = await self.stage.process(event, ctx)
-            except TransientError as exc:
-                self.metrics.errors.labels(self.stage.name, "transient").inc()
-                if attempt == settings.max_attempts:
-                    return _Outcome(failure=PermanentError("RETRIES_EXHAUSTED", str(exc)))
-                delay = min(settings.retry_max_s, settings.retry_base_s * 2 ** (attempt - 1))
-                delay *= random.uniform(0.5, 1.0)  # jitter: replicas do not retry in step
-                log.warning(
-                    "transient error; retrying",
-                    extra={
-                        "job_id": ctx.identity.job_id,
-                        "attempt": attempt,
-                        "error": str(exc),
-                        "retry_in_s": round(delay, 2),
-                    },
-                )
-                await asyncio.sleep(delay)
-                continue
-            except PermanentError as exc:
-                self.metrics.errors.labels(self.stage.name, "permanent").inc()
-                return _Outcome(failure=exc)
-            except Exception as exc:  # a bug or an unexpected input: never drop the job
-                log.exception("stage raised", extra={"job_id": ctx.identity.job_id})
-                self.metrics.errors.labels(self.stage.name, "permanent").inc()
-                detail = f"{type(exc).__name__}: {exc}"[:500]
-                return _Outcome(failure=PermanentError("STAGE_ERROR", detail))
-            if isinstance(result, Veto):
-                return _Outcome(veto=result)
-            return _Outcome(passed=result)
-        raise AssertionError("unreachable: the last attempt returns")
-
-    async def _emit_pass(self, job: Job, ctx: StageContext) -> None:
-        stage, finished = self.stage, now_ms()
-        job.stages.append(
-            StageRecord(
-                stage=stage.name,
-                verdict=Verdict.PASS,
-                started_at_ms=ctx.started_at_ms,
-                finished_at_ms=finished,
-                scores=ctx.scores,
-            )
-        )
-        status = self._status(ctx, stage.passed_state, Verdict.PASS, (), "", finished)
-        if job.HasField("video"):
-            status.video.CopyFrom(job.video)
-        await self._send_all(
-            [(stage.output_topic, job), (self.settings.topics.status, status)], ctx.identity.job_id
-        )
-        self.ledger.put(
-            stage.name, ctx.identity.job_id, StageOutcome(passed=job).SerializeToString()
-        )
-        log.info(
-            "passed",
-            extra={"job_id": ctx.identity.job_id, "duration_ms": finished - ctx.started_at_ms},
-        )
-
-    async def _emit_veto(self, veto: Veto, ctx: StageContext) -> None:
-        stage, at = self.stage, now_ms()
-        event = VetoEvent(
-            job_id=ctx.identity.job_id,
-            checkpoint=stage.name,
-            reason_codes=veto.reason_codes,
-            scores={**ctx.scores, **veto.scores},
-            detail=veto.detail,
-            at_ms=at,
-        )
-        status = self._status(
-            ctx, stage.veto_state, stage.veto_verdict, veto.reason_codes, veto.detail, at
-        )
-        await self._send_all(
-            [(self.settings.topics.vetoes, event), (self.settings.topics.status, status)],
-            ctx.identity.job_id,
-        )
-        self.ledger.put(
-            stage.name, ctx.identity.job_id, StageOutcome(vetoed=event).SerializeToString()
-        )
-        for reason in veto.reason_codes:
-            self.metrics.vetoes.labels(stage.name, reason).inc()
-        log.info(
-            "vetoed", extra={"job_id": ctx.identity.job_id, "reason_codes": list(veto.reason_codes)}
-        )
-
-    async def _fail(
-        self, record: ConsumerRecord[bytes, bytes], failure: PermanentError, ctx: StageContext
-    ) -> None:
-        job_id = ctx.identity.job_id
-        await self._dead_letter(record, failure.reason_code, failure.detail, job_id)
-        status = self._status(
-            ctx, JobState.FAILED, Verdict.ERROR, (failure.reason_code,), failure.detail, now_ms()
-        )
-        await self._send_all([(self.settings.topics.status, status)], job_id)
-        self.ledger.put(
-            self.stage.name,
-            job_id,
-            StageOutcome(failed_reason_code=failure.reason_code).SerializeToString(),
-        )
-        log.error(
-            "failed",
-            extra={"job_id": job_id, "reason_code": failure.reason_code, "error": failure.detail},
-        )
-
-    async def _dead_letter(
-        self,
-        record: ConsumerRecord[bytes, bytes],
-        reason_code: str,
-        error: str,
-        job_id: str | None,
-    ) -> None:
-        headers = [
-            (DLQ_REASON, reason_code.encode()),
-            (DLQ_ERROR, error[:1000].encode()),
-            (DLQ_STAGE, self.stage.name.encode()),
-            (DLQ_TOPIC, record.topic.encode()),
-            (DLQ_PARTITION, str(record.partition).encode()),
-            (DLQ_OFFSET, str(record.offset).encode()),
-        ]
-        if job_id:
-            headers.append((DLQ_JOB_ID, job_id.encode()))
-        original = [(k, v) for k, v in record.headers or () if not k.startswith("alive-dlq-")]
-        await self.producer.send_and_wait(
-            self.settings.topics.dlq, record.value, key=record.key, headers=original + headers
-        )
-        self.metrics.dead_lettered.labels(self.stage.name).inc()
-        log.warning("dead-lettered", extra={"reason_code": reason_code, **_coords(record)})
-
-    def _status(
-        self,
-        ctx: StageContext,
-        state: JobState.ValueType,
-        verdict: Verdict.ValueType,
-        reasons: Sequence[str],
-        detail: str,
-        at_ms: int,
-    ) -> StatusEvent:
-        return StatusEvent(
-            job_id=ctx.identity.job_id,
-            request_id=ctx.identity.request_id,
-            creator_id=ctx.identity.creator_id,
-            state=state,
-            stage=self.stage.name,
-            verdict=verdict,
-            reason_codes=reasons,
-            detail=detail,
-            at_ms=at_ms,
-            stage_started_at_ms=ctx.started_at_ms,
-        )
-
-    async def _send_all(self, events: Sequence[tuple[str, Message]], key: str) -> None:
-        headers = headers_with_trace()
-        sends = [
-            await self.producer.send(
-                topic, event.SerializeToString(), key=key.encode(), headers=headers
-            )
-            for topic, event in events
-        ]
-        await asyncio.gather(*sends)
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition] | None = None
@@ -469,9 +225,6 @@ class StageRunner:
             self._tracker.forget(tp)
             self._tasks.pop(tp, None)
 
-    def _count(self, outcome: str) -> None:
-        self.metrics.events_out.labels(self.stage.name, outcome).inc()
-
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, runner: StageRunner) -> None:
@@ -486,17 +239,15 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         )
 
 
-def _coords(record: ConsumerRecord[bytes, bytes]) -> dict[str, object]:
-    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+def _record(record: ConsumerRecord[bytes, bytes]) -> Record:
+    return Record(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        tuple(record.headers or ()),
+    )
 
 
-def _span_coords(record: ConsumerRecord[bytes, bytes]) -> dict[str, str | int]:
-    return {
-        "messaging.system": "kafka",
-        "messaging.source.name": record.topic,
-        "messaging.kafka.partition": record.partition,
-        "messaging.kafka.message.offset": record.offset,
-    }
-
-
-__all__ = ["JobIdentity", "OffsetTracker", "StageRunner"]
+__all__ = ["OffsetTracker", "StageRunner"]

@@ -1,9 +1,10 @@
 """Runs one stage as a service process: the ``__main__`` of every service calls ``serve``.
 
-It wires what every service has (logs, traces, metrics and health endpoint, blob store,
-ledger, Kafka producer, the stage runner) around the service's own stage and, for a
-service with more to run (ingest's gRPC API), its extra components. SIGTERM or SIGINT
-stops fetching, lets in-flight jobs finish, commits and exits 0; a fatal error exits 1.
+The service is named after its stage (alive/pipeline.py). It wires what every service has
+(logs, traces, metrics and health endpoint, blob store, ledger, Kafka producer, the stage
+runner) around the service's own stage and, for a service with more to run (ingest's gRPC
+API), its extra components. SIGTERM or SIGINT stops fetching, lets in-flight jobs finish,
+commits and exits 0; a fatal error exits 1.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from alive.blobs import LocalBlobStore, StageLedger
 from alive.health import HealthServer
 from alive.kafka import make_producer
 from alive.runner import StageRunner
-from alive.settings import ServiceSettings
+from alive.settings import ServiceSettings, StageSettings
 from alive.stage import Stage
 from alive.telemetry import StageMetrics, setup_logging, setup_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
 
-SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+SettingsT = TypeVar("SettingsT", bound=StageSettings)
 
 
 class Component(Protocol):
@@ -52,15 +53,23 @@ class ServiceRuntime:
     health: HealthServer
 
 
-# Makes the service's stage (of any input event type) and its extra components.
-Build = Callable[[SettingsT, ServiceRuntime], tuple[Stage[Any, Any], Sequence[Component]]]
+# Makes the service's stage and its extra components, for a service with more than a stage.
+Build = Callable[[SettingsT, ServiceRuntime], tuple[Stage[Any, SettingsT], Sequence[Component]]]
 
 
-def serve(service: str, settings: SettingsT, build: Build[SettingsT]) -> None:
+def serve(
+    stage_class: type[Stage[Any, SettingsT]],
+    stage_settings: SettingsT,
+    build: Build[SettingsT] | None = None,
+) -> None:
+    """Runs ``stage_class`` (made by ``build`` when given) until SIGTERM or a fatal error."""
+    service = stage_class.spec.name
+    settings = ServiceSettings()
     setup_logging(service, settings.log_level)
     setup_tracing(service, settings.otlp_endpoint)
+    make = build or (lambda own, runtime: (stage_class(own, runtime.blobs), []))
     try:
-        asyncio.run(_serve(service, settings, build))
+        asyncio.run(_serve(service, settings, stage_settings, make))
     except Exception:
         log.exception("service stopped on an error")
         sys.exit(1)
@@ -68,7 +77,9 @@ def serve(service: str, settings: SettingsT, build: Build[SettingsT]) -> None:
         shutdown_tracing()
 
 
-async def _serve(service: str, settings: SettingsT, build: Build[SettingsT]) -> None:
+async def _serve(
+    service: str, settings: ServiceSettings, stage_settings: SettingsT, build: Build[SettingsT]
+) -> None:
     registry = CollectorRegistry()
     metrics = StageMetrics(service, registry)
     health = HealthServer(settings.http_host, settings.http_port, registry)
@@ -76,10 +87,10 @@ async def _serve(service: str, settings: SettingsT, build: Build[SettingsT]) -> 
     producer = make_producer(settings, client_id=service)
     await producer.start()
     runtime = ServiceRuntime(settings, blobs, StageLedger(blobs), producer, metrics, health)
-    stage, components = build(settings, runtime)
+    stage, components = build(stage_settings, runtime)
     runner = StageRunner(stage, settings, producer, runtime.ledger, metrics)
     health.add_readiness_check("consumer", lambda: runner.ready)
-    health.add_readiness_check(stage.name, stage.is_ready)
+    health.add_readiness_check(service, stage.is_ready)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.stop)
@@ -90,7 +101,7 @@ async def _serve(service: str, settings: SettingsT, build: Build[SettingsT]) -> 
         for component in components:
             await component.start()
             started.append(component)
-        log.info("started", extra={"stage": stage.name, "http_port": health.port})
+        log.info("started", extra={"stage": service, "http_port": health.port})
         await runner.run()
     finally:
         for component in reversed(started):

@@ -1,8 +1,11 @@
-"""Typed settings for every service, read from ``ALIVE_*`` environment variables.
+"""Typed settings, read from environment variables: what every service shares
+(``ServiceSettings``, ``ALIVE_<FIELD>``) and the base of each stage's own
+(``StageSettings``, ``ALIVE_<STAGE>__<FIELD>``).
 
-The embedded defaults (one machine: local broker, local Triton, files on disk) live here and
-nowhere else. ``ALIVE_PROFILE=production`` switches the Kafka client to the settings a real
-cluster wants; anything can still be set one by one, e.g. ``ALIVE_KAFKA__BOOTSTRAP_SERVERS``.
+The defaults are the embedded defaults (one machine: local broker, local Triton, files on
+disk); each service's own defaults live in its settings class and nowhere else.
+``ALIVE_PROFILE=production`` switches the Kafka client to the settings a real cluster wants;
+anything can still be set one by one, e.g. ``ALIVE_KAFKA__BOOTSTRAP_SERVERS``.
 docs/settings.md lists them all.
 """
 
@@ -10,10 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from alive.pipeline import PIPELINE, StageSpec, Topic
 
 Profile = Literal["embedded", "production"]
 
@@ -61,27 +66,13 @@ class KafkaSettings(BaseModel):
     max_request_size: int = 1_048_576
 
 
-class Topics(BaseModel):
-    requests: str = "alive.requests"
-    accepted: str = "alive.accepted"
-    photo_cleared: str = "alive.photo-cleared"
-    prompt_cleared: str = "alive.prompt-cleared"
-    generated: str = "alive.generated"
-    scored: str = "alive.scored"
-    signed: str = "alive.signed"
-    ready: str = "alive.ready"
-    publish_requests: str = "alive.publish-requests"
-    published: str = "alive.published"
-    status: str = "alive.status"
-    vetoes: str = "alive.vetoes"
-    dlq: str = "alive.dlq"
-
-    def all(self) -> list[str]:
-        return list(self.model_dump().values())
-
-
 class ServiceSettings(BaseSettings):
-    """What every service needs. Each service subclasses it with its own fields."""
+    """What every service shares, from ``ALIVE_<FIELD>`` variables.
+
+    A stage's own settings are a ``StageSettings`` subclass in its service, read from
+    ``ALIVE_<STAGE>__<FIELD>`` (alive/pipeline.py ``StageSpec.settings_prefix``), so two
+    services never read one variable.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="ALIVE_", env_nested_delimiter="__", extra="ignore"
@@ -89,23 +80,33 @@ class ServiceSettings(BaseSettings):
 
     profile: Profile = "embedded"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topics: Topics = Field(default_factory=Topics)
+    # Topic names by topic key (alive/pipeline.py), for the topics renamed from their
+    # defaults: ALIVE_TOPICS__STATUS=my.status.
+    topics: dict[str, str] = Field(default_factory=dict)
     # Where blobs (photos, videos) and the stage ledger live. A directory for the embedded
     # default; the BlobStore interface is what an S3 store implements.
     blob_root: Path = Path(".alive/blobs")
     # Health and Prometheus metrics endpoint.
     http_host: str = "127.0.0.1"
     http_port: int = 8080
-    max_in_flight: int = 4
-    # Transient errors (a dependency unavailable) are retried with exponential backoff.
-    max_attempts: int = 6
-    retry_base_s: float = 0.5
-    retry_max_s: float = 20.0
     # On SIGTERM: how long in-flight jobs may take to finish before they are handed back.
     shutdown_grace_s: float = 20.0
     # OpenTelemetry: spans are exported over OTLP/gRPC only when this is set.
     otlp_endpoint: str | None = None
     log_level: str = "INFO"
+
+    @field_validator("topics")
+    @classmethod
+    def _known_topics(cls, topics: dict[str, str]) -> dict[str, str]:
+        known = {t.key for t in PIPELINE.topics()}
+        unknown = sorted(set(topics) - known)
+        if unknown:
+            raise ValueError(f"unknown topic keys {unknown}; known: {sorted(known)}")
+        return topics
+
+    def topic(self, topic: Topic[Any]) -> str:
+        """The topic's name here: its default unless renamed."""
+        return self.topics.get(topic.key, topic.default_name)
 
     def kafka_profile(self) -> KafkaProfile:
         """The profile's Kafka settings, overridden field by field by explicit settings."""
@@ -120,3 +121,21 @@ class ServiceSettings(BaseSettings):
             topic_partitions=k.topic_partitions or base.topic_partitions,
             replication_factor=k.replication_factor or base.replication_factor,
         )
+
+
+def stage_settings_config(spec: StageSpec) -> SettingsConfigDict:
+    """The model_config of a stage's settings: read from ``ALIVE_<STAGE>__<FIELD>``."""
+    return SettingsConfigDict(
+        env_prefix=spec.settings_prefix, env_nested_delimiter="__", extra="ignore"
+    )
+
+
+class StageSettings(BaseSettings):
+    """How the runner treats a stage's events. Each service subclasses it with its own
+    fields and sets ``model_config = stage_settings_config(<its StageSpec>)``."""
+
+    max_in_flight: int = 4
+    # Transient errors (a dependency unavailable) are retried with exponential backoff.
+    max_attempts: int = 6
+    retry_base_s: float = 0.5
+    retry_max_s: float = 20.0

@@ -1,10 +1,12 @@
 """What a pipeline stage is: the one class a service file implements.
 
-A stage reads one protobuf event type from one topic and, for each event, returns the job
-to send on (``Job``), or a ``Veto`` with reason codes. It raises ``TransientError`` when a
-retry may help (a dependency is down) and ``PermanentError`` when it cannot (the runner
-dead-letters the event and marks the job failed). Everything else (consuming, producing,
-status events, the ledger, retries, metrics, traces, commits) is the runner's job.
+A stage names its place in the pipeline (``spec``, a ``StageSpec`` from alive/pipeline.py:
+what it reads and writes, the states it moves a job to) and, for each event it reads,
+returns the job to send on (``Job``) or a ``Veto`` with reason codes. It raises
+``TransientError`` when a retry may help (a dependency is down) and ``PermanentError`` when
+it cannot (the runner dead-letters the event and marks the job failed). Everything else
+(consuming, producing, status events, the ledger, retries, metrics, traces, commits) is the
+runner's job. alive_tools.testing.StageHarness runs a stage in process, without a broker.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import ClassVar, Generic, TypeVar
 from google.protobuf.message import Message
 
 from alive.blobs import BlobStore
-from alive.settings import ServiceSettings
-from alive.v1.events_pb2 import Job, JobState, Verdict
+from alive.pipeline import StageSpec
+from alive.reasons import Finding, ReasonCode, ReasonError
+from alive.settings import StageSettings
+from alive.v1.events_pb2 import Job
 
 EventT = TypeVar("EventT", bound=Message)
-SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+SettingsT = TypeVar("SettingsT", bound=StageSettings)
 
 
 @dataclass(frozen=True)
@@ -33,20 +37,27 @@ class JobIdentity:
 
 @dataclass(frozen=True)
 class Veto:
-    """A stage's "no": the job stops here, with reason codes (docs/reason-codes.md)."""
+    """A stage's "no": the job stops here, with one finding per reason
+    (docs/reason-codes.md)."""
 
-    reason_codes: tuple[str, ...]
-    detail: str = ""
+    findings: tuple[Finding, ...]
     scores: Mapping[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, code: ReasonCode, detail: str, scores: Mapping[str, float] | None = None) -> Veto:
+        return cls((Finding(code, detail),), scores or {})
 
-class PermanentError(Exception):
+    @property
+    def reason_codes(self) -> tuple[ReasonCode, ...]:
+        return tuple(f.code for f in self.findings)
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(f.detail for f in self.findings if f.detail)
+
+
+class PermanentError(ReasonError):
     """Retrying will not help: the event is dead-lettered and the job fails."""
-
-    def __init__(self, reason_code: str, detail: str) -> None:
-        super().__init__(f"{reason_code}: {detail}")
-        self.reason_code = reason_code
-        self.detail = detail
 
 
 class TransientError(Exception):
@@ -64,33 +75,25 @@ class StageContext:
 
 
 class Stage(ABC, Generic[EventT, SettingsT]):
-    """Reads ``EventT`` events; configured by ``SettingsT`` (the service's settings)."""
+    """Reads ``EventT`` events (the message of ``spec.consumes``); configured by
+    ``SettingsT``, the stage's own settings."""
 
-    name: ClassVar[str]
-    input_type: ClassVar[type[Message]]
-    # Fields of alive.settings.Topics: the topic this stage reads and the one it writes.
-    consumes: ClassVar[str]
-    emits: ClassVar[str]
-    passed_state: ClassVar[JobState.ValueType]
-    veto_state: ClassVar[JobState.ValueType] = JobState.VETOED
-    veto_verdict: ClassVar[Verdict.ValueType] = Verdict.VETO
+    spec: ClassVar[StageSpec]
 
     def __init__(self, settings: SettingsT, blobs: BlobStore) -> None:
         self.settings = settings
         self.blobs = blobs
 
-    @property
-    def input_topic(self) -> str:
-        return str(getattr(self.settings.topics, self.consumes))
-
-    @property
-    def output_topic(self) -> str:
-        return str(getattr(self.settings.topics, self.emits))
+    @classmethod
+    def input_type(cls) -> type[Message]:
+        message = cls.spec.consumes.message
+        assert message is not None, "a stage reads a topic with a message type"
+        return message
 
     def identify(self, event: EventT) -> JobIdentity:
         """The job an event belongs to. Raises PermanentError for an event naming none."""
         if not isinstance(event, Job) or not event.job_id:
-            raise PermanentError("EVENT_WITHOUT_JOB_ID", "the event names no job")
+            raise PermanentError(ReasonCode.EVENT_WITHOUT_JOB_ID, "the event names no job")
         return JobIdentity(event.job_id, event.request_id, event.creator_id)
 
     @abstractmethod

@@ -24,20 +24,20 @@ import numpy as np
 from tritonclient.grpc import InferInput
 from tritonclient.grpc.aio import InferenceServerClient
 
-from alive.client import AliveClient
-from alive.embedded.stack import EmbeddedStack
+from alive.jobs import SETTLED_STATES
 from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import JobState, OutputSpec
+from alive_tools.client import AliveClient
+from alive_tools.embedded.stack import EmbeddedStack
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "chelsea.jpg"
-DONE = {JobState.READY, JobState.VETOED, JobState.REJECTED, JobState.FAILED}
 
 
 def wait_ready(client: AliveClient, job_id: str, timeout_s: float = 600) -> JobView:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         view = client.get(job_id)
-        if view.state in DONE:
+        if view.state in SETTLED_STATES:
             if view.state != JobState.READY:
                 raise RuntimeError(f"job {job_id} ended {JobState.Name(view.state)}")
             return view

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from alive.client import AliveClient
-from alive.embedded.broker import EmbeddedBroker
-from alive.embedded.stack import EmbeddedStack
+from alive_tools.client import AliveClient
+from alive_tools.embedded.broker import EmbeddedBroker
+from alive_tools.embedded.stack import EmbeddedStack
 from tests.support import photo_bytes
 
 

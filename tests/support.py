@@ -12,20 +12,14 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from PIL import Image
 
-from alive.client import AliveClient
+from alive.jobs import SETTLED_STATES
 from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent
+from alive_tools.client import AliveClient
 
 # Small enough to keep the suite fast, big enough to show motion: 12 frames of 96x160.
 SMALL_OUTPUT = OutputSpec(width=96, height=160, fps=12, duration_ms=1000)
 SMALL_FRAMES = 12
-END_STATES = {
-    JobState.READY,
-    JobState.PUBLISHED,
-    JobState.REJECTED,
-    JobState.VETOED,
-    JobState.FAILED,
-}
 
 
 def photo_bytes(width: int = 160, height: int = 120, fmt: str = "JPEG", seed: int = 0) -> bytes:
@@ -50,7 +44,7 @@ def wait_for(
     timeout_s: float = 120,
 ) -> JobView:
     """Polls Get until the job reaches one of ``states`` (default: any end state)."""
-    wanted = states or END_STATES
+    wanted = states or SETTLED_STATES
     deadline = time.monotonic() + timeout_s
     while True:
         try:

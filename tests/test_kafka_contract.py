@@ -10,9 +10,9 @@ import uuid
 from confluent_kafka import Consumer, Producer
 
 from alive.blobs import LocalBlobStore
-from alive.embedded.stack import EmbeddedStack
 from alive.media import probe_mp4
 from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, StatusEvent
+from alive_tools.embedded.stack import EmbeddedStack
 from services.ingest.stage import job_id_for
 from tests.support import SMALL_FRAMES, SMALL_OUTPUT, photo_bytes
 

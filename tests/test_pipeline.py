@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from alive.blobs import LocalBlobStore
-from alive.client import AliveClient, Rejected
-from alive.embedded.stack import EmbeddedStack
-from alive.jobs import CHECKPOINTS
 from alive.media import probe_mp4, read_frames
+from alive.pipeline import DLQ, PIPELINE, REQUESTS, STATUS, VETOES
+from alive.processing import DLQ_OFFSET, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC
 from alive.provenance import DIGITAL_SOURCE_TYPE_AI, verify_video
-from alive.runner import DLQ_OFFSET, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC
 from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, OutputSpec
+from alive_tools.client import AliveClient, Rejected
+from alive_tools.embedded.stack import EmbeddedStack
 from services.ingest.stage import job_id_for
 from tests.support import (
     SMALL_FRAMES,
@@ -68,11 +68,11 @@ def test_full_pipeline_makes_a_signed_video_with_sound(
     assert path_of(published) == [*PIPELINE_TO_READY, "PUBLISHED"]
     assert [e.stage for e in published.history][1:] == [
         "ingest",
-        *CHECKPOINTS[:2],
+        *PIPELINE.checkpoints[:2],
         "generator",
         "audio",
         "provenance",
-        CHECKPOINTS[2],
+        PIPELINE.checkpoints[2],
         "review",
     ]
 
@@ -82,7 +82,7 @@ def test_one_trace_follows_a_job_across_services(
 ) -> None:
     job_id = client.submit(small_photo, "calm sea", output=SMALL_OUTPUT).job_id
     wait_for(client, job_id)
-    records = read_topic(stack.broker.bootstrap_servers, stack.settings().topics.status)
+    records = read_topic(stack.broker.bootstrap_servers, stack.settings().topic(STATUS))
     traceparents = {
         dict(r.headers)["traceparent"].decode().split("-")[1]
         for r in records
@@ -100,7 +100,7 @@ def test_prompt_from_the_term_list_is_vetoed_before_generation(
     assert view.history[-1].stage == "moderation-prompt"
     assert list(view.reason_codes) == ["PROMPT_WEAPONS"]
     assert not (stack.blob_root / "videos" / job_id).exists()
-    vetoes = read_topic(stack.broker.bootstrap_servers, stack.settings().topics.vetoes)
+    vetoes = read_topic(stack.broker.bootstrap_servers, stack.settings().topic(VETOES))
     assert any(r.key == job_id.encode() for r in vetoes)
 
 
@@ -125,9 +125,11 @@ def test_oversized_photo_is_rejected_before_decoding(client: AliveClient) -> Non
 def test_bad_kafka_requests_are_rejected_or_dead_lettered_and_service_goes_on(
     stack: EmbeddedStack, client: AliveClient, small_photo: bytes
 ) -> None:
-    bootstrap, topics = stack.broker.bootstrap_servers, stack.settings().topics
+    bootstrap, settings = stack.broker.bootstrap_servers, stack.settings()
     # Undecodable bytes: dead-lettered with the reason and where they came from.
-    produce(bootstrap, topics.requests, b"\x08\x96\x01 definitely not protobuf \xff", b"junk")
+    produce(
+        bootstrap, settings.topic(REQUESTS), b"\x08\x96\x01 definitely not protobuf \xff", b"junk"
+    )
     # A decodable request whose photo is corrupt: a REJECTED job with a reason code.
     upload = stack.blob_root / "uploads" / "corrupt.jpg"
     upload.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +141,7 @@ def test_bad_kafka_requests_are_rejected_or_dead_lettered_and_service_goes_on(
         output=SMALL_OUTPUT,
     )
     job_id = job_id_for(request.creator_id, request.request_id)
-    produce(bootstrap, topics.requests, request.SerializeToString(), job_id.encode())
+    produce(bootstrap, settings.topic(REQUESTS), request.SerializeToString(), job_id.encode())
     rejected = wait_for(client, job_id)
     assert rejected.state == JobState.REJECTED
     assert list(rejected.reason_codes) == ["PHOTO_UNDECODABLE"]
@@ -150,12 +152,16 @@ def test_bad_kafka_requests_are_rejected_or_dead_lettered_and_service_goes_on(
         photo=BlobRef(uri=(stack.blob_root / "videos" / "x" / "signed.mp4").as_uri()),
     )
     elsewhere_id = job_id_for(elsewhere.creator_id, elsewhere.request_id)
-    produce(bootstrap, topics.requests, elsewhere.SerializeToString(), elsewhere_id.encode())
+    produce(
+        bootstrap, settings.topic(REQUESTS), elsewhere.SerializeToString(), elsewhere_id.encode()
+    )
     assert list(wait_for(client, elsewhere_id).reason_codes) == ["PHOTO_REF_OUTSIDE_STORE"]
 
-    dead = [dict(r.headers) for r in read_topic(bootstrap, topics.dlq) if r.key == b"junk"]
+    dead = [dict(r.headers) for r in read_topic(bootstrap, settings.topic(DLQ)) if r.key == b"junk"]
     assert dead and dead[0][DLQ_REASON] == b"UNDECODABLE_EVENT"
-    assert dead[0][DLQ_STAGE] == b"ingest" and dead[0][DLQ_TOPIC] == topics.requests.encode()
+    assert (
+        dead[0][DLQ_STAGE] == b"ingest" and dead[0][DLQ_TOPIC] == settings.topic(REQUESTS).encode()
+    )
     assert int(dead[0][DLQ_OFFSET]) >= 0
 
     after = client.submit(small_photo, "", output=SMALL_OUTPUT).job_id
@@ -165,7 +171,7 @@ def test_bad_kafka_requests_are_rejected_or_dead_lettered_and_service_goes_on(
 def test_the_same_request_twice_makes_one_job_and_one_video(
     stack: EmbeddedStack, client: AliveClient, small_photo: bytes
 ) -> None:
-    bootstrap, topics = stack.broker.bootstrap_servers, stack.settings().topics
+    bootstrap, settings = stack.broker.bootstrap_servers, stack.settings()
     upload = stack.blob_root / "uploads" / "twice.jpg"
     upload.write_bytes(small_photo)
     request = ImagePromptRequest(
@@ -177,13 +183,13 @@ def test_the_same_request_twice_makes_one_job_and_one_video(
     )
     job_id = job_id_for("kafka-test", "twice-1")
     for _ in range(2):
-        produce(bootstrap, topics.requests, request.SerializeToString(), job_id.encode())
+        produce(bootstrap, settings.topic(REQUESTS), request.SerializeToString(), job_id.encode())
     assert wait_for(client, job_id).state == JobState.READY
     # The API's idempotency key finds the same job too.
     again = client.submit(small_photo, "", creator_id="kafka-test", request_id="twice-1")
     assert again.existing and again.job_id == job_id
     time.sleep(1.0)  # let any duplicate finish its way through
-    events = statuses(bootstrap, topics.status, job_id)
+    events = statuses(bootstrap, settings.topic(STATUS), job_id)
     states = [JobState.Name(e.state) for e in events]
     assert states.count("ACCEPTED") == 1 and states.count("READY") == 1, states
     assert sorted(p.name for p in (stack.blob_root / "videos" / job_id).iterdir()) == [

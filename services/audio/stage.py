@@ -16,21 +16,16 @@ import numpy as np
 from PIL import Image
 
 from alive.jobs import video_key
-from alive.settings import ServiceSettings
+from alive.pipeline import AUDIO
 from alive.stage import Stage, StageContext, Veto
-from alive.v1.events_pb2 import Job, JobState
+from alive.v1.events_pb2 import Job
 from services.audio.mux import mux_audio
+from services.audio.settings import AudioSettings
 from services.audio.soundscape import choose_layers, render
 
-SAMPLE_RATE = 48_000
 
-
-class AudioStage(Stage[Job, ServiceSettings]):
-    name = "audio"
-    input_type = Job
-    consumes = "generated"
-    emits = "scored"
-    passed_state = JobState.SCORED
+class AudioStage(Stage[Job, AudioSettings]):
+    spec = AUDIO
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         return await asyncio.to_thread(self._score, event)
@@ -42,10 +37,11 @@ class AudioStage(Stage[Job, ServiceSettings]):
         silent = self.blobs.local_path(job.video)
         # The generator encodes exactly this many frames at this rate: no need to decode.
         duration_s = job.generation.frame_count / job.output.fps
-        soundtrack = render(layers, duration_s, sample_rate=SAMPLE_RATE, seed=job.seed)
+        rate = self.settings.sample_rate
+        soundtrack = render(layers, duration_s, sample_rate=rate, seed=job.seed)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "scored.mp4"
-            mux_audio(silent, soundtrack, SAMPLE_RATE, out)
+            mux_audio(silent, soundtrack, rate, out)
             ref = self.blobs.put_file(video_key(job.job_id, "scored"), out, "video/mp4")
         job.video.CopyFrom(ref)
         del job.soundscape_layers[:]

@@ -5,8 +5,4 @@ from services.generator.settings import GeneratorSettings
 from services.generator.stage import GeneratorStage
 
 if __name__ == "__main__":
-    serve(
-        "generator",
-        GeneratorSettings(),
-        lambda settings, rt: (GeneratorStage(settings, rt.blobs), []),
-    )
+    serve(GeneratorStage, GeneratorSettings())

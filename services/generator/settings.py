@@ -1,11 +1,15 @@
-"""Generator settings: where Triton is and which model animates."""
+"""Generator settings (``ALIVE_GENERATOR__<FIELD>``): where Triton is and which model
+animates."""
 
 from __future__ import annotations
 
-from alive.settings import ServiceSettings
+from alive.pipeline import GENERATOR
+from alive.settings import StageSettings, stage_settings_config
 
 
-class GeneratorSettings(ServiceSettings):
+class GeneratorSettings(StageSettings):
+    model_config = stage_settings_config(GENERATOR)
+
     triton_url: str = "127.0.0.1:8001"
     model_name: str = "alive_animator"
     # One inference may take this long before it counts as a (transient) failure.

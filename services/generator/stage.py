@@ -26,8 +26,10 @@ from tritonclient.utils import InferenceServerException
 
 from alive.blobs import BlobStore
 from alive.jobs import frame_count, video_key
+from alive.pipeline import GENERATOR
+from alive.reasons import ReasonCode
 from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
-from alive.v1.events_pb2 import GenerationInfo, Job, JobState
+from alive.v1.events_pb2 import GenerationInfo, Job
 from services.generator.encoding import encode_h264
 from services.generator.framing import fit_to_frame
 from services.generator.settings import GeneratorSettings
@@ -46,11 +48,7 @@ _MAX_MESSAGE = 2**31 - 1  # frames are large (576x1024x96 RGB is 170 MB)
 
 
 class GeneratorStage(Stage[Job, GeneratorSettings]):
-    name = "generator"
-    input_type = Job
-    consumes = "prompt_cleared"
-    emits = "generated"
-    passed_state = JobState.GENERATED
+    spec = GENERATOR
 
     def __init__(self, settings: GeneratorSettings, blobs: BlobStore) -> None:
         super().__init__(settings, blobs)
@@ -142,17 +140,28 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
                 client_timeout=self.settings.infer_timeout_s,
             )
         except InferenceServerException as exc:
-            if str(exc.status()) in _TRANSIENT or exc.status() is None:
-                raise TransientError(f"Triton: {exc.message()}") from exc
-            raise PermanentError("MODEL_REJECTED_INPUT", str(exc.message())) from exc
+            raise triton_error(exc) from exc
         except grpc.RpcError as exc:
             raise TransientError(f"Triton unreachable: {exc}") from exc
-        frames = result.as_numpy("FRAMES")
-        if frames is None or frames.shape[1:] != (num_frames, *image.shape):
-            raise PermanentError(
-                "MODEL_BAD_OUTPUT", f"unexpected frames shape {getattr(frames, 'shape', None)}"
-            )
-        return np.ascontiguousarray(frames[0])
+        return checked_frames(result.as_numpy("FRAMES"), num_frames, image.shape)
+
+
+def triton_error(exc: InferenceServerException) -> TransientError | PermanentError:
+    """A status that means "try again later" is transient; any other, the request is bad."""
+    if exc.status() is None or str(exc.status()) in _TRANSIENT:
+        return TransientError(f"Triton: {exc.message()}")
+    return PermanentError(ReasonCode.MODEL_REJECTED_INPUT, str(exc.message()))
+
+
+def checked_frames(
+    frames: npt.NDArray[np.uint8] | None, num_frames: int, image_shape: tuple[int, ...]
+) -> npt.NDArray[np.uint8]:
+    """The one video of a batch-of-one output, if it has the frames and size asked for."""
+    if frames is None or frames.shape[1:] != (num_frames, *image_shape):
+        raise PermanentError(
+            ReasonCode.MODEL_BAD_OUTPUT, f"unexpected frames shape {getattr(frames, 'shape', None)}"
+        )
+    return np.ascontiguousarray(frames[0])
 
 
 def _input(name: str, value: npt.NDArray[np.uint8], datatype: str) -> InferInput:

@@ -16,12 +16,12 @@ from services.ingest.status_view import StatusView
 def build(
     settings: IngestSettings, runtime: ServiceRuntime
 ) -> tuple[Stage[Any, Any], Sequence[Component]]:
-    view = StatusView(settings)
+    view = StatusView(runtime.settings)
     runtime.health.add_readiness_check("status-view", lambda: view.ready)
-    api = AliveApi(settings, runtime.blobs, runtime.producer, view)
+    api = AliveApi(settings, runtime.settings, runtime.blobs, runtime.producer, view)
     stage = IngestStage(settings, runtime.blobs)
     return stage, [view, ApiServer(settings, api)]
 
 
 if __name__ == "__main__":
-    serve("ingest", IngestSettings(), build)
+    serve(IngestStage, IngestSettings(), build)

@@ -17,8 +17,11 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 
 from alive.blobs import BlobStore
-from alive.client import REASON_TRAILER
-from alive.runner import KeyedLocks
+from alive.jobs import is_terminal
+from alive.locks import KeyedLocks
+from alive.pipeline import PUBLISH_REQUESTS, REQUESTS, STATUS
+from alive.reasons import REASON_TRAILER, ReasonCode
+from alive.settings import ServiceSettings
 from alive.telemetry import headers_with_trace, now_ms
 from alive.v1 import api_pb2_grpc
 from alive.v1.api_pb2 import (
@@ -32,7 +35,7 @@ from alive.v1.api_pb2 import (
 from alive.v1.events_pb2 import ImagePromptRequest, JobState, PublishRequest, StatusEvent, Verdict
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import job_id_for
-from services.ingest.status_view import TERMINAL_STATES, StatusView
+from services.ingest.status_view import StatusView
 from services.ingest.validation import (
     InvalidInput,
     normalise_prompt,
@@ -48,11 +51,13 @@ class AliveApi(api_pb2_grpc.AliveServicer):
     def __init__(
         self,
         settings: IngestSettings,
+        common: ServiceSettings,
         blobs: BlobStore,
         producer: AIOKafkaProducer,
         view: StatusView,
     ) -> None:
         self._settings = settings
+        self._common = common
         self._blobs = blobs
         self._producer = producer
         self._view = view
@@ -62,7 +67,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         self, request: SubmitRequest, context: grpc.aio.ServicerContext
     ) -> SubmitResponse:
         if not request.creator_id:
-            await _abort_invalid(context, "MISSING_CREATOR_ID", "creator_id is required")
+            await _abort_invalid(context, ReasonCode.MISSING_CREATOR_ID, "creator_id is required")
         request_id = request.request_id or str(uuid.uuid4())
         job_id = job_id_for(request.creator_id, request_id)
         # The job's trace starts here; its context travels on in the Kafka headers.
@@ -117,13 +122,13 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             headers = headers_with_trace()
             key = job_id.encode()
             await self._producer.send_and_wait(
-                self._settings.topics.requests,
+                self._common.topic(REQUESTS),
                 event.SerializeToString(),
                 key=key,
                 headers=headers,
             )
             await self._producer.send_and_wait(
-                self._settings.topics.status,
+                self._common.topic(STATUS),
                 status.SerializeToString(),
                 key=key,
                 headers=headers,
@@ -146,7 +151,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id}")
         async for event in self._view.watch(request.job_id):
             yield event
-            if event.state in TERMINAL_STATES or (
+            if is_terminal(event.state) or (
                 request.stop_at_ready and event.state == JobState.READY
             ):
                 return
@@ -159,10 +164,11 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id}")
         assert view is not None
         if view.state != JobState.READY:
-            context.set_trailing_metadata(((REASON_TRAILER, "JOB_NOT_READY"),))
+            code = ReasonCode.JOB_NOT_READY
+            context.set_trailing_metadata(((REASON_TRAILER, code),))
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
-                f"JOB_NOT_READY: the job is {JobState.Name(view.state)}",
+                f"{code}: the job is {JobState.Name(view.state)}",
             )
         with tracer.start_as_current_span(
             "api.publish", kind=trace.SpanKind.SERVER, attributes={"alive.job_id": view.job_id}
@@ -175,14 +181,14 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             job_id=request.job_id, requested_by=request.requested_by, requested_at_ms=now_ms()
         )
         await self._producer.send_and_wait(
-            self._settings.topics.publish_requests,
+            self._common.topic(PUBLISH_REQUESTS),
             publish.SerializeToString(),
             key=request.job_id.encode(),
             headers=headers_with_trace(),
         )
 
 
-async def _abort_invalid(context: grpc.aio.ServicerContext, code: str, detail: str) -> None:
+async def _abort_invalid(context: grpc.aio.ServicerContext, code: ReasonCode, detail: str) -> None:
     context.set_trailing_metadata(((REASON_TRAILER, code),))
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{code}: {detail}")
 

@@ -1,12 +1,12 @@
-"""Ingest's settings: the gRPC address and the limits on what a submission may be."""
+"""Ingest's settings (``ALIVE_INGEST__<FIELD>``): the gRPC address and the limits on what a
+submission may be."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from alive.settings import ServiceSettings
-
-DEFAULT_PROMPT = "make this photo come alive"
+from alive.pipeline import INGEST
+from alive.settings import StageSettings, stage_settings_config
 
 
 class OutputLimits(BaseModel):
@@ -25,7 +25,9 @@ class OutputLimits(BaseModel):
     max_duration_ms: int = 10_000
 
 
-class IngestSettings(ServiceSettings):
+class IngestSettings(StageSettings):
+    model_config = stage_settings_config(INGEST)
+
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
     max_photo_bytes: int = 20 * 1024 * 1024

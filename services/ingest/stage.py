@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from typing import ClassVar
 
 from alive.blobs import BlobError
+from alive.pipeline import INGEST
+from alive.reasons import ReasonCode
 from alive.stage import JobIdentity, PermanentError, Stage, StageContext, Veto
-from alive.v1.events_pb2 import ImagePromptRequest, Job, JobState, PhotoInfo, Verdict
+from alive.v1.events_pb2 import ImagePromptRequest, Job, PhotoInfo
 from services.ingest.settings import IngestSettings
 from services.ingest.validation import (
     InvalidInput,
@@ -39,19 +40,13 @@ def seed_for(job_id: str) -> int:
 
 
 class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
-    name = "ingest"
-    input_type = ImagePromptRequest
-    consumes = "requests"
-    emits = "accepted"
-    passed_state = JobState.ACCEPTED
-    veto_state: ClassVar[JobState.ValueType] = JobState.REJECTED
-    veto_verdict: ClassVar[Verdict.ValueType] = Verdict.REJECT
+    spec = INGEST
 
     def identify(self, event: ImagePromptRequest) -> JobIdentity:
         if not event.request_id:
-            raise PermanentError("MISSING_REQUEST_ID", "request_id is required")
+            raise PermanentError(ReasonCode.MISSING_REQUEST_ID, "request_id is required")
         if not event.creator_id:
-            raise PermanentError("MISSING_CREATOR_ID", "creator_id is required")
+            raise PermanentError(ReasonCode.MISSING_CREATOR_ID, "creator_id is required")
         return JobIdentity(
             job_id_for(event.creator_id, event.request_id), event.request_id, event.creator_id
         )
@@ -60,20 +55,20 @@ class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
         job_id = ctx.identity.job_id
         key = self.blobs.key_for(event.photo.uri)
         if key is None or not key.startswith("uploads/"):
-            return Veto(
-                ("PHOTO_REF_OUTSIDE_STORE",),
+            return Veto.of(
+                ReasonCode.PHOTO_REF_OUTSIDE_STORE,
                 "the photo must be under uploads/ in Alive's blob store",
             )
         try:
             data = await asyncio.to_thread(self.blobs.get_bytes, event.photo)
         except BlobError as exc:
-            return Veto(("PHOTO_NOT_FOUND",), str(exc))
+            return Veto.of(ReasonCode.PHOTO_NOT_FOUND, str(exc))
         try:
             photo = await asyncio.to_thread(validate_photo, data, self.settings)
             prompt = normalise_prompt(event.prompt, self.settings)
             output = resolve_output(event.output, self.settings)
         except InvalidInput as exc:
-            return Veto((exc.reason_code,), exc.detail)
+            return Veto((exc.finding,))
         photo_ref = await asyncio.to_thread(
             self.blobs.put_bytes, f"photos/{job_id}.png", photo.png, "image/png"
         )

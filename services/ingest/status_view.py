@@ -14,16 +14,14 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from alive.jobs import is_terminal
 from alive.kafka import make_consumer
+from alive.pipeline import STATUS
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import JobView
-from alive.v1.events_pb2 import JobState, StatusEvent
+from alive.v1.events_pb2 import StatusEvent
 
 log = logging.getLogger(__name__)
-
-TERMINAL_STATES = frozenset(
-    {JobState.PUBLISHED, JobState.REJECTED, JobState.VETOED, JobState.FAILED}
-)
 
 
 class StatusView:
@@ -40,7 +38,7 @@ class StatusView:
         return self._caught_up.is_set()
 
     async def start(self) -> None:
-        topic = self._settings.topics.status
+        topic = self._settings.topic(STATUS)
         consumer = make_consumer(self._settings, group_id=None, client_id="ingest-status-view")
         await consumer.start()
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -90,7 +88,7 @@ class StatusView:
         view.history.append(event)
         if not view.terminal:
             view.state = event.state
-            view.terminal = event.state in TERMINAL_STATES
+            view.terminal = is_terminal(event.state)
             del view.reason_codes[:]
             view.reason_codes.extend(event.reason_codes)
         if event.HasField("video"):

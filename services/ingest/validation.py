@@ -17,17 +17,16 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from alive.jobs import DEFAULT_PROMPT
+from alive.reasons import ReasonCode, ReasonError
 from alive.v1.events_pb2 import OutputSpec
-from services.ingest.settings import DEFAULT_PROMPT, IngestSettings
+from services.ingest.settings import IngestSettings
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 
 
-class InvalidInput(Exception):
-    def __init__(self, reason_code: str, detail: str) -> None:
-        super().__init__(f"{reason_code}: {detail}")
-        self.reason_code = reason_code
-        self.detail = detail
+class InvalidInput(ReasonError):
+    """The submission breaks a rule: rejected with its reason code."""
 
 
 @dataclass(frozen=True)
@@ -40,38 +39,42 @@ class ValidPhoto:
 
 def validate_photo(data: bytes, settings: IngestSettings) -> ValidPhoto:
     if not data:
-        raise InvalidInput("PHOTO_EMPTY", "the photo has no bytes")
+        raise InvalidInput(ReasonCode.PHOTO_EMPTY, "the photo has no bytes")
     if len(data) > settings.max_photo_bytes:
         raise InvalidInput(
-            "PHOTO_TOO_LARGE", f"{len(data)} bytes; the limit is {settings.max_photo_bytes}"
+            ReasonCode.PHOTO_TOO_LARGE,
+            f"{len(data)} bytes; the limit is {settings.max_photo_bytes}",
         )
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise InvalidInput("PHOTO_TOO_MANY_PIXELS", str(exc)) from exc
+            raise InvalidInput(ReasonCode.PHOTO_TOO_MANY_PIXELS, str(exc)) from exc
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise InvalidInput("PHOTO_UNDECODABLE", "not a readable image") from exc
+            raise InvalidInput(ReasonCode.PHOTO_UNDECODABLE, "not a readable image") from exc
         if image.format not in ACCEPTED_FORMATS:
             raise InvalidInput(
-                "PHOTO_UNSUPPORTED_FORMAT", f"{image.format}; accepted: JPEG, PNG, WebP"
+                ReasonCode.PHOTO_UNSUPPORTED_FORMAT, f"{image.format}; accepted: JPEG, PNG, WebP"
             )
         width, height = image.size
         if width * height > settings.max_photo_pixels:
             raise InvalidInput(
-                "PHOTO_TOO_MANY_PIXELS",
+                ReasonCode.PHOTO_TOO_MANY_PIXELS,
                 f"{width}x{height}; the limit is {settings.max_photo_pixels} pixels",
             )
         if min(width, height) < settings.min_photo_side:
             raise InvalidInput(
-                "PHOTO_TOO_SMALL", f"{width}x{height}; each side needs {settings.min_photo_side}"
+                ReasonCode.PHOTO_TOO_SMALL,
+                f"{width}x{height}; each side needs {settings.min_photo_side}",
             )
         try:
             image.load()
             upright = ImageOps.exif_transpose(image).convert("RGB")
         except (OSError, ValueError, SyntaxError) as exc:
-            raise InvalidInput("PHOTO_UNDECODABLE", f"the image data is broken: {exc}") from exc
+            raise InvalidInput(
+                ReasonCode.PHOTO_UNDECODABLE, f"the image data is broken: {exc}"
+            ) from exc
     out = io.BytesIO()
     upright.save(out, format="PNG")
     return ValidPhoto(out.getvalue(), upright.width, upright.height, str(image.format))
@@ -89,11 +92,12 @@ def normalise_prompt(prompt: str, settings: IngestSettings) -> str:
             category == "Cf" and char not in _ALLOWED_FORMAT_CHARS
         ):
             raise InvalidInput(
-                "PROMPT_CONTROL_CHARACTERS", f"the prompt contains U+{ord(char):04X}"
+                ReasonCode.PROMPT_CONTROL_CHARACTERS, f"the prompt contains U+{ord(char):04X}"
             )
     if len(text) > settings.max_prompt_chars:
         raise InvalidInput(
-            "PROMPT_TOO_LONG", f"{len(text)} characters; the limit is {settings.max_prompt_chars}"
+            ReasonCode.PROMPT_TOO_LONG,
+            f"{len(text)} characters; the limit is {settings.max_prompt_chars}",
         )
     return text or DEFAULT_PROMPT
 
@@ -106,19 +110,21 @@ def resolve_output(spec: OutputSpec, settings: IngestSettings) -> OutputSpec:
     duration_ms = spec.duration_ms or lim.default_duration_ms
     if not (lim.min_side <= width <= lim.max_width and lim.min_side <= height <= lim.max_height):
         raise InvalidInput(
-            "OUTPUT_SIZE_OUT_OF_RANGE",
+            ReasonCode.OUTPUT_SIZE_OUT_OF_RANGE,
             f"{width}x{height}; allowed {lim.min_side}..{lim.max_width} x "
             f"{lim.min_side}..{lim.max_height}",
         )
     if width % 2 or height % 2:
-        raise InvalidInput("OUTPUT_SIZE_NOT_EVEN", f"{width}x{height}; H.264 needs even sides")
+        raise InvalidInput(
+            ReasonCode.OUTPUT_SIZE_NOT_EVEN, f"{width}x{height}; H.264 needs even sides"
+        )
     if not lim.min_fps <= fps <= lim.max_fps:
         raise InvalidInput(
-            "OUTPUT_FPS_OUT_OF_RANGE", f"{fps}; allowed {lim.min_fps}..{lim.max_fps}"
+            ReasonCode.OUTPUT_FPS_OUT_OF_RANGE, f"{fps}; allowed {lim.min_fps}..{lim.max_fps}"
         )
     if not lim.min_duration_ms <= duration_ms <= lim.max_duration_ms:
         raise InvalidInput(
-            "OUTPUT_DURATION_OUT_OF_RANGE",
+            ReasonCode.OUTPUT_DURATION_OUT_OF_RANGE,
             f"{duration_ms} ms; allowed {lim.min_duration_ms}..{lim.max_duration_ms}",
         )
     return OutputSpec(width=width, height=height, fps=fps, duration_ms=duration_ms)

@@ -1,0 +1,1 @@
+"""The three moderation checkpoints, each a service of its own: photo, prompt, video."""

@@ -5,8 +5,4 @@ from services.provenance.settings import ProvenanceSettings
 from services.provenance.stage import ProvenanceStage
 
 if __name__ == "__main__":
-    serve(
-        "provenance",
-        ProvenanceSettings(),
-        lambda settings, rt: (ProvenanceStage(settings, rt.blobs), []),
-    )
+    serve(ProvenanceStage, ProvenanceSettings())

@@ -19,20 +19,18 @@ from pathlib import Path
 
 from alive.blobs import BlobStore
 from alive.jobs import video_key
+from alive.pipeline import PIPELINE, PROVENANCE
 from alive.provenance import verify_video
+from alive.reasons import ReasonCode
 from alive.stage import PermanentError, Stage, StageContext, Veto
-from alive.v1.events_pb2 import Job, JobState, ProvenanceInfo, Verdict
+from alive.v1.events_pb2 import Job, ProvenanceInfo, Verdict
 from services.provenance.certs import CertChain, ensure_dev_chain
 from services.provenance.settings import ProvenanceSettings
 from services.provenance.signing import GenerationFacts, VideoSigner, label_ai_generated
 
 
 class ProvenanceStage(Stage[Job, ProvenanceSettings]):
-    name = "provenance"
-    input_type = Job
-    consumes = "scored"
-    emits = "signed"
-    passed_state = JobState.SIGNED
+    spec = PROVENANCE
 
     def __init__(self, settings: ProvenanceSettings, blobs: BlobStore) -> None:
         super().__init__(settings, blobs)
@@ -47,7 +45,7 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
             else CertChain.in_directory(directory)
         )
         self._signer = VideoSigner(chain, tsa_url=self.settings.tsa_url)
-        self._trust_anchor = self.settings.trust_anchor().read_bytes()
+        self._trust_anchor = self.settings.trust_anchor_path.read_bytes()
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         return await asyncio.to_thread(self._sign, event)
@@ -62,7 +60,7 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
             moderation={
                 record.stage: Verdict.Name(record.verdict).lower()
                 for record in job.stages
-                if record.stage.startswith("moderation-")
+                if PIPELINE.is_checkpoint(record.stage)
             },
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
@@ -75,7 +73,7 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
             check = verify_video(signed, self._trust_anchor)
             if not (check.trusted and check.ai_generated):
                 raise PermanentError(
-                    "PROVENANCE_NOT_TRUSTED",
+                    ReasonCode.PROVENANCE_NOT_TRUSTED,
                     f"signed file verifies as {check.state}: {', '.join(check.failure_codes)}",
                 )
             ref = self.blobs.put_file(video_key(job.job_id, "signed"), signed, "video/mp4")

@@ -6,7 +6,5 @@ from services.review.stage import ReviewStage
 
 if __name__ == "__main__":
     serve(
-        "review",
-        ReviewSettings(),
-        lambda settings, rt: (ReviewStage(settings, rt.blobs, rt.ledger), []),
+        ReviewStage, ReviewSettings(), lambda own, rt: (ReviewStage(own, rt.blobs, rt.ledger), [])
     )

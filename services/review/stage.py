@@ -14,21 +14,19 @@ from __future__ import annotations
 import asyncio
 
 from alive.blobs import BlobError, BlobStore, StageLedger
-from alive.jobs import CHECKPOINTS
+from alive.pipeline import PIPELINE, REVIEW
 from alive.provenance import verify_video
+from alive.reasons import ReasonCode
 from alive.stage import JobIdentity, PermanentError, Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job, JobState, PublishRequest, StageOutcome, Verdict
 from services.review.settings import ReviewSettings
 
-READY_STAGE = "moderation-video"  # the stage whose pass makes a job READY
+# The stage whose pass makes a job READY: its ledger record is the job as it was checked.
+READY_STAGE = PIPELINE.stage_reaching(JobState.READY).name
 
 
 class ReviewStage(Stage[PublishRequest, ReviewSettings]):
-    name = "review"
-    input_type = PublishRequest
-    consumes = "publish_requests"
-    emits = "published"
-    passed_state = JobState.PUBLISHED
+    spec = REVIEW
 
     def __init__(self, settings: ReviewSettings, blobs: BlobStore, ledger: StageLedger) -> None:
         super().__init__(settings, blobs)
@@ -49,26 +47,28 @@ class ReviewStage(Stage[PublishRequest, ReviewSettings]):
             record = None
         outcome = StageOutcome.FromString(record) if record else None
         if outcome is None or not outcome.HasField("passed"):
-            raise PermanentError("JOB_NOT_READY", f"job {job_id!r} is not READY")
+            raise PermanentError(ReasonCode.JOB_NOT_READY, f"job {job_id!r} is not READY")
         return outcome.passed
 
     async def process(self, event: PublishRequest, ctx: StageContext) -> Job | Veto:
         job = self._ready_job(event.job_id)
         passed = {r.stage for r in job.stages if r.verdict == Verdict.PASS}
-        missing = [c for c in CHECKPOINTS if c not in passed]
+        missing = [c for c in PIPELINE.checkpoints if c not in passed]
         if missing:
-            return Veto(("REVIEW_CHECKPOINT_MISSING",), "not passed: " + ", ".join(missing))
+            return Veto.of(
+                ReasonCode.REVIEW_CHECKPOINT_MISSING, "not passed: " + ", ".join(missing)
+            )
         try:
             await asyncio.to_thread(self.blobs.get_bytes, job.video)  # checks the sha256
         except BlobError as exc:
-            return Veto(("REVIEW_VIDEO_CHANGED",), str(exc))
+            return Veto.of(ReasonCode.REVIEW_VIDEO_CHANGED, str(exc))
         check = await asyncio.to_thread(
             verify_video, self.blobs.local_path(job.video), self._trust_anchor
         )
         ctx.scores["provenance_trusted"] = float(check.trusted)
         if not (check.trusted and check.ai_generated):
-            return Veto(
-                ("REVIEW_PROVENANCE_NOT_TRUSTED",),
+            return Veto.of(
+                ReasonCode.REVIEW_PROVENANCE_NOT_TRUSTED,
                 f"{check.state}: {', '.join(check.failure_codes)}",
             )
         return job

@@ -7,19 +7,32 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from alive.blobs import LocalBlobStore, StageLedger
-from alive.embedded.broker import EmbeddedBroker
 from alive.kafka import ensure_topics, make_consumer, make_producer
-from alive.runner import DLQ_JOB_ID, DLQ_REASON, KeyedLocks, OffsetTracker, StageRunner
-from alive.settings import ServiceSettings, Topics
+from alive.locks import KeyedLocks
+from alive.pipeline import (
+    ACCEPTED,
+    DLQ,
+    PHOTO_CLEARED,
+    PIPELINE,
+    STATUS,
+    VETOES,
+    StageSpec,
+    Topic,
+)
+from alive.processing import DLQ_JOB_ID, DLQ_REASON
+from alive.runner import OffsetTracker, StageRunner
+from alive.settings import ServiceSettings, StageSettings
 from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
 from alive.telemetry import StageMetrics
 from alive.v1.events_pb2 import Job, JobState, StatusEvent, Verdict, VetoEvent
+from alive_tools.embedded.broker import EmbeddedBroker
 from tests.support import read_topic
 
 
@@ -52,17 +65,13 @@ async def test_keyed_locks_serialise_one_key_and_forget_idle_keys() -> None:
     assert len(locks) == 0
 
 
-class ToyStage(Stage[Job, ServiceSettings]):
+class ToyStage(Stage[Job, StageSettings]):
     """Behaviour from the prompt: 'sleep N', 'transient N' (fails N times), 'permanent',
     'crash', 'veto'; anything else passes at once."""
 
-    name = "toy"
-    input_type = Job
-    consumes = "accepted"
-    emits = "photo_cleared"
-    passed_state = JobState.PHOTO_CLEARED
+    spec = StageSpec("toy", "tests.core", ACCEPTED, PHOTO_CLEARED, JobState.PHOTO_CLEARED, "toy")
 
-    def __init__(self, settings: ServiceSettings, blobs: LocalBlobStore) -> None:
+    def __init__(self, settings: StageSettings, blobs: LocalBlobStore) -> None:
         super().__init__(settings, blobs)
         self.calls: dict[str, int] = {}
 
@@ -74,12 +83,12 @@ class ToyStage(Stage[Job, ServiceSettings]):
         elif verb == "transient" and self.calls[event.job_id] <= int(arg):
             raise TransientError("not yet")
         elif verb == "permanent":
-            raise PermanentError("TOY_BROKEN", "cannot")
+            raise PermanentError("TOY_BROKEN", "cannot")  # type: ignore[arg-type]
         elif verb == "crash":
             raise ZeroDivisionError("bug")
         elif verb == "veto":
             ctx.scores["measured"] = 0.5
-            return Veto(("TOY_SAYS_NO",), "no", {"toy_score": 0.9})
+            return Veto.of("TOY_SAYS_NO", "no", {"toy_score": 0.9})  # type: ignore[arg-type]
         return event
 
 
@@ -90,12 +99,15 @@ class ToyRig:
     stage: ToyStage
     settings: ServiceSettings
 
+    def topic(self, topic: Topic[Any]) -> str:
+        return self.settings.topic(topic)
+
     async def send(self, jobs: list[Job]) -> None:
         producer = make_producer(self.settings, "toy-feeder")
         await producer.start()
         for job in jobs:
             await producer.send_and_wait(
-                self.settings.topics.accepted, job.SerializeToString(), key=job.job_id.encode()
+                self.topic(ACCEPTED), job.SerializeToString(), key=job.job_id.encode()
             )
         await producer.stop()
 
@@ -104,7 +116,7 @@ class ToyRig:
 
     async def statuses(self, count: int) -> list[StatusEvent]:
         for _ in range(100):
-            records = await self.read(self.settings.topics.status)
+            records = await self.read(self.topic(STATUS))
             if len(records) >= count:
                 return [StatusEvent.FromString(r.value) for r in records]
             await asyncio.sleep(0.1)
@@ -114,7 +126,7 @@ class ToyRig:
         consumer = make_consumer(self.settings, group_id="alive-toy", client_id="probe")
         await consumer.start()
         try:
-            parts = [TopicPartition(self.settings.topics.accepted, p) for p in range(3)]
+            parts = [TopicPartition(self.topic(ACCEPTED), p) for p in range(3)]
             return sum([(await consumer.committed(tp)) or 0 for tp in parts])
         finally:
             await consumer.stop()
@@ -123,19 +135,15 @@ class ToyRig:
 @pytest.fixture
 async def toy(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[ToyRig]:
     suffix = uuid.uuid4().hex[:8]
-    topics = Topics(**{name: f"{topic}-{suffix}" for name, topic in Topics().model_dump().items()})
     settings = ServiceSettings(
         kafka={"bootstrap_servers": broker.bootstrap_servers},  # type: ignore[arg-type]
-        topics=topics,
+        topics={t.key: f"{t.default_name}-{suffix}" for t in PIPELINE.topics()},
         blob_root=tmp_path,
-        max_in_flight=3,
-        retry_base_s=0.01,
-        max_attempts=4,
         shutdown_grace_s=5,
     )
     await ensure_topics(settings)
     blobs = LocalBlobStore(tmp_path)
-    stage = ToyStage(settings, blobs)
+    stage = ToyStage(StageSettings(max_in_flight=3, retry_base_s=0.01, max_attempts=4), blobs)
     producer = make_producer(settings, "toy-test")
     await producer.start()
     runner = StageRunner(
@@ -162,7 +170,7 @@ async def test_out_of_order_work_is_all_committed_and_emitted(toy: ToyRig) -> No
     assert all(e.state == JobState.PHOTO_CLEARED for e in events)
     await asyncio.sleep(0.5)
     assert await toy.committed() == 12
-    out = await toy.read(toy.settings.topics.photo_cleared)
+    out = await toy.read(toy.topic(PHOTO_CLEARED))
     assert sorted(Job.FromString(r.value).job_id for r in out) == sorted(j.job_id for j in jobs)
     stages = Job.FromString(out[0].value).stages
     assert [s.stage for s in stages] == ["toy"] and stages[0].verdict == Verdict.PASS
@@ -191,9 +199,9 @@ async def test_failures_are_dead_lettered_and_the_job_marked_failed(toy: ToyRig)
     assert list(events["buggy"].reason_codes) == ["STAGE_ERROR"]
     assert list(events["never"].reason_codes) == ["RETRIES_EXHAUSTED"]
     assert events["refused"].state == JobState.VETOED
-    vetoes = await toy.read(toy.settings.topics.vetoes)
+    vetoes = await toy.read(toy.topic(VETOES))
     assert dict(VetoEvent.FromString(vetoes[0].value).scores) == {"toy_score": 0.9, "measured": 0.5}
-    dlq = await toy.read(toy.settings.topics.dlq)
+    dlq = await toy.read(toy.topic(DLQ))
     invalid = [dict(r.headers) for r in dlq if r.key == b"../escape"]
     assert invalid and invalid[0][DLQ_REASON] == b"INVALID_JOB_ID"  # dead-lettered, no crash
     reasons = {
@@ -213,4 +221,4 @@ async def test_a_redelivered_job_is_not_processed_again(toy: ToyRig) -> None:
     await toy.statuses(1)
     await asyncio.sleep(1.0)
     assert toy.stage.calls["once"] == 1
-    assert len(await toy.read(toy.settings.topics.status)) == 1
+    assert len(await toy.read(toy.topic(STATUS))) == 1

@@ -13,7 +13,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-from alive.embedded.triton import TritonServer, TritonStartError, find_tritonserver
+from alive_tools.embedded.triton import TritonServer, TritonStartError, find_tritonserver
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "models"
 MODEL = "alive_animator"

@@ -7,8 +7,9 @@ import io
 import pytest
 from PIL import Image
 
+from alive.jobs import DEFAULT_PROMPT
 from alive.v1.events_pb2 import OutputSpec
-from services.ingest.settings import DEFAULT_PROMPT, IngestSettings
+from services.ingest.settings import IngestSettings
 from services.ingest.validation import (
     InvalidInput,
     normalise_prompt,

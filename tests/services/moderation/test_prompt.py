@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.moderation.prompt import TermList, words_of
-from services.moderation.settings import DEFAULT_TERMS
+from services.moderation.prompt.terms import DEFAULT_TERMS, TermList, words_of
 
 TERMS = TermList.load(DEFAULT_TERMS)
 

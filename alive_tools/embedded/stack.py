@@ -1,7 +1,9 @@
 """The embedded default on one machine: a local broker, a local Triton on CPU, files on disk,
-and every service as its own process. ``alive up``, ``alive run`` and the tests start it.
+and every stage of the pipeline (alive/pipeline.py) as its own process, in pipeline order.
+``alive up``, ``alive run`` and the tests start it.
 
-Everything listens on loopback only. Logs go to ``<workdir>/logs/<name>.log``.
+Everything listens on loopback only. Each service gets the shared settings and its own
+(``ALIVE_<STAGE>__*``), never another service's. Logs go to ``<workdir>/logs/<name>.log``.
 """
 
 from __future__ import annotations
@@ -21,27 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alive.embedded.broker import EmbeddedBroker
-from alive.embedded.ports import free_port
-from alive.embedded.triton import TritonServer
 from alive.kafka import ensure_topics
+from alive.pipeline import GENERATOR, INGEST, PIPELINE, PROVENANCE, REVIEW, StageSpec
 from alive.settings import ServiceSettings
+from alive_tools.embedded.broker import EmbeddedBroker
+from alive_tools.embedded.ports import free_port
+from alive_tools.embedded.triton import TritonServer
 from services.provenance.certs import ensure_dev_chain
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_REPOSITORY = REPO_ROOT / "models"
-
-# Pipeline order; each runs as `python -m <module>`.
-SERVICES: dict[str, str] = {
-    "ingest": "services.ingest",
-    "moderation-photo": "services.moderation.photo",
-    "moderation-prompt": "services.moderation.prompt",
-    "generator": "services.generator",
-    "audio": "services.audio",
-    "provenance": "services.provenance",
-    "moderation-video": "services.moderation.video",
-    "review": "services.review",
-}
 
 
 class StackError(RuntimeError):
@@ -144,28 +135,47 @@ class EmbeddedStack:
         # its root before provenance would have made it.
         ensure_dev_chain(self.cert_dir)
         self.api_port = free_port()
-        for name, module in SERVICES.items():
+        for spec in PIPELINE:
             port = free_port()
-            self.services[name] = ServiceProcess(
-                name, module, port, self._env_for(port), self.logs / f"{name}.log"
+            self.services[spec.name] = ServiceProcess(
+                spec.name,
+                spec.module,
+                port,
+                self._env_for(spec, port),
+                self.logs / f"{spec.name}.log",
             )
-            self.services[name].spawn()
+            self.services[spec.name].spawn()
         self.wait_ready(list(self.services), timeout_s)
 
-    def _env_for(self, http_port: int) -> dict[str, str]:
+    def _own_settings(self, spec: StageSpec) -> dict[str, str]:
+        """What this stack wires into a stage's own settings (its ports and paths)."""
+        wiring: dict[StageSpec, dict[str, str]] = {
+            INGEST: {"grpc_port": str(self.api_port)},
+            GENERATOR: {"triton_url": self.triton.grpc_url},
+            PROVENANCE: {
+                "cert_dir": str(self.cert_dir),
+                "trust_anchor_path": str(self.trust_anchor),
+            },
+            REVIEW: {"trust_anchor_path": str(self.trust_anchor)},
+        }
         return {
-            **os.environ,
+            f"{spec.settings_prefix}{name.upper()}": value
+            for name, value in wiring.get(spec, {}).items()
+        }
+
+    def _env_for(self, spec: StageSpec, http_port: int) -> dict[str, str]:
+        others = tuple(s.settings_prefix for s in PIPELINE if s != spec)
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(others)}
+        return {
+            **inherited,
             "ALIVE_PROFILE": "embedded",
             "ALIVE_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "ALIVE_BLOB_ROOT": str(self.blob_root),
             "ALIVE_HTTP_PORT": str(http_port),
-            "ALIVE_GRPC_PORT": str(self.api_port),
-            "ALIVE_TRITON_URL": self.triton.grpc_url,
-            "ALIVE_CERT_DIR": str(self.cert_dir),
-            "ALIVE_TRUST_ANCHOR_PATH": str(self.trust_anchor),
             "ALIVE_SHUTDOWN_GRACE_S": str(self.shutdown_grace_s),
             "PYTHONUNBUFFERED": "1",
-            **self.extra_env,
+            **self._own_settings(spec),
+            **{k: v for k, v in self.extra_env.items() if not k.startswith(others)},
         }
 
     def wait_ready(self, names: list[str], timeout_s: float) -> None:

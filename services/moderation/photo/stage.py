@@ -16,18 +16,15 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from alive.blobs import BlobError
-from alive.service import serve
+from alive.pipeline import MODERATION_PHOTO
+from alive.reasons import ReasonCode
 from alive.stage import Stage, StageContext, Veto
-from alive.v1.events_pb2 import Job, JobState
-from services.moderation.settings import ModerationSettings
+from alive.v1.events_pb2 import Job
+from services.moderation.photo.settings import PhotoCheckpointSettings
 
 
-class PhotoCheckpoint(Stage[Job, ModerationSettings]):
-    name = "moderation-photo"
-    input_type = Job
-    consumes = "accepted"
-    emits = "photo_cleared"
-    passed_state = JobState.PHOTO_CLEARED
+class PhotoCheckpoint(Stage[Job, PhotoCheckpointSettings]):
+    spec = MODERATION_PHOTO
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:
@@ -35,22 +32,14 @@ class PhotoCheckpoint(Stage[Job, ModerationSettings]):
             with Image.open(io.BytesIO(data)) as image:
                 grey = np.asarray(image.convert("L"), dtype=np.float32)
         except (BlobError, UnidentifiedImageError, OSError) as exc:
-            return Veto(("PHOTO_UNDECODABLE",), str(exc))
+            return Veto.of(ReasonCode.PHOTO_UNDECODABLE, str(exc))
         height, width = grey.shape
         if min(width, height) < self.settings.min_photo_side:
-            return Veto(("PHOTO_TOO_SMALL",), f"{width}x{height}")
+            return Veto.of(ReasonCode.PHOTO_TOO_SMALL, f"{width}x{height}")
         spread = float(grey.std())
         ctx.scores["pixel_stddev"] = round(spread, 3)
         if spread < self.settings.blank_photo_stddev:
-            return Veto(
-                ("PHOTO_BLANK",), f"grey-level spread {spread:.2f}", {"pixel_stddev": spread}
+            return Veto.of(
+                ReasonCode.PHOTO_BLANK, f"grey-level spread {spread:.2f}", {"pixel_stddev": spread}
             )
         return event
-
-
-if __name__ == "__main__":
-    serve(
-        "moderation-photo",
-        ModerationSettings(),
-        lambda settings, rt: (PhotoCheckpoint(settings, rt.blobs), []),
-    )

@@ -28,7 +28,7 @@ from pathlib import Path
 from tritonclient.grpc import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-from alive.embedded.ports import free_port
+from alive_tools.embedded.ports import free_port
 
 EXIT_TIMEOUT_S = 5  # shorter leaves /dev/shm/<prefix>* regions behind
 

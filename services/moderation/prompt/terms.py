@@ -1,10 +1,8 @@
-"""Moderation, prompt checkpoint.
+"""The prompt checkpoint's term lists: one per policy category, matched on normalised words.
 
-Consumes Job from alive.photo-cleared; emits it unchanged to alive.prompt-cleared. Vetoes a
-prompt that contains a term of a policy category (services/moderation/prompt_terms.json),
-with that category's reason code, e.g. PROMPT_VIOLENCE; every matching category is
-reported. Matching is on whole words after normalisation, so "skills" does not match "kill"
-while "K1LL", "kíll" and "k i l l" do. Semantic classifiers come in their own issue.
+Matching is on whole words after normalisation, so "skills" does not match "kill" while
+"K1LL", "kíll" and "k i l l" do. Each category names its reason code, which must be one of
+``alive.reasons.ReasonCode``.
 """
 
 from __future__ import annotations
@@ -15,11 +13,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from alive.blobs import BlobStore
-from alive.service import serve
-from alive.stage import Stage, StageContext, Veto
-from alive.v1.events_pb2 import Job, JobState
-from services.moderation.settings import ModerationSettings
+from alive.reasons import ReasonCode
+
+DEFAULT_TERMS = Path(__file__).with_name("prompt_terms.json")
 
 # Digits and symbols people swap for letters to slip past word lists.
 _LOOKALIKES = str.maketrans(
@@ -51,7 +47,7 @@ def words_of(text: str) -> list[str]:
 @dataclass(frozen=True)
 class Category:
     name: str
-    reason_code: str
+    reason_code: ReasonCode
     terms: tuple[tuple[str, ...], ...]  # each term as its normalised words
 
 
@@ -61,12 +57,13 @@ class TermList:
 
     @classmethod
     def load(cls, path: Path) -> TermList:
+        """Reads a term file; a category whose reason code Alive does not know is an error."""
         raw = json.loads(path.read_text())
         return cls(
             [
                 Category(
                     name,
-                    spec["reason_code"],
+                    ReasonCode(spec["reason_code"]),
                     tuple(tuple(words_of(term)) for term in spec["terms"]),
                 )
                 for name, spec in raw.items()
@@ -82,33 +79,3 @@ class TermList:
             for category in self.categories
             if any(f" {' '.join(term)} " in joined for term in category.terms)
         ]
-
-
-class PromptCheckpoint(Stage[Job, ModerationSettings]):
-    name = "moderation-prompt"
-    input_type = Job
-    consumes = "photo_cleared"
-    emits = "prompt_cleared"
-    passed_state = JobState.PROMPT_CLEARED
-
-    def __init__(self, settings: ModerationSettings, blobs: BlobStore) -> None:
-        super().__init__(settings, blobs)
-        self.terms = TermList.load(settings.prompt_terms_path)
-
-    async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
-        hits = self.terms.matches(event.prompt)
-        if hits:
-            # The detail names categories only: vetoes are logged and the prompt never is.
-            return Veto(
-                tuple(c.reason_code for c in hits),
-                "prompt matches policy: " + ", ".join(c.name for c in hits),
-            )
-        return event
-
-
-if __name__ == "__main__":
-    serve(
-        "moderation-prompt",
-        ModerationSettings(),
-        lambda settings, rt: (PromptCheckpoint(settings, rt.blobs), []),
-    )

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from alive.reasons import REASON_TRAILER
 from alive.v1.api_pb2 import (
     GetJobRequest,
     JobView,
@@ -17,9 +18,6 @@ from alive.v1.api_pb2 import (
 from alive.v1.api_pb2_grpc import AliveStub
 from alive.v1.events_pb2 import OutputSpec, StatusEvent
 
-# The trailer in which the API names the reason code of an INVALID_ARGUMENT or
-# FAILED_PRECONDITION answer (docs/api.md).
-REASON_TRAILER = "alive-reason-code"
 _MAX_MESSAGE = 64 * 1024 * 1024
 
 

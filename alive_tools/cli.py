@@ -26,31 +26,24 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from alive.blobs import LocalBlobStore
-from alive.client import AliveClient, Rejected
-from alive.embedded.stack import REPO_ROOT, EmbeddedStack
+from alive.jobs import DEFAULT_PROMPT
 from alive.kafka import ensure_topics
 from alive.media import probe_mp4
+from alive.pipeline import PIPELINE
 from alive.provenance import verify_video
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import JobState, OutputSpec, Verdict
+from alive_tools.client import AliveClient, Rejected
+from alive_tools.embedded.stack import REPO_ROOT, EmbeddedStack
 
 console = Console(stderr=True)
 WORKDIR = Path(".alive")
 STATE_FILE = WORKDIR / "stack.json"
 SAMPLE_PHOTO = REPO_ROOT / "samples" / "chelsea.jpg"
-DEFAULT_PROMPT = "make this photo come alive"
 # The states a job passes on its way to READY, for the progress bar.
-STEPS_TO_READY = [
-    JobState.SUBMITTED,
-    JobState.ACCEPTED,
-    JobState.PHOTO_CLEARED,
-    JobState.PROMPT_CLEARED,
-    JobState.GENERATED,
-    JobState.SCORED,
-    JobState.SIGNED,
-    JobState.READY,
-]
+STEPS_TO_READY = PIPELINE.steps_to(JobState.READY)
+STARTING = f"starting the broker, Triton and {len(PIPELINE.stages)} services…"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,7 +81,7 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     stack = EmbeddedStack(WORKDIR)
-    with console.status("starting the broker, Triton and 8 services…"):
+    with console.status(STARTING):
         stack.__enter__()
     try:
         console.print(f"stack up in {time.monotonic() - started:.1f} s (logs in {stack.logs})")
@@ -107,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     stack = EmbeddedStack(WORKDIR)
-    with console.status("starting the broker, Triton and 8 services…"):
+    with console.status(STARTING):
         stack.__enter__()
     stack.write_state(STATE_FILE)
     console.print_json(json.dumps(stack.describe()))

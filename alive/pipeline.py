@@ -1,0 +1,241 @@
+"""The pipeline, declared once: its topics, its stages in order, and what each stage does to
+a job.
+
+Everything that knows the topology derives it from here: each stage class (its input type,
+topics, states, consumer group), the runner, topic creation, the embedded stack (which
+services to start, in which order, with which settings), the CLI's progress, the review's
+checkpoint list, provenance's moderation summary, the topic map in docs/topics.md and the
+Deployments in deploy/k8s (tests fail when either disagrees). Services refer to their stage
+by the constant below (``stage = MODERATION_PHOTO``), so a typo is a mypy error, not a
+runtime one.
+
+Adding a stage: declare its topic and ``StageSpec`` here and list it in ``PIPELINE``, then
+write the service (a ``Stage`` subclass, its settings and ``__main__``) and its Deployment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from google.protobuf.message import Message
+
+from alive.v1.events_pb2 import (
+    ImagePromptRequest,
+    Job,
+    JobState,
+    PublishRequest,
+    StatusEvent,
+    Verdict,
+    VetoEvent,
+)
+
+MessageT = TypeVar("MessageT", bound=Message)
+
+
+@dataclass(frozen=True)
+class Topic(Generic[MessageT]):
+    """A Kafka topic and the protobuf message it carries.
+
+    ``key`` names it in settings: ``ALIVE_TOPICS__<KEY>`` renames it (``default_name``
+    otherwise). A topic whose ``message`` is None carries other topics' records as they were
+    (the dead-letter topic).
+    """
+
+    key: str
+    default_name: str
+    message: type[MessageT] | None
+    purpose: str
+
+
+REQUESTS = Topic("requests", "alive.requests", ImagePromptRequest, "submissions")
+ACCEPTED = Topic("accepted", "alive.accepted", Job, "validated jobs, photo stored")
+PHOTO_CLEARED = Topic("photo_cleared", "alive.photo-cleared", Job, "jobs whose photo passed")
+PROMPT_CLEARED = Topic("prompt_cleared", "alive.prompt-cleared", Job, "jobs whose prompt passed")
+GENERATED = Topic("generated", "alive.generated", Job, "silent videos")
+SCORED = Topic("scored", "alive.scored", Job, "videos with a soundtrack")
+SIGNED = Topic("signed", "alive.signed", Job, "labelled, C2PA-signed videos")
+READY = Topic("ready", "alive.ready", Job, "videos shown to the creator")
+PUBLISH_REQUESTS = Topic(
+    "publish_requests", "alive.publish-requests", PublishRequest, "requests to go on a Story"
+)
+PUBLISHED = Topic("published", "alive.published", Job, "videos live on a Story")
+# Written by the runner for every stage, whatever the stage.
+STATUS = Topic("status", "alive.status", StatusEvent, "every transition of every job")
+VETOES = Topic("vetoes", "alive.vetoes", VetoEvent, "every veto and rejection, with reasons")
+DLQ = Topic[Message]("dlq", "alive.dlq", None, "events a stage could not process, with why")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of the pipeline: a service of its own, in its own consumer group.
+
+    The stage reads ``consumes`` and, when the job passes, writes it to ``emits`` and moves
+    the job to ``passed_state``. A stage that may say no moves the job to ``veto_state``
+    with ``veto_verdict``; a ``checkpoint`` is one of the moderation checkpoints every job
+    must pass before it is READY.
+    """
+
+    name: str
+    module: str  # the service's runnable module: ``python -m <module>``
+    consumes: Topic[Any]
+    emits: Topic[Any]
+    passed_state: JobState.ValueType
+    summary: str
+    checkpoint: bool = False
+    veto_state: JobState.ValueType = JobState.VETOED
+    veto_verdict: Verdict.ValueType = Verdict.VETO
+
+    @property
+    def consumer_group(self) -> str:
+        return f"alive-{self.name}"
+
+    @property
+    def settings_prefix(self) -> str:
+        """The environment prefix of the stage's own settings: ``ALIVE_<NAME>__``."""
+        return f"ALIVE_{self.name.upper().replace('-', '_')}__"
+
+
+INGEST = StageSpec(
+    "ingest",
+    "services.ingest",
+    REQUESTS,
+    ACCEPTED,
+    JobState.ACCEPTED,
+    "validate the photo and prompt, store the photo",
+    veto_state=JobState.REJECTED,
+    veto_verdict=Verdict.REJECT,
+)
+MODERATION_PHOTO = StageSpec(
+    "moderation-photo",
+    "services.moderation.photo",
+    ACCEPTED,
+    PHOTO_CLEARED,
+    JobState.PHOTO_CLEARED,
+    "photo checkpoint",
+    checkpoint=True,
+)
+MODERATION_PROMPT = StageSpec(
+    "moderation-prompt",
+    "services.moderation.prompt",
+    PHOTO_CLEARED,
+    PROMPT_CLEARED,
+    JobState.PROMPT_CLEARED,
+    "prompt checkpoint",
+    checkpoint=True,
+)
+GENERATOR = StageSpec(
+    "generator",
+    "services.generator",
+    PROMPT_CLEARED,
+    GENERATED,
+    JobState.GENERATED,
+    "animate the photo on Triton, encode H.264",
+)
+AUDIO = StageSpec(
+    "audio", "services.audio", GENERATED, SCORED, JobState.SCORED, "add an ambient soundtrack"
+)
+PROVENANCE = StageSpec(
+    "provenance",
+    "services.provenance",
+    SCORED,
+    SIGNED,
+    JobState.SIGNED,
+    "label AI-generated, sign C2PA",
+)
+MODERATION_VIDEO = StageSpec(
+    "moderation-video",
+    "services.moderation.video",
+    SIGNED,
+    READY,
+    JobState.READY,
+    "video checkpoint: the creator sees it",
+    checkpoint=True,
+)
+REVIEW = StageSpec(
+    "review",
+    "services.review",
+    PUBLISH_REQUESTS,
+    PUBLISHED,
+    JobState.PUBLISHED,
+    "pre-publish review: live on a Story",
+)
+
+
+class Pipeline:
+    """Stages in the order a job meets them, and the topics they and the runner use."""
+
+    def __init__(self, stages: Sequence[StageSpec], side_topics: Sequence[Topic[Any]]) -> None:
+        names = [s.name for s in stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names repeat: {names}")
+        readers = [s.consumes.key for s in stages]
+        if len(set(readers)) != len(readers):
+            raise ValueError("two stages read one topic: each topic has one consuming stage")
+        self.stages = tuple(stages)
+        self.side_topics = tuple(side_topics)
+
+    def __iter__(self) -> Iterator[StageSpec]:
+        return iter(self.stages)
+
+    def stage(self, name: str) -> StageSpec:
+        for spec in self.stages:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no stage {name!r} in the pipeline")
+
+    @property
+    def checkpoints(self) -> tuple[str, ...]:
+        """The moderation checkpoints every job must pass before it is READY, in order."""
+        return tuple(s.name for s in self.stages if s.checkpoint)
+
+    def is_checkpoint(self, stage_name: str) -> bool:
+        return stage_name in self.checkpoints
+
+    def stage_reaching(self, state: JobState.ValueType) -> StageSpec:
+        """The stage whose pass moves a job to ``state``."""
+        for spec in self.stages:
+            if spec.passed_state == state:
+                return spec
+        raise KeyError(f"no stage moves a job to {JobState.Name(state)}")
+
+    def steps_to(self, state: JobState.ValueType) -> list[JobState.ValueType]:
+        """The states a job passes on its way to ``state``, from SUBMITTED (progress bars)."""
+        steps: list[JobState.ValueType] = [JobState.SUBMITTED]
+        for spec in self.stages:
+            steps.append(spec.passed_state)
+            if spec.passed_state == state:
+                return steps
+        raise KeyError(f"no stage moves a job to {JobState.Name(state)}")
+
+    def topics(self) -> list[Topic[Any]]:
+        """Every topic, each once: the stages' in pipeline order, then the side topics."""
+        seen: dict[str, Topic[Any]] = {}
+        for spec in self.stages:
+            seen.setdefault(spec.consumes.key, spec.consumes)
+            seen.setdefault(spec.emits.key, spec.emits)
+        for topic in self.side_topics:
+            seen.setdefault(topic.key, topic)
+        return list(seen.values())
+
+    def producers(self, topic: Topic[Any]) -> list[StageSpec]:
+        return [s for s in self.stages if s.emits.key == topic.key]
+
+    def consumer(self, topic: Topic[Any]) -> StageSpec | None:
+        return next((s for s in self.stages if s.consumes.key == topic.key), None)
+
+
+PIPELINE = Pipeline(
+    [
+        INGEST,
+        MODERATION_PHOTO,
+        MODERATION_PROMPT,
+        GENERATOR,
+        AUDIO,
+        PROVENANCE,
+        MODERATION_VIDEO,
+        REVIEW,
+    ],
+    side_topics=[STATUS, VETOES, DLQ],
+)

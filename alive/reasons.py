@@ -1,0 +1,96 @@
+"""Every reason code Alive gives, and the one shape a "no" or a failure takes.
+
+A reason code says why a job was rejected, vetoed or failed, or why an event was
+dead-lettered. It is a contract: clients match on it, SREs alert on it
+(``alive_vetoes_total{reason=…}``), docs/reason-codes.md explains each one (a test keeps that
+page and this enum equal). The human-readable detail beside a code is for people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+# The gRPC trailer in which the API names the reason code of an INVALID_ARGUMENT or
+# FAILED_PRECONDITION answer (docs/api.md).
+REASON_TRAILER = "alive-reason-code"
+
+
+class ReasonCode(StrEnum):
+    # Ingest rejections (state REJECTED; through the gRPC API, INVALID_ARGUMENT).
+    PHOTO_REF_OUTSIDE_STORE = "PHOTO_REF_OUTSIDE_STORE"
+    PHOTO_NOT_FOUND = "PHOTO_NOT_FOUND"
+    PHOTO_EMPTY = "PHOTO_EMPTY"
+    PHOTO_TOO_LARGE = "PHOTO_TOO_LARGE"
+    PHOTO_TOO_MANY_PIXELS = "PHOTO_TOO_MANY_PIXELS"
+    PHOTO_UNDECODABLE = "PHOTO_UNDECODABLE"
+    PHOTO_UNSUPPORTED_FORMAT = "PHOTO_UNSUPPORTED_FORMAT"
+    PHOTO_TOO_SMALL = "PHOTO_TOO_SMALL"
+    PROMPT_CONTROL_CHARACTERS = "PROMPT_CONTROL_CHARACTERS"
+    PROMPT_TOO_LONG = "PROMPT_TOO_LONG"
+    OUTPUT_SIZE_OUT_OF_RANGE = "OUTPUT_SIZE_OUT_OF_RANGE"
+    OUTPUT_SIZE_NOT_EVEN = "OUTPUT_SIZE_NOT_EVEN"
+    OUTPUT_FPS_OUT_OF_RANGE = "OUTPUT_FPS_OUT_OF_RANGE"
+    OUTPUT_DURATION_OUT_OF_RANGE = "OUTPUT_DURATION_OUT_OF_RANGE"
+    MISSING_CREATOR_ID = "MISSING_CREATOR_ID"
+    MISSING_REQUEST_ID = "MISSING_REQUEST_ID"
+    # Photo checkpoint vetoes (PHOTO_UNDECODABLE and PHOTO_TOO_SMALL too).
+    PHOTO_BLANK = "PHOTO_BLANK"
+    # Prompt checkpoint vetoes, one per policy category (services/moderation/prompt_terms.json).
+    PROMPT_SEXUAL = "PROMPT_SEXUAL"
+    PROMPT_MINOR_SAFETY = "PROMPT_MINOR_SAFETY"
+    PROMPT_VIOLENCE = "PROMPT_VIOLENCE"
+    PROMPT_WEAPONS = "PROMPT_WEAPONS"
+    PROMPT_SELF_HARM = "PROMPT_SELF_HARM"
+    PROMPT_HATE = "PROMPT_HATE"
+    PROMPT_DECEPTION = "PROMPT_DECEPTION"
+    PROMPT_DRUGS = "PROMPT_DRUGS"
+    # Video checkpoint vetoes.
+    VIDEO_UNDECODABLE = "VIDEO_UNDECODABLE"
+    VIDEO_SIZE_MISMATCH = "VIDEO_SIZE_MISMATCH"
+    VIDEO_FRAME_COUNT_MISMATCH = "VIDEO_FRAME_COUNT_MISMATCH"
+    VIDEO_DURATION_MISMATCH = "VIDEO_DURATION_MISMATCH"
+    VIDEO_NO_AUDIO = "VIDEO_NO_AUDIO"
+    AUDIO_DURATION_MISMATCH = "AUDIO_DURATION_MISMATCH"
+    # Review vetoes, and the publish request for a job that is not READY.
+    REVIEW_CHECKPOINT_MISSING = "REVIEW_CHECKPOINT_MISSING"
+    REVIEW_VIDEO_CHANGED = "REVIEW_VIDEO_CHANGED"
+    REVIEW_PROVENANCE_NOT_TRUSTED = "REVIEW_PROVENANCE_NOT_TRUSTED"
+    JOB_NOT_READY = "JOB_NOT_READY"
+    # Failures (state FAILED, the event dead-lettered).
+    STAGE_ERROR = "STAGE_ERROR"
+    RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+    MODEL_REJECTED_INPUT = "MODEL_REJECTED_INPUT"
+    MODEL_BAD_OUTPUT = "MODEL_BAD_OUTPUT"
+    PROVENANCE_NOT_TRUSTED = "PROVENANCE_NOT_TRUSTED"
+    # Dead-lettered events that name no usable job.
+    UNDECODABLE_EVENT = "UNDECODABLE_EVENT"
+    EVENT_WITHOUT_JOB_ID = "EVENT_WITHOUT_JOB_ID"
+    INVALID_JOB_ID = "INVALID_JOB_ID"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason a job stops: the code to match on and a detail for people.
+
+    A detail never contains a prompt or image bytes (it is logged and sent on alive.status).
+    """
+
+    code: ReasonCode
+    detail: str = ""
+
+
+class ReasonError(Exception):
+    """An error that carries its reason code: validation failures and permanent failures."""
+
+    def __init__(self, code: ReasonCode, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.finding = Finding(code, detail)
+
+    @property
+    def reason_code(self) -> ReasonCode:
+        return self.finding.code
+
+    @property
+    def detail(self) -> str:
+        return self.finding.detail

@@ -1,0 +1,1 @@
+"""The photo checkpoint: ``python -m services.moderation.photo``."""

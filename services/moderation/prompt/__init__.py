@@ -1,0 +1,1 @@
+"""The prompt checkpoint: ``python -m services.moderation.prompt``."""

@@ -1,0 +1,1 @@
+"""The video checkpoint: ``python -m services.moderation.video``."""

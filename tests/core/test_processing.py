@@ -1,0 +1,146 @@
+"""What happens to one event, in process (alive/processing.py through the stage harness):
+decoding, job identity, the ledger, retries, and the messages each outcome makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alive.blobs import LocalBlobStore
+from alive.pipeline import ACCEPTED, PHOTO_CLEARED, StageSpec
+from alive.processing import DLQ_JOB_ID, DLQ_STAGE, RetryPolicy, Record, dead_letter
+from alive.reasons import Finding, ReasonCode
+from alive.settings import StageSettings
+from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
+from alive.v1.events_pb2 import Job, JobState, Verdict
+from alive_tools.testing import StageHarness
+
+ECHO = StageSpec("echo", "tests.core", ACCEPTED, PHOTO_CLEARED, JobState.PHOTO_CLEARED, "test")
+
+
+class EchoStage(Stage[Job, StageSettings]):
+    """Does what the prompt says: 'transient N' fails N times, 'crash', 'permanent', 'veto'."""
+
+    spec = ECHO
+
+    def __init__(self, settings: StageSettings, blobs: LocalBlobStore) -> None:
+        super().__init__(settings, blobs)
+        self.calls = 0
+
+    async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
+        self.calls += 1
+        verb, _, arg = event.prompt.partition(" ")
+        if verb == "transient" and self.calls <= int(arg):
+            raise TransientError("down")
+        if verb == "crash":
+            raise KeyError("bug")
+        if verb == "permanent":
+            raise PermanentError(ReasonCode.MODEL_BAD_OUTPUT, "cannot")
+        if verb == "veto":
+            ctx.scores["seen"] = 1.0
+            return Veto(
+                (
+                    Finding(ReasonCode.VIDEO_NO_AUDIO, "no audio"),
+                    Finding(ReasonCode.VIDEO_SIZE_MISMATCH, "8x8"),
+                ),
+                {"size": 8.0},
+            )
+        return event
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> StageHarness:
+    settings = StageSettings(max_attempts=3, retry_base_s=1.0, retry_max_s=1.5)
+    return StageHarness(EchoStage(settings, LocalBlobStore(tmp_path)))
+
+
+async def test_a_pass_emits_the_job_with_its_stage_record_and_a_status(
+    harness: StageHarness,
+) -> None:
+    out = await harness.send(Job(job_id="j1", request_id="r1", creator_id="c1", prompt="hi"))
+    assert [j.job_id for j in out.jobs] == ["j1"]
+    assert [(r.stage, r.verdict) for r in out.jobs[0].stages] == [("echo", Verdict.PASS)]
+    (status,) = out.statuses
+    assert (status.state, status.stage, status.creator_id) == (JobState.PHOTO_CLEARED, "echo", "c1")
+    assert not out.vetoes and not out.dead_letters
+
+
+async def test_a_veto_names_every_finding_and_keeps_the_scores(harness: StageHarness) -> None:
+    out = await harness.send(Job(job_id="j2", prompt="veto"))
+    assert not out.jobs
+    (veto,) = out.vetoes
+    assert list(veto.reason_codes) == ["VIDEO_NO_AUDIO", "VIDEO_SIZE_MISMATCH"]
+    assert dict(veto.scores) == {"seen": 1.0, "size": 8.0}
+    assert veto.detail == "no audio; 8x8"
+    (status,) = out.statuses
+    assert status.state == JobState.VETOED and status.verdict == Verdict.VETO
+
+
+async def test_transient_errors_back_off_then_pass(harness: StageHarness) -> None:
+    out = await harness.send(Job(job_id="j3", prompt="transient 2"))
+    assert out.statuses[0].state == JobState.PHOTO_CLEARED
+    assert len(harness.retry_delays) == 2
+    assert 0.5 <= harness.retry_delays[0] <= 1.0 and 0.75 <= harness.retry_delays[1] <= 1.5
+
+
+async def test_retries_exhausted_fails_the_job(harness: StageHarness) -> None:
+    out = await harness.send(Job(job_id="j4", prompt="transient 9"))
+    assert list(out.statuses[0].reason_codes) == [ReasonCode.RETRIES_EXHAUSTED]
+    assert out.statuses[0].state == JobState.FAILED
+    assert out.dead_letters[0].reason_code == ReasonCode.RETRIES_EXHAUSTED
+
+
+async def test_an_unexpected_exception_is_a_stage_error_not_a_crash(harness: StageHarness) -> None:
+    out = await harness.send(Job(job_id="j5", prompt="crash"))
+    assert out.statuses[0].state == JobState.FAILED
+    assert out.dead_letters[0].reason_code == ReasonCode.STAGE_ERROR
+    assert out.dead_letters[0].headers[DLQ_JOB_ID] == b"j5"
+    assert "KeyError" in out.statuses[0].detail
+
+
+async def test_a_permanent_error_keeps_its_own_code(harness: StageHarness) -> None:
+    out = await harness.send(Job(job_id="j6", prompt="permanent"))
+    assert list(out.statuses[0].reason_codes) == [ReasonCode.MODEL_BAD_OUTPUT]
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (b"\xff\xff not protobuf", ReasonCode.UNDECODABLE_EVENT),
+        (Job(prompt="no id").SerializeToString(), ReasonCode.EVENT_WITHOUT_JOB_ID),
+        (Job(job_id="../escape").SerializeToString(), ReasonCode.INVALID_JOB_ID),
+    ],
+)
+async def test_events_naming_no_usable_job_are_dead_lettered_without_a_status(
+    harness: StageHarness, value: bytes, code: ReasonCode
+) -> None:
+    out = await harness.send(value, key=b"k")
+    assert [d.reason_code for d in out.dead_letters] == [code]
+    assert out.dead_letters[0].value == value and out.dead_letters[0].key == b"k"
+    assert DLQ_JOB_ID not in out.dead_letters[0].headers
+    assert not out.statuses and not out.jobs
+
+
+async def test_a_finished_job_is_not_processed_again(harness: StageHarness) -> None:
+    job = Job(job_id="j7", prompt="veto")
+    await harness.send(job)
+    again = await harness.send(job)
+    assert not again.statuses and not again.vetoes
+    assert isinstance(harness.stage, EchoStage) and harness.stage.calls == 1
+
+
+def test_retry_delays_double_up_to_the_cap_with_jitter_in_the_upper_half() -> None:
+    policy = RetryPolicy(max_attempts=6, base_s=0.5, max_s=3.0)
+    assert [policy.delay_s(a, 0.999999) for a in (1, 2, 3, 4)] == pytest.approx([0.5, 1, 2, 3])
+    assert [policy.delay_s(a, 0.0) for a in (1, 2, 3, 4)] == [0.25, 0.5, 1.0, 1.5]
+
+
+def test_a_dead_letter_replaces_earlier_dead_letter_headers() -> None:
+    record = Record("t", 2, 7, b"k", b"v", (("traceparent", b"x"), (DLQ_STAGE, b"older")))
+    out = dead_letter(record, "dlq", "echo", Finding(ReasonCode.STAGE_ERROR, "e" * 2000), "j")
+    headers = dict(out.headers)
+    assert headers[DLQ_STAGE] == b"echo" and headers["traceparent"] == b"x"
+    assert len(headers["alive-dlq-error"]) == 1000
+    assert [k for k, _ in out.headers].count(DLQ_STAGE) == 1
+    assert (out.topic, out.key, out.value) == ("dlq", b"k", b"v")
