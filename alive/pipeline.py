@@ -40,31 +40,67 @@ class Topic(Generic[MessageT]):
 
     ``key`` names it in settings: ``ALIVE_TOPICS__<KEY>`` renames it (``default_name``
     otherwise). A topic whose ``message`` is None carries other topics' records as they were
-    (the dead-letter topic).
+    (the dead-letter topic). Stages write and read the topics their ``StageSpec`` names;
+    ``also_written_by`` and ``also_read_by`` name anyone else (for docs/topics.md).
     """
 
     key: str
     default_name: str
     message: type[MessageT] | None
     purpose: str
+    also_written_by: str = ""
+    also_read_by: str = ""
 
 
-REQUESTS = Topic("requests", "alive.requests", ImagePromptRequest, "submissions")
+REQUESTS = Topic(
+    "requests",
+    "alive.requests",
+    ImagePromptRequest,
+    "submissions",
+    also_written_by="the gRPC API's Submit (ingest service); other services",
+)
 ACCEPTED = Topic("accepted", "alive.accepted", Job, "validated jobs, photo stored")
 PHOTO_CLEARED = Topic("photo_cleared", "alive.photo-cleared", Job, "jobs whose photo passed")
 PROMPT_CLEARED = Topic("prompt_cleared", "alive.prompt-cleared", Job, "jobs whose prompt passed")
 GENERATED = Topic("generated", "alive.generated", Job, "silent videos")
 SCORED = Topic("scored", "alive.scored", Job, "videos with a soundtrack")
 SIGNED = Topic("signed", "alive.signed", Job, "labelled, C2PA-signed videos")
-READY = Topic("ready", "alive.ready", Job, "videos shown to the creator")
-PUBLISH_REQUESTS = Topic(
-    "publish_requests", "alive.publish-requests", PublishRequest, "requests to go on a Story"
+READY = Topic(
+    "ready", "alive.ready", Job, "videos shown to the creator", also_read_by="downstream services"
 )
-PUBLISHED = Topic("published", "alive.published", Job, "videos live on a Story")
+PUBLISH_REQUESTS = Topic(
+    "publish_requests",
+    "alive.publish-requests",
+    PublishRequest,
+    "requests to go on a Story",
+    also_written_by="the gRPC API's Publish (ingest service); other services",
+)
+PUBLISHED = Topic(
+    "published", "alive.published", Job, "videos live on a Story", also_read_by="Story services"
+)
 # Written by the runner for every stage, whatever the stage.
-STATUS = Topic("status", "alive.status", StatusEvent, "every transition of every job")
-VETOES = Topic("vetoes", "alive.vetoes", VetoEvent, "every veto and rejection, with reasons")
-DLQ = Topic[Message]("dlq", "alive.dlq", None, "events a stage could not process, with why")
+STATUS = Topic(
+    "status",
+    "alive.status",
+    StatusEvent,
+    "every transition of every job",
+    also_written_by="every stage; the gRPC API's Submit (the SUBMITTED event)",
+    also_read_by="ingest's status view (no group: it assigns every partition); clients",
+)
+VETOES = Topic(
+    "vetoes",
+    "alive.vetoes",
+    VetoEvent,
+    "every veto and rejection, with reasons",
+    also_written_by="every stage that says no: ingest (rejections), the checkpoints, review",
+)
+DLQ = Topic[Message](
+    "dlq",
+    "alive.dlq",
+    None,
+    "records a stage could not process, as they were, with why in headers",
+    also_written_by="every stage",
+)
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,11 @@ class Emitted:
 class _MemorySink:
     """Keeps records instead of producing them, decoded by their topic's message type."""
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: ServiceSettings, output: Topic[Any]) -> None:
         self.emitted = Emitted()
-        self._topics: dict[str, Topic[Any]] = {settings.topic(t): t for t in PIPELINE.topics()}
+        # The stage's own output may be one the shared pipeline does not declare (yet).
+        topics = [*PIPELINE.topics(), output]
+        self._topics: dict[str, Topic[Any]] = {settings.topic(t): t for t in topics}
 
     async def send(self, records: Sequence[Outbound]) -> None:
         for record in records:
@@ -89,7 +91,7 @@ class StageHarness:
         self.ledger = StageLedger(stage.blobs)
         self.metrics = StageMetrics(stage.spec.name, CollectorRegistry())
         self.retry_delays: list[float] = []
-        self._sink = _MemorySink(self.settings)
+        self._sink = _MemorySink(self.settings, stage.spec.emits)
         self._offsets = count()
         self.processor = EventProcessor(
             stage, self.settings, self._sink, self.ledger, self.metrics, self._no_wait

@@ -12,6 +12,15 @@ from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.embedded.stack import EmbeddedStack
 from tests.support import photo_bytes
 
+# Tests that start real components are marked ``stack`` wherever they take one of these.
+_REAL_COMPONENTS = {"broker", "stack", "client", "triton"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _REAL_COMPONENTS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
+
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:

@@ -110,19 +110,28 @@ def statuses(bootstrap: str, status_topic: str, job_id: str) -> list[StatusEvent
     return [e for e in events if e.job_id == job_id]
 
 
-def write_clip(path: Path, width: int = 64, height: int = 112, frames: int = 12) -> None:
-    """A small H.264 yuv420p clip with moving content and a matching AAC track."""
+def write_clip(
+    path: Path,
+    width: int = 64,
+    height: int = 112,
+    frames: int = 12,
+    audio_length: float | None = 1.0,
+) -> None:
+    """A small H.264 yuv420p clip at 12 fps with moving content and an AAC track
+    ``audio_length`` times as long as the video (None: no audio track)."""
     fps, rate = 12, 48_000
     y, x = np.mgrid[0:height, 0:width]
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        audio = out.add_stream("aac", rate=rate, layout="stereo")
+        audio = None if audio_length is None else out.add_stream("aac", rate=rate, layout="stereo")
         for t in range(frames):
             rgb = np.stack([(x * 4 + t * 16) % 256, (y * 2) % 256, np.full_like(x, 128)], -1)
             out.mux(video.encode(av.VideoFrame.from_ndarray(rgb.astype(np.uint8), "rgb24")))
         out.mux(video.encode())
-        n = rate * frames // fps
+        if audio is None or audio_length is None:
+            return
+        n = int(rate * frames * audio_length) // fps
         tone = 0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / rate).astype(np.float32)
         sound = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
         sound.sample_rate = rate

@@ -9,7 +9,7 @@ import pytest
 
 from alive.blobs import LocalBlobStore
 from alive.pipeline import ACCEPTED, PHOTO_CLEARED, StageSpec
-from alive.processing import DLQ_JOB_ID, DLQ_STAGE, RetryPolicy, Record, dead_letter
+from alive.processing import DLQ_JOB_ID, DLQ_STAGE, Record, RetryPolicy, dead_letter
 from alive.reasons import Finding, ReasonCode
 from alive.settings import StageSettings
 from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto

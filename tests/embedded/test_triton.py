@@ -18,6 +18,8 @@ from alive_tools.embedded.triton import TritonServer, TritonStartError, find_tri
 REPOSITORY = Path(__file__).resolve().parents[2] / "models"
 MODEL = "alive_animator"
 
+pytestmark = pytest.mark.stack  # every test here starts tritonserver
+
 
 @pytest.fixture(scope="module")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:

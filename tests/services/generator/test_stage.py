@@ -1,0 +1,98 @@
+"""The generator stage alone: with the real Triton and model repository (a ``stack`` test),
+and, without a server, how it treats Triton's answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from alive.blobs import LocalBlobStore
+from alive.media import probe_mp4
+from alive.reasons import ReasonCode
+from alive.stage import PermanentError, TransientError
+from alive.v1.events_pb2 import Job, JobState, OutputSpec
+from alive_tools.embedded.ports import free_port
+from alive_tools.embedded.triton import TritonServer
+from alive_tools.testing import StageHarness
+from services.generator.settings import GeneratorSettings
+from services.generator.stage import GeneratorStage, checked_frames, triton_error
+from tests.support import SMALL_FRAMES, SMALL_OUTPUT, photo_bytes
+
+REPOSITORY = Path(__file__).resolve().parents[3] / "models"
+
+
+def prompt_cleared(blobs: LocalBlobStore, spec: OutputSpec = SMALL_OUTPUT) -> Job:
+    photo = blobs.put_bytes("photos/g1.png", photo_bytes(fmt="PNG"), "image/png")
+    return Job(job_id="g1", prompt="clouds over the sea", photo=photo, output=spec, seed=7)
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    with TritonServer(REPOSITORY, tmp_path_factory.mktemp("triton")) as server:
+        yield server
+
+
+async def test_the_model_animates_the_photo_into_a_silent_video(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    blobs = LocalBlobStore(tmp_path)
+    settings = GeneratorSettings(triton_url=triton.grpc_url)
+    async with StageHarness(GeneratorStage(settings, blobs)) as harness:
+        out = await harness.send(prompt_cleared(blobs))
+    assert out.statuses[0].state == JobState.GENERATED
+    (job,) = out.jobs
+    assert job.generation.model_name == "alive_animator"
+    assert job.generation.frame_count == SMALL_FRAMES
+    info = probe_mp4(blobs.local_path(job.video))
+    assert (info.width, info.height, info.frame_count) == (96, 160, SMALL_FRAMES)
+    assert info.audio_codec is None
+
+
+async def test_triton_unreachable_is_retried_then_fails_the_job(tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path)
+    settings = GeneratorSettings(
+        triton_url=f"127.0.0.1:{free_port()}", max_attempts=3, infer_timeout_s=5
+    )
+    async with StageHarness(GeneratorStage(settings, blobs)) as harness:
+        out = await harness.send(prompt_cleared(blobs))
+    assert len(harness.retry_delays) == 2
+    assert out.statuses[0].state == JobState.FAILED
+    assert [d.reason_code for d in out.dead_letters] == [ReasonCode.RETRIES_EXHAUSTED]
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [
+        ("StatusCode.UNAVAILABLE", True),
+        ("StatusCode.RESOURCE_EXHAUSTED", True),
+        (None, True),
+        ("StatusCode.INVALID_ARGUMENT", False),
+    ],
+)
+def test_triton_statuses_are_transient_or_a_rejected_input(
+    status: str | None, transient: bool
+) -> None:
+    error = triton_error(InferenceServerException("no", status=status))
+    if transient:
+        assert isinstance(error, TransientError)
+    else:
+        assert isinstance(error, PermanentError)
+        assert error.reason_code == ReasonCode.MODEL_REJECTED_INPUT
+
+
+@pytest.mark.parametrize(
+    "frames", [None, np.zeros((1, 3, 8, 8, 3), np.uint8), np.zeros((1, 4, 8, 6, 3), np.uint8)]
+)
+def test_output_of_another_shape_is_a_bad_output(frames: np.ndarray | None) -> None:
+    with pytest.raises(PermanentError) as error:
+        checked_frames(frames, 4, (8, 8, 3))
+    assert error.value.reason_code == ReasonCode.MODEL_BAD_OUTPUT
+
+
+def test_output_of_the_asked_shape_is_the_video() -> None:
+    frames = np.arange(4 * 8 * 8 * 3, dtype=np.uint8).reshape(1, 4, 8, 8, 3)
+    assert np.array_equal(checked_frames(frames, 4, (8, 8, 3)), frames[0])

@@ -1,0 +1,64 @@
+"""The video checkpoint alone: the last check before the creator sees the video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alive.blobs import LocalBlobStore
+from alive.reasons import ReasonCode
+from alive.v1.events_pb2 import Job, JobState, OutputSpec
+from alive_tools.testing import Emitted, StageHarness
+from services.moderation.video.settings import VideoCheckpointSettings
+from services.moderation.video.stage import VideoCheckpoint
+from tests.support import write_clip
+
+# write_clip's defaults: 64x112, 12 frames at 12 fps, 1 s, AAC as long as the video.
+CLIP_SPEC = OutputSpec(width=64, height=112, fps=12, duration_ms=1000)
+
+
+async def check(
+    tmp_path: Path, spec: OutputSpec = CLIP_SPEC, audio_length: float | None = 1.0
+) -> Emitted:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    write_clip(tmp_path / "clip.mp4", audio_length=audio_length)
+    video = blobs.put_file("videos/v1/signed.mp4", tmp_path / "clip.mp4", "video/mp4")
+    harness = StageHarness(VideoCheckpoint(VideoCheckpointSettings(), blobs))
+    return await harness.send(Job(job_id="v1", video=video, output=spec))
+
+
+async def test_a_video_as_asked_passes_and_is_ready(tmp_path: Path) -> None:
+    out = await check(tmp_path)
+    assert out.statuses[0].state == JobState.READY
+    assert out.jobs[0].stages[-1].scores["frame_count"] == 12
+
+
+@pytest.mark.parametrize(
+    ("spec", "audio_length", "codes"),
+    [
+        (OutputSpec(width=96, height=112, fps=12, duration_ms=1000), 1.0, ["VIDEO_SIZE_MISMATCH"]),
+        (
+            OutputSpec(width=64, height=112, fps=12, duration_ms=2000),
+            1.0,
+            ["VIDEO_FRAME_COUNT_MISMATCH", "VIDEO_DURATION_MISMATCH"],
+        ),
+        (CLIP_SPEC, None, ["VIDEO_NO_AUDIO"]),
+        (CLIP_SPEC, 0.5, ["AUDIO_DURATION_MISMATCH"]),
+    ],
+)
+async def test_a_video_unlike_the_job_is_vetoed(
+    tmp_path: Path, spec: OutputSpec, audio_length: float | None, codes: list[str]
+) -> None:
+    out = await check(tmp_path, spec, audio_length)
+    assert list(out.vetoes[0].reason_codes) == codes
+    assert out.statuses[0].state == JobState.VETOED
+
+
+async def test_an_undecodable_video_is_vetoed(tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path)
+    video = blobs.put_bytes("videos/v2/signed.mp4", b"\x00\x00\x00\x18ftypmp42 broken", "video/mp4")
+    harness = StageHarness(VideoCheckpoint(VideoCheckpointSettings(), blobs))
+    out = await harness.send(Job(job_id="v2", video=video, output=CLIP_SPEC))
+    assert list(out.vetoes[0].reason_codes) == [ReasonCode.VIDEO_UNDECODABLE]
+    assert out.statuses[0].state == JobState.VETOED
