@@ -8,7 +8,7 @@ PROTOC := $(BIN)/python -m grpc_tools.protoc -Iprotos \
 	--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
 	--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc
 
-.PHONY: run up test lint proto proto-check bench clean
+.PHONY: run up test test-fast lint docs proto proto-check bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,18 @@ up: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
+# In-process tests only (no broker, Triton or services): seconds.
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -m "not stack"
+
 lint: $(BIN)/.installed proto-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy alive services
+	$(BIN)/mypy alive alive_tools services
+
+# Rewrites the parts of docs/ generated from the code (the topic map).
+docs: $(BIN)/.installed
+	$(BIN)/python -m alive_tools.docs
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.run

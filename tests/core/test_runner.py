@@ -83,12 +83,12 @@ class ToyStage(Stage[Job, StageSettings]):
         elif verb == "transient" and self.calls[event.job_id] <= int(arg):
             raise TransientError("not yet")
         elif verb == "permanent":
-            raise PermanentError("TOY_BROKEN", "cannot")  # type: ignore[arg-type]
+            raise PermanentError("TOY_BROKEN", "cannot")  # a toy code, not one of Alive's
         elif verb == "crash":
             raise ZeroDivisionError("bug")
         elif verb == "veto":
             ctx.scores["measured"] = 0.5
-            return Veto.of("TOY_SAYS_NO", "no", {"toy_score": 0.9})  # type: ignore[arg-type]
+            return Veto.of("TOY_SAYS_NO", "no", {"toy_score": 0.9})  # likewise
         return event
 
 
