@@ -38,6 +38,7 @@ lint: $(BIN)/.installed proto-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy alive alive_tools services
+	$(BIN)/mypy models/alive_animator/1
 
 # Rewrites the parts of docs/ generated from the code (the topic map).
 docs: $(BIN)/.installed

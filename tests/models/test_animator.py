@@ -1,4 +1,5 @@
-"""The procedural animator's pure logic (models/alive_animator/1/model.py), without Triton."""
+"""The procedural animator (models/alive_animator/1/), without Triton, through the adapter
+module the python backend loads."""
 
 import importlib.util
 from pathlib import Path
