@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry import trace
 
 from alive.blobs import StageLedger
-from alive.pipeline import DLQ, STATUS, VETOES, StageSpec
+from alive.pipeline import DLQ, STATUS, VETOES, StageSpec, Topic
 from alive.reasons import Finding, ReasonCode
 from alive.settings import ServiceSettings, StageSettings
 from alive.stage import JobIdentity, PermanentError, Stage, StageContext, TransientError, Veto
@@ -99,13 +99,13 @@ class RetryPolicy:
 
 def status_event(
     spec: StageSpec,
-    identity: JobIdentity,
+    ctx: StageContext,
     state: JobState.ValueType,
     verdict: Verdict.ValueType,
     findings: Sequence[Finding],
     at_ms: int,
-    started_at_ms: int,
 ) -> StatusEvent:
+    identity = ctx.identity
     return StatusEvent(
         job_id=identity.job_id,
         request_id=identity.request_id,
@@ -116,7 +116,7 @@ def status_event(
         reason_codes=[f.code for f in findings],
         detail="; ".join(f.detail for f in findings if f.detail),
         at_ms=at_ms,
-        stage_started_at_ms=started_at_ms,
+        stage_started_at_ms=ctx.started_at_ms,
     )
 
 
@@ -271,12 +271,10 @@ class EventProcessor:
                 scores=ctx.scores,
             )
         )
-        status = status_event(
-            spec, ctx.identity, spec.passed_state, Verdict.PASS, (), finished, ctx.started_at_ms
-        )
+        status = status_event(spec, ctx, spec.passed_state, Verdict.PASS, (), finished)
         if job.HasField("video"):
             status.video.CopyFrom(job.video)
-        await self._send(ctx.identity, [(self.settings.topic(spec.emits), job), self._st(status)])
+        await self._send(ctx.identity, [(spec.emits, job), (STATUS, status)])
         self.ledger.put(
             spec.name, ctx.identity.job_id, StageOutcome(passed=job).SerializeToString()
         )
@@ -288,16 +286,8 @@ class EventProcessor:
     async def _emit_veto(self, veto: Veto, ctx: StageContext) -> None:
         spec, at = self.spec, now_ms()
         event = veto_event(spec, ctx.identity, veto, ctx.scores, at)
-        status = status_event(
-            spec,
-            ctx.identity,
-            spec.veto_state,
-            spec.veto_verdict,
-            veto.findings,
-            at,
-            ctx.started_at_ms,
-        )
-        await self._send(ctx.identity, [(self.settings.topic(VETOES), event), self._st(status)])
+        status = status_event(spec, ctx, spec.veto_state, spec.veto_verdict, veto.findings, at)
+        await self._send(ctx.identity, [(VETOES, event), (STATUS, status)])
         self.ledger.put(
             spec.name, ctx.identity.job_id, StageOutcome(vetoed=event).SerializeToString()
         )
@@ -311,15 +301,9 @@ class EventProcessor:
         job_id = ctx.identity.job_id
         await self._dead_letter(record, failure.finding, job_id)
         status = status_event(
-            self.spec,
-            ctx.identity,
-            JobState.FAILED,
-            Verdict.ERROR,
-            (failure.finding,),
-            now_ms(),
-            ctx.started_at_ms,
+            self.spec, ctx, JobState.FAILED, Verdict.ERROR, (failure.finding,), now_ms()
         )
-        await self._send(ctx.identity, [self._st(status)])
+        await self._send(ctx.identity, [(STATUS, status)])
         self.ledger.put(
             self.spec.name,
             job_id,
@@ -337,13 +321,17 @@ class EventProcessor:
         self.metrics.dead_lettered.labels(self.spec.name).inc()
         log.warning("dead-lettered", extra={"reason_code": finding.code, **coords(record)})
 
-    def _st(self, status: StatusEvent) -> tuple[str, Message]:
-        return self.settings.topic(STATUS), status
-
-    async def _send(self, identity: JobIdentity, events: Sequence[tuple[str, Message]]) -> None:
+    async def _send(
+        self, identity: JobIdentity, events: Sequence[tuple[Topic[Any], Message]]
+    ) -> None:
+        """Produces the events keyed by the job, carrying the trace; all acknowledged or none
+        counts as sent."""
         headers, key = headers_with_trace(), identity.job_id.encode()
         await self.sink.send(
-            [Outbound(topic, event.SerializeToString(), key, headers) for topic, event in events]
+            [
+                Outbound(self.settings.topic(topic), event.SerializeToString(), key, headers)
+                for topic, event in events
+            ]
         )
 
     def _count(self, outcome: str) -> None:
