@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from alive.jobs import valid_id
 from alive.v1.events_pb2 import BlobRef
 
 
@@ -151,7 +152,7 @@ class StageLedger:
 
     @staticmethod
     def valid_job_id(job_id: str) -> bool:
-        return bool(job_id) and "/" not in job_id and not job_id.startswith(".")
+        return valid_id(job_id)
 
     def _key(self, stage: str, job_id: str) -> str:
         if not self.valid_job_id(job_id):

@@ -9,6 +9,8 @@ A terminal state is final: later events for the job do not change it.
 
 from __future__ import annotations
 
+import re
+
 from alive.v1.events_pb2 import JobState, OutputSpec
 
 # The prompt a job gets when it asks for none.
@@ -19,6 +21,18 @@ TERMINAL_STATES: frozenset[JobState.ValueType] = frozenset(
 )
 # Where a creator stops waiting: the video is ready to see, or the job ended.
 SETTLED_STATES: frozenset[JobState.ValueType] = TERMINAL_STATES | {JobState.READY}
+
+
+# Ids (job, request, creator) name ledger files and travel in headers, events and logs: a
+# safe alphabet and a bound, checked wherever an id enters.
+MAX_ID_CHARS = 128
+_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@+=-]{{0,{MAX_ID_CHARS - 1}}}")
+
+
+def valid_id(value: str) -> bool:
+    """Letters, digits and ``. _ : @ + = -``, starting with a letter or digit, at most
+    MAX_ID_CHARS."""
+    return _ID.fullmatch(value) is not None
 
 
 def is_terminal(state: JobState.ValueType) -> bool:

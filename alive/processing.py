@@ -17,10 +17,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from opentelemetry import trace
 
 from alive.blobs import StageLedger
+from alive.jobs import MAX_ID_CHARS, valid_id
 from alive.pipeline import DLQ, STATUS, VETOES, StageSpec, Topic
 from alive.reasons import Finding, ReasonCode
 from alive.settings import ServiceSettings, StageSettings
@@ -49,6 +50,9 @@ DLQ_TOPIC = "alive-dlq-original-topic"
 DLQ_PARTITION = "alive-dlq-original-partition"
 DLQ_OFFSET = "alive-dlq-original-offset"
 DLQ_JOB_ID = "alive-dlq-job-id"
+DLQ_PAYLOAD_REF = "alive-dlq-payload-ref"
+# Room left under the producer's size limit for a record's batch framing.
+_FRAMING_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,14 @@ class Outbound:
     headers: Headers
 
 
+class OutputTooLarge(Exception):
+    """A record is over the size a producer may send: that record's fault, not Kafka's."""
+
+
 class Sink(Protocol):
     async def send(self, records: Sequence[Outbound]) -> None:
-        """Returns once every record is acknowledged; raises if any is refused."""
+        """Returns once every record is acknowledged; raises OutputTooLarge (before sending
+        any) for a record over the size limit, and any other error if one is refused."""
 
 
 @dataclass(frozen=True)
@@ -134,9 +143,18 @@ def veto_event(
 
 
 def dead_letter(
-    record: Record, dlq_topic: str, stage_name: str, finding: Finding, job_id: str | None
+    record: Record,
+    dlq_topic: str,
+    stage_name: str,
+    finding: Finding,
+    job_id: str | None,
+    payload_ref: str | None = None,
 ) -> Outbound:
-    """The record as it came, with why in headers (its own earlier alive-dlq-* dropped)."""
+    """The record as it came, with why in headers (its own earlier alive-dlq-* dropped).
+
+    With ``payload_ref`` (a record too big to dead-letter whole) the value is left out and
+    the header DLQ_PAYLOAD_REF names the blob holding it; the original headers are dropped.
+    """
     headers = [
         (DLQ_REASON, finding.code.encode()),
         (DLQ_ERROR, finding.detail[:1000].encode()),
@@ -147,8 +165,27 @@ def dead_letter(
     ]
     if job_id:
         headers.append((DLQ_JOB_ID, job_id.encode()))
+    if payload_ref is not None:
+        headers.append((DLQ_PAYLOAD_REF, payload_ref.encode()))
+        return Outbound(dlq_topic, None, record.key, headers)
     original = [(k, v) for k, v in record.headers if not k.startswith("alive-dlq-")]
     return Outbound(dlq_topic, record.value, record.key, original + headers)
+
+
+def record_size(record: Outbound) -> int:
+    """Bytes of the record's key, value and headers: what Kafka's size limit counts."""
+    headers = sum(len(k.encode()) + len(v) for k, v in record.headers)
+    return len(record.key or b"") + len(record.value or b"") + headers
+
+
+def check_sizes(records: Sequence[Outbound], max_bytes: int) -> None:
+    """Raises OutputTooLarge if any record would be over ``max_bytes`` with its framing."""
+    for record in records:
+        size = record_size(record) + _FRAMING_BYTES
+        if size > max_bytes:
+            raise OutputTooLarge(
+                f"a record for {record.topic} is {size} bytes; the limit is {max_bytes}"
+            )
 
 
 @dataclass(frozen=True)
@@ -181,50 +218,81 @@ class EventProcessor:
         self.retry = RetryPolicy.of(stage.settings)
         self._sleep = sleep
         self._dlq = settings.topic(DLQ)
+        self._max_record_bytes = settings.kafka.max_request_size - _FRAMING_BYTES
 
     async def handle(self, record: Record) -> None:
+        """Takes one record to its end: an output, a veto, a failure or a dead letter. Raises
+        only when the sink refuses a message for another reason than its size (Kafka is
+        unavailable): then nothing may be committed."""
         spec = self.spec
         started_ms, t0 = now_ms(), time.perf_counter()
         self.metrics.events_in.labels(spec.name, record.topic).inc()
-        try:
-            event = self.stage.input_type().FromString(record.value or b"")
-        except DecodeError as exc:
-            await self._dead_letter(record, Finding(ReasonCode.UNDECODABLE_EVENT, str(exc)))
-            self._count("undecodable")
+        read = self._read(record)
+        if isinstance(read, Finding):
+            await self._dead_letter(record, read)
+            self._count(
+                "undecodable" if read.code == ReasonCode.UNDECODABLE_EVENT else "dead_lettered"
+            )
             return
-        try:
-            identity = self.stage.identify(event)
-            if not StageLedger.valid_job_id(identity.job_id):
-                raise PermanentError(
-                    ReasonCode.INVALID_JOB_ID, f"{identity.job_id!r} is not a job id"
-                )
-        except PermanentError as exc:
-            await self._dead_letter(record, exc.finding)
-            self._count("dead_lettered")
-            return
+        event, identity = read
         with tracer.start_as_current_span(
             spec.name,
             context=context_from_headers(record.headers),
             kind=trace.SpanKind.CONSUMER,
             attributes={"alive.job_id": identity.job_id, **_span_coords(record)},
         ) as span:
-            if self.ledger.get(spec.name, identity.job_id) is not None:
+            try:
+                finished = self.ledger.get(spec.name, identity.job_id) is not None
+            except Exception as exc:  # the record names a job the ledger cannot look up
+                log.exception("ledger lookup failed", extra={"job_id": identity.job_id})
+                lookup = Finding(ReasonCode.UNPROCESSABLE_EVENT, f"ledger: {_described(exc)}")
+                await self._dead_letter(record, lookup)
+                self._count("dead_lettered")
+                return
+            if finished:
                 log.info("already processed; skipping", extra={"job_id": identity.job_id})
                 self._count("duplicate")
                 return
             ctx = StageContext(identity=identity, attempt=1, started_at_ms=started_ms)
             outcome = await self._process_with_retries(event, ctx)
-            if outcome.passed is not None:
-                await self._emit_pass(outcome.passed, ctx)
-                self._count("passed")
-            elif outcome.veto is not None:
-                await self._emit_veto(outcome.veto, ctx)
-                self._count("vetoed" if spec.veto_verdict == Verdict.VETO else "rejected")
-            elif outcome.failure is not None:
+            try:
+                await self._emit(record, outcome, ctx)
+            except OutputTooLarge as exc:  # this job's output, not Kafka, is the problem
+                outcome = _Outcome(failure=PermanentError(ReasonCode.OUTPUT_TOO_LARGE, str(exc)))
+                await self._emit(record, outcome, ctx)
+            if outcome.failure is not None:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, outcome.failure.reason_code))
-                await self._fail(record, outcome.failure, ctx)
-                self._count("failed")
         self.metrics.latency.labels(spec.name).observe(time.perf_counter() - t0)
+
+    def _read(self, record: Record) -> tuple[Message, JobIdentity] | Finding:
+        """The event and its job, or why the record names no job this stage can work on.
+        Hostile bytes and fields end here, as a finding, never as an exception."""
+        try:
+            event = self.stage.input_type().FromString(record.value or b"")
+        except Exception as exc:  # DecodeError, and whatever else malformed bytes provoke
+            return Finding(ReasonCode.UNDECODABLE_EVENT, _described(exc))
+        try:
+            identity = self.stage.identify(event)
+        except PermanentError as exc:
+            return exc.finding
+        except Exception as exc:
+            log.exception("identifying the event failed", extra=coords(record))
+            return Finding(ReasonCode.UNPROCESSABLE_EVENT, _described(exc))
+        if not valid_id(identity.job_id):
+            shown = repr(identity.job_id[:MAX_ID_CHARS])
+            return Finding(ReasonCode.INVALID_JOB_ID, f"{shown} is not a job id")
+        return event, identity
+
+    async def _emit(self, record: Record, outcome: _Outcome, ctx: StageContext) -> None:
+        if outcome.passed is not None:
+            await self._emit_pass(outcome.passed, ctx)
+            self._count("passed")
+        elif outcome.veto is not None:
+            await self._emit_veto(outcome.veto, ctx)
+            self._count("vetoed" if self.spec.veto_verdict == Verdict.VETO else "rejected")
+        elif outcome.failure is not None:
+            await self._fail(record, outcome.failure, ctx)
+            self._count("failed")
 
     async def _process_with_retries(self, event: Message, ctx: StageContext) -> _Outcome:
         for attempt in range(1, self.retry.max_attempts + 1):
@@ -253,8 +321,7 @@ class EventProcessor:
             except Exception as exc:  # a bug or an unexpected input: never drop the job
                 log.exception("stage raised", extra={"job_id": ctx.identity.job_id})
                 self.metrics.errors.labels(self.spec.name, "permanent").inc()
-                detail = f"{type(exc).__name__}: {exc}"[:500]
-                return _Outcome(failure=PermanentError(ReasonCode.STAGE_ERROR, detail))
+                return _Outcome(failure=PermanentError(ReasonCode.STAGE_ERROR, _described(exc)))
             if isinstance(result, Veto):
                 return _Outcome(veto=result)
             return _Outcome(passed=result)
@@ -317,7 +384,17 @@ class EventProcessor:
     async def _dead_letter(
         self, record: Record, finding: Finding, job_id: str | None = None
     ) -> None:
-        await self.sink.send([dead_letter(record, self._dlq, self.spec.name, finding, job_id)])
+        letter = dead_letter(record, self._dlq, self.spec.name, finding, job_id)
+        if record_size(letter) > self._max_record_bytes:
+            # Too big for Kafka: keep the payload in the blob store, send its reference.
+            key = f"dlq/{self.spec.name}/{record.topic}/{record.partition}-{record.offset}"
+            stored = await asyncio.to_thread(
+                self.stage.blobs.put_bytes, key, record.value or b"", "application/octet-stream"
+            )
+            letter = dead_letter(
+                record, self._dlq, self.spec.name, finding, job_id, payload_ref=stored.uri
+            )
+        await self.sink.send([letter])
         self.metrics.dead_lettered.labels(self.spec.name).inc()
         log.warning("dead-lettered", extra={"reason_code": finding.code, **coords(record)})
 
@@ -336,6 +413,10 @@ class EventProcessor:
 
     def _count(self, outcome: str) -> None:
         self.metrics.events_out.labels(self.spec.name, outcome).inc()
+
+
+def _described(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 def coords(record: Record) -> dict[str, object]:

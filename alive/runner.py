@@ -30,7 +30,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from alive.blobs import StageLedger
 from alive.kafka import make_consumer
 from alive.locks import KeyedLocks
-from alive.processing import EventProcessor, Outbound, Record, coords
+from alive.processing import EventProcessor, Outbound, Record, check_sizes, coords
 from alive.settings import ServiceSettings
 from alive.stage import Stage
 from alive.telemetry import StageMetrics
@@ -86,10 +86,12 @@ class OffsetTracker:
 class KafkaSink:
     """Produces a processor's records; returns once Kafka acknowledged all of them."""
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, producer: AIOKafkaProducer, max_request_size: int) -> None:
         self._producer = producer
+        self._max_request_size = max_request_size
 
     async def send(self, records: Sequence[Outbound]) -> None:
+        check_sizes(records, self._max_request_size)
         sends = [
             await self._producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
             for r in records
@@ -110,7 +112,8 @@ class StageRunner:
         self.spec = stage.spec
         self.settings = settings
         self.metrics = metrics
-        self.processor = EventProcessor(stage, settings, KafkaSink(producer), ledger, metrics)
+        sink = KafkaSink(producer, settings.kafka.max_request_size)
+        self.processor = EventProcessor(stage, settings, sink, ledger, metrics)
         self._max_in_flight: int = stage.settings.max_in_flight
         self._tracker = OffsetTracker()
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from alive.blobs import StageLedger
 from alive.pipeline import DLQ, PIPELINE, STATUS, VETOES, Topic
-from alive.processing import EventProcessor, Outbound, Record
+from alive.processing import DLQ_REASON, EventProcessor, Outbound, Record, check_sizes
 from alive.settings import ServiceSettings
 from alive.stage import Stage
 from alive.telemetry import StageMetrics
@@ -41,7 +41,7 @@ class DeadLetter:
 
     @property
     def reason_code(self) -> str:
-        return self.headers["alive-dlq-reason-code"].decode()
+        return self.headers[DLQ_REASON].decode()
 
 
 @dataclass
@@ -63,11 +63,13 @@ class _MemorySink:
 
     def __init__(self, settings: ServiceSettings, output: Topic[Any]) -> None:
         self.emitted = Emitted()
+        self._max_request_size = settings.kafka.max_request_size
         # The stage's own output may be one the shared pipeline does not declare (yet).
         topics = [*PIPELINE.topics(), output]
         self._topics: dict[str, Topic[Any]] = {settings.topic(t): t for t in topics}
 
     async def send(self, records: Sequence[Outbound]) -> None:
+        check_sizes(records, self._max_request_size)  # as the Kafka sink does
         for record in records:
             topic = self._topics[record.topic]
             if topic.key == DLQ.key:

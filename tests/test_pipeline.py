@@ -253,6 +253,29 @@ def test_api_errors_for_unknown_jobs_and_bad_requests(
     assert size.value.reason_code == "OUTPUT_SIZE_OUT_OF_RANGE"
 
 
+@pytest.mark.parametrize(
+    ("ids", "code"),
+    [
+        ({"creator_id": "c" * 10_000}, "INVALID_CREATOR_ID"),
+        ({"creator_id": "nul\x00"}, "INVALID_CREATOR_ID"),
+        ({"request_id": "../../x"}, "INVALID_REQUEST_ID"),
+    ],
+)
+def test_the_api_bounds_ids_before_any_work(
+    client: AliveClient, small_photo: bytes, ids: dict[str, str], code: str
+) -> None:
+    with pytest.raises(Rejected) as rejected:
+        client.submit(small_photo, "waves", output=SMALL_OUTPUT, **ids)  # type: ignore[arg-type]
+    assert rejected.value.reason_code == code
+
+
+def test_a_huge_prompt_is_refused_by_its_size(client: AliveClient, small_photo: bytes) -> None:
+    with pytest.raises(Rejected) as rejected:
+        client.submit(small_photo, "x" * 5_000_000, output=SMALL_OUTPUT)
+    assert rejected.value.reason_code == "PROMPT_TOO_LONG"
+    assert "bytes" in rejected.value.args[0]  # the byte bound, checked before normalising
+
+
 def test_job_status_survives_a_restart_of_ingest(
     stack: EmbeddedStack, client: AliveClient, small_photo: bytes
 ) -> None:

@@ -38,6 +38,7 @@ from services.ingest.stage import job_id_for
 from services.ingest.status_view import StatusView
 from services.ingest.validation import (
     InvalidInput,
+    check_ids,
     normalise_prompt,
     resolve_output,
     validate_photo,
@@ -66,9 +67,11 @@ class AliveApi(api_pb2_grpc.AliveServicer):
     async def Submit(
         self, request: SubmitRequest, context: grpc.aio.ServicerContext
     ) -> SubmitResponse:
-        if not request.creator_id:
-            await _abort_invalid(context, ReasonCode.MISSING_CREATOR_ID, "creator_id is required")
         request_id = request.request_id or str(uuid.uuid4())
+        try:
+            check_ids(request.creator_id, request_id)
+        except InvalidInput as exc:
+            await _abort_invalid(context, exc.reason_code, exc.detail)
         job_id = job_id_for(request.creator_id, request_id)
         # The job's trace starts here; its context travels on in the Kafka headers.
         with tracer.start_as_current_span(

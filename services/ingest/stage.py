@@ -21,6 +21,7 @@ from alive.v1.events_pb2 import ImagePromptRequest, Job, PhotoInfo
 from services.ingest.settings import IngestSettings
 from services.ingest.validation import (
     InvalidInput,
+    check_ids,
     normalise_prompt,
     resolve_output,
     validate_photo,
@@ -43,10 +44,10 @@ class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
     spec = INGEST
 
     def identify(self, event: ImagePromptRequest) -> JobIdentity:
-        if not event.request_id:
-            raise PermanentError(ReasonCode.MISSING_REQUEST_ID, "request_id is required")
-        if not event.creator_id:
-            raise PermanentError(ReasonCode.MISSING_CREATOR_ID, "creator_id is required")
+        try:
+            check_ids(event.creator_id, event.request_id)
+        except InvalidInput as exc:  # names no job: dead-lettered, no status
+            raise PermanentError(exc.reason_code, exc.detail) from exc
         return JobIdentity(
             job_id_for(event.creator_id, event.request_id), event.request_id, event.creator_id
         )

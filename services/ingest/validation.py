@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from alive.jobs import DEFAULT_PROMPT
+from alive.jobs import DEFAULT_PROMPT, MAX_ID_CHARS, valid_id
 from alive.reasons import ReasonCode, ReasonError
 from alive.v1.events_pb2 import OutputSpec
 from services.ingest.settings import IngestSettings
@@ -83,7 +83,28 @@ def validate_photo(data: bytes, settings: IngestSettings) -> ValidPhoto:
 _ALLOWED_FORMAT_CHARS = {"\u200d"}  # zero-width joiner: part of many emoji
 
 
+def check_ids(creator_id: str, request_id: str) -> None:
+    """Both ids present, in the safe alphabet and within the length bound (alive/jobs.py)."""
+    for value, missing, invalid, name in (
+        (creator_id, ReasonCode.MISSING_CREATOR_ID, ReasonCode.INVALID_CREATOR_ID, "creator_id"),
+        (request_id, ReasonCode.MISSING_REQUEST_ID, ReasonCode.INVALID_REQUEST_ID, "request_id"),
+    ):
+        if not value:
+            raise InvalidInput(missing, f"{name} is required")
+        if not valid_id(value):
+            raise InvalidInput(
+                invalid,
+                f"{name} must be 1..{MAX_ID_CHARS} letters, digits or . _ : @ + = -, "
+                "starting with a letter or digit",
+            )
+
+
 def normalise_prompt(prompt: str, settings: IngestSettings) -> str:
+    # Checked before any work, so a huge prompt costs nothing (4 bytes a code point at most).
+    if len(prompt.encode("utf-8", errors="surrogatepass")) > 4 * settings.max_prompt_chars:
+        raise InvalidInput(
+            ReasonCode.PROMPT_TOO_LONG, f"over {4 * settings.max_prompt_chars} bytes"
+        )
     text = unicodedata.normalize("NFC", prompt)
     text = " ".join(text.replace("\t", " ").replace("\r", " ").replace("\n", " ").split())
     for char in text:

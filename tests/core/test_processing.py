@@ -3,17 +3,28 @@ decoding, job identity, the ledger, retries, and the messages each outcome makes
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as fuzzing
+from hypothesis import strategies as st
 
 from alive.blobs import LocalBlobStore
 from alive.pipeline import ACCEPTED, PHOTO_CLEARED, StageSpec
-from alive.processing import DLQ_JOB_ID, DLQ_STAGE, Record, RetryPolicy, dead_letter
+from alive.processing import (
+    DLQ_JOB_ID,
+    DLQ_PAYLOAD_REF,
+    DLQ_STAGE,
+    Record,
+    RetryPolicy,
+    dead_letter,
+)
 from alive.reasons import Finding, ReasonCode
 from alive.settings import StageSettings
-from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
-from alive.v1.events_pb2 import Job, JobState, Verdict
+from alive.stage import JobIdentity, PermanentError, Stage, StageContext, TransientError, Veto
+from alive.v1.events_pb2 import BlobRef, Job, JobState, Verdict
 from alive_tools.testing import StageHarness
 
 ECHO = StageSpec("echo", "tests.core", ACCEPTED, PHOTO_CLEARED, JobState.PHOTO_CLEARED, "test")
@@ -144,3 +155,79 @@ def test_a_dead_letter_replaces_earlier_dead_letter_headers() -> None:
     assert len(headers["alive-dlq-error"]) == 1000
     assert [k for k, _ in out.headers].count(DLQ_STAGE) == 1
     assert (out.topic, out.key, out.value) == ("dlq", b"k", b"v")
+
+
+# No record stops a stage: hostile records are dead-lettered or fail their job, never raise.
+
+HOSTILE_JOB_IDS = ["job\x00id", "j" * 300, "../../etc", ".hidden", "a/b", "ünïcode", " pad"]
+
+
+@pytest.mark.parametrize("job_id", HOSTILE_JOB_IDS)
+async def test_hostile_job_ids_are_dead_lettered(harness: StageHarness, job_id: str) -> None:
+    out = await harness.send(Job(job_id=job_id, prompt="hi"))
+    assert [d.reason_code for d in out.dead_letters] == [ReasonCode.INVALID_JOB_ID]
+    assert not out.statuses
+
+
+async def test_a_record_too_big_to_dead_letter_whole_is_kept_by_reference(
+    harness: StageHarness,
+) -> None:
+    value = b"\xff" * (2 * 1024 * 1024)
+    (letter,) = (await harness.send(value, key=b"big")).dead_letters
+    assert letter.value is None and letter.reason_code == ReasonCode.UNDECODABLE_EVENT
+    ref = BlobRef(uri=letter.headers[DLQ_PAYLOAD_REF].decode())
+    assert harness.stage.blobs.get_bytes(ref) == value
+
+
+async def test_an_output_too_big_for_kafka_fails_its_job_and_nothing_else(
+    harness: StageHarness,
+) -> None:
+    out = await harness.send(Job(job_id="huge", prompt="x" * (2 * 1024 * 1024)))
+    assert not out.jobs
+    assert [s.state for s in out.statuses] == [JobState.FAILED]
+    assert [d.reason_code for d in out.dead_letters] == [ReasonCode.OUTPUT_TOO_LARGE]
+    assert out.dead_letters[0].headers.get(DLQ_PAYLOAD_REF)  # the input was big too
+    assert (await harness.send(Job(job_id="next", prompt="hi"))).jobs
+
+
+async def test_an_error_while_identifying_is_the_records_failure(tmp_path: Path) -> None:
+    class Fragile(EchoStage):
+        def identify(self, event: Job) -> JobIdentity:
+            raise RecursionError("deep")
+
+    harness = StageHarness(Fragile(StageSettings(), LocalBlobStore(tmp_path)))
+    out = await harness.send(Job(job_id="j8"))
+    assert [d.reason_code for d in out.dead_letters] == [ReasonCode.UNPROCESSABLE_EVENT]
+    assert "RecursionError" in out.dead_letters[0].headers["alive-dlq-error"].decode()
+
+
+async def test_a_ledger_that_cannot_be_read_dead_letters_the_record(
+    harness: StageHarness,
+) -> None:
+    (harness.stage.blobs.root / "ledger").write_text("not a folder")
+    out = await harness.send(Job(job_id="j9"))
+    assert [d.reason_code for d in out.dead_letters] == [ReasonCode.UNPROCESSABLE_EVENT]
+    assert not out.statuses
+
+
+@fuzzing(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.one_of(
+        st.binary(max_size=2048),
+        st.builds(
+            lambda job_id, prompt, request_id: Job(
+                job_id=job_id, prompt=prompt, request_id=request_id
+            ).SerializeToString(),
+            st.text(max_size=300),
+            st.text(max_size=300),
+            st.text(max_size=50),
+        ),
+    )
+)
+async def test_fuzz_every_record_ends_in_exactly_one_outcome(value: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        harness = StageHarness(EchoStage(StageSettings(), LocalBlobStore(Path(folder))))
+        out = await harness.send(value, key=b"fuzz")
+        assert len(out.dead_letters) + len(out.statuses) == 1
+        after = await harness.send(Job(job_id="valid-after-fuzz", prompt="hi"))
+        assert after.jobs

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from alive.blobs import LocalBlobStore, StageLedger
@@ -26,7 +26,7 @@ from alive.pipeline import (
     StageSpec,
     Topic,
 )
-from alive.processing import DLQ_JOB_ID, DLQ_REASON
+from alive.processing import DLQ_JOB_ID, DLQ_PAYLOAD_REF, DLQ_REASON
 from alive.runner import OffsetTracker, StageRunner
 from alive.settings import ServiceSettings, StageSettings
 from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
@@ -67,7 +67,7 @@ async def test_keyed_locks_serialise_one_key_and_forget_idle_keys() -> None:
 
 class ToyStage(Stage[Job, StageSettings]):
     """Behaviour from the prompt: 'sleep N', 'transient N' (fails N times), 'permanent',
-    'crash', 'veto'; anything else passes at once."""
+    'crash', 'veto', 'huge' (an output over Kafka's size limit); anything else passes."""
 
     spec = StageSpec("toy", "tests.core", ACCEPTED, PHOTO_CLEARED, JobState.PHOTO_CLEARED, "toy")
 
@@ -89,6 +89,8 @@ class ToyStage(Stage[Job, StageSettings]):
         elif verb == "veto":
             ctx.scores["measured"] = 0.5
             return Veto.of("TOY_SAYS_NO", "no", {"toy_score": 0.9})  # likewise
+        elif verb == "huge":
+            event.prompt = "x" * (2 * 1024 * 1024)
         return event
 
 
@@ -98,6 +100,7 @@ class ToyRig:
 
     stage: ToyStage
     settings: ServiceSettings
+    runner: StageRunner
 
     def topic(self, topic: Topic[Any]) -> str:
         return self.settings.topic(topic)
@@ -109,6 +112,17 @@ class ToyRig:
             await producer.send_and_wait(
                 self.topic(ACCEPTED), job.SerializeToString(), key=job.job_id.encode()
             )
+        await producer.stop()
+
+    async def send_raw(self, records: list[tuple[bytes, bytes]]) -> None:
+        """(key, value) pairs as any client could produce them, up to 8 MiB each."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            max_request_size=8 * 1024 * 1024,
+        )
+        await producer.start()
+        for key, value in records:
+            await producer.send_and_wait(self.topic(ACCEPTED), value, key=key)
         await producer.stop()
 
     async def read(self, topic: str) -> list[ConsumerRecord]:
@@ -154,7 +168,7 @@ async def toy(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[ToyRig]:
         StageMetrics("toy", CollectorRegistry()),
     )
     task = asyncio.create_task(runner.run())
-    yield ToyRig(stage, settings)
+    yield ToyRig(stage, settings, runner)
     runner.stop()
     await asyncio.wait_for(task, 20)
     await producer.stop()
@@ -222,3 +236,35 @@ async def test_a_redelivered_job_is_not_processed_again(toy: ToyRig) -> None:
     await asyncio.sleep(1.0)
     assert toy.stage.calls["once"] == 1
     assert len(await toy.read(toy.topic(STATUS))) == 1
+
+
+async def test_no_record_stops_the_stage(toy: ToyRig) -> None:
+    """Records that once crash-looped a service: each is dead-lettered or fails its job, and
+    the stage goes on to the next valid job."""
+    await toy.send_raw(
+        [
+            (b"nul", Job(job_id="job\x00id").SerializeToString()),
+            (b"long", Job(job_id="j" * 300).SerializeToString()),
+            (b"big", b"\xff" * (3 * 1024 * 1024)),
+            (b"junk", b"\x08\x96\x01 definitely not protobuf \xff"),
+        ]
+    )
+    await toy.send([Job(job_id="huge", prompt="huge"), Job(job_id="after", prompt="pass")])
+    events = {e.job_id: e for e in await toy.statuses(2)}
+    assert events["after"].state == JobState.PHOTO_CLEARED
+    assert events["huge"].state == JobState.FAILED
+    assert list(events["huge"].reason_codes) == ["OUTPUT_TOO_LARGE"]
+    for _ in range(50):  # records on other partitions may still be on their way
+        dlq = {r.key: dict(r.headers) for r in await toy.read(toy.topic(DLQ))}
+        if len(dlq) >= 5:
+            break
+        await asyncio.sleep(0.2)
+    assert {key: headers[DLQ_REASON] for key, headers in dlq.items()} == {
+        b"nul": b"INVALID_JOB_ID",
+        b"long": b"INVALID_JOB_ID",
+        b"big": b"UNDECODABLE_EVENT",
+        b"junk": b"UNDECODABLE_EVENT",
+        b"huge": b"OUTPUT_TOO_LARGE",
+    }
+    assert DLQ_PAYLOAD_REF in dlq[b"big"]
+    assert toy.runner.ready

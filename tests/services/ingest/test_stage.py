@@ -78,6 +78,10 @@ async def test_a_photo_missing_from_the_store_is_rejected(harness: StageHarness)
     [
         ({"request_id": ""}, ReasonCode.MISSING_REQUEST_ID),
         ({"creator_id": ""}, ReasonCode.MISSING_CREATOR_ID),
+        ({"request_id": "r" * 129}, ReasonCode.INVALID_REQUEST_ID),
+        ({"request_id": "has space"}, ReasonCode.INVALID_REQUEST_ID),
+        ({"creator_id": "c" * 5000}, ReasonCode.INVALID_CREATOR_ID),
+        ({"creator_id": "nul\x00"}, ReasonCode.INVALID_CREATOR_ID),
     ],
 )
 async def test_a_request_without_its_ids_is_dead_lettered(

@@ -76,6 +76,13 @@ def test_prompts_are_normalised_or_rejected() -> None:
     assert _reason(lambda: normalise_prompt("x" * 501, SETTINGS)) == "PROMPT_TOO_LONG"
 
 
+def test_a_huge_prompt_is_refused_by_its_byte_length_before_any_work() -> None:
+    # 2001 spaces would normalise to nothing; the byte bound refuses them first.
+    assert _reason(lambda: normalise_prompt(" " * 2001, SETTINGS)) == "PROMPT_TOO_LONG"
+    assert normalise_prompt(" " * 2000, SETTINGS) == DEFAULT_PROMPT
+    assert _reason(lambda: normalise_prompt("é" * 20_000_000, SETTINGS)) == "PROMPT_TOO_LONG"
+
+
 def test_output_defaults_and_limits() -> None:
     assert resolve_output(OutputSpec(), SETTINGS) == OutputSpec(
         width=576, height=1024, fps=24, duration_ms=4000
