@@ -8,7 +8,7 @@ PROTOC := $(BIN)/python -m grpc_tools.protoc -Iprotos \
 	--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
 	--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc
 
-.PHONY: run up test test-fast lint docs proto proto-check bench clean
+.PHONY: run up test test-fast lint docs eval proto proto-check bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ lint: $(BIN)/.installed proto-check
 # Rewrites the parts of docs/ generated from the code (the topic map).
 docs: $(BIN)/.installed
 	$(BIN)/python -m alive_tools.docs
+
+# The prompt checkpoint on a labelled set: `make eval PROMPTS=path.jsonl` for another set.
+PROMPTS ?= tests/data/moderation/prompts.jsonl
+eval: $(BIN)/.installed
+	$(BIN)/python -m alive_tools.moderation_eval --prompts $(PROMPTS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.run

@@ -329,16 +329,19 @@ class EventProcessor:
 
     async def _emit_pass(self, job: Job, ctx: StageContext) -> None:
         spec, finished = self.spec, now_ms()
+        # A pass that a person must look at before publishing is a REVIEW, with its reasons.
+        verdict = Verdict.REVIEW if ctx.review else Verdict.PASS
         job.stages.append(
             StageRecord(
                 stage=spec.name,
-                verdict=Verdict.PASS,
+                verdict=verdict,
                 started_at_ms=ctx.started_at_ms,
                 finished_at_ms=finished,
+                reason_codes=[f.code for f in ctx.review],
                 scores=ctx.scores,
             )
         )
-        status = status_event(spec, ctx, spec.passed_state, Verdict.PASS, (), finished)
+        status = status_event(spec, ctx, spec.passed_state, verdict, ctx.review, finished)
         if job.HasField("video"):
             status.video.CopyFrom(job.video)
         await self._send(ctx.identity, [(spec.emits, job), (STATUS, status)])

@@ -38,7 +38,7 @@ class ReasonCode(StrEnum):
     INVALID_REQUEST_ID = "INVALID_REQUEST_ID"
     # Photo checkpoint vetoes (PHOTO_UNDECODABLE and PHOTO_TOO_SMALL too).
     PHOTO_BLANK = "PHOTO_BLANK"
-    # Prompt checkpoint vetoes, one per policy category (services/moderation/prompt_terms.json).
+    # Prompt checkpoint vetoes, one per policy category (services/moderation/policy.yaml).
     PROMPT_SEXUAL = "PROMPT_SEXUAL"
     PROMPT_MINOR_SAFETY = "PROMPT_MINOR_SAFETY"
     PROMPT_VIOLENCE = "PROMPT_VIOLENCE"
@@ -47,6 +47,12 @@ class ReasonCode(StrEnum):
     PROMPT_HATE = "PROMPT_HATE"
     PROMPT_DECEPTION = "PROMPT_DECEPTION"
     PROMPT_DRUGS = "PROMPT_DRUGS"
+    PROMPT_GORE = "PROMPT_GORE"
+    PROMPT_HARASSMENT = "PROMPT_HARASSMENT"
+    PROMPT_PII = "PROMPT_PII"
+    # Prompt checkpoint "review" findings: the job goes on, marked for a person.
+    PROMPT_REAL_PERSON = "PROMPT_REAL_PERSON"
+    PROMPT_LANGUAGE_NOT_COVERED = "PROMPT_LANGUAGE_NOT_COVERED"
     # Video checkpoint vetoes.
     VIDEO_UNDECODABLE = "VIDEO_UNDECODABLE"
     VIDEO_SIZE_MISMATCH = "VIDEO_SIZE_MISMATCH"
@@ -59,6 +65,7 @@ class ReasonCode(StrEnum):
     REVIEW_VIDEO_CHANGED = "REVIEW_VIDEO_CHANGED"
     REVIEW_PROVENANCE_NOT_TRUSTED = "REVIEW_PROVENANCE_NOT_TRUSTED"
     JOB_NOT_READY = "JOB_NOT_READY"
+    REVIEW_HUMAN_REQUIRED = "REVIEW_HUMAN_REQUIRED"
     # Failures (state FAILED, the event dead-lettered).
     STAGE_ERROR = "STAGE_ERROR"
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"

@@ -66,12 +66,14 @@ class TransientError(Exception):
 
 @dataclass
 class StageContext:
-    """Per-event facts a stage may use, and scores it may record on a pass."""
+    """Per-event facts a stage may use; the scores it records on a pass, and the findings
+    for which a passed job must be looked at by a person before it is published."""
 
     identity: JobIdentity
     attempt: int
     started_at_ms: int
     scores: dict[str, float] = field(default_factory=dict)
+    review: list[Finding] = field(default_factory=list)
 
 
 class Stage(ABC, Generic[EventT, SettingsT]):

@@ -92,6 +92,8 @@ class _VerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Verdict.Value
     VETO: _Verdict.ValueType  # 2
     REJECT: _Verdict.ValueType  # 3
     ERROR: _Verdict.ValueType  # 4
+    REVIEW: _Verdict.ValueType  # 5
+    """passed, but a person must look before it is published (reason_codes say why)"""
 
 class Verdict(_Verdict, metaclass=_VerdictEnumTypeWrapper): ...
 
@@ -100,6 +102,8 @@ PASS: Verdict.ValueType  # 1
 VETO: Verdict.ValueType  # 2
 REJECT: Verdict.ValueType  # 3
 ERROR: Verdict.ValueType  # 4
+REVIEW: Verdict.ValueType  # 5
+"""passed, but a person must look before it is published (reason_codes say why)"""
 Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
 
 @_typing.final

@@ -38,6 +38,13 @@ class ReviewStage(Stage[PublishRequest, ReviewSettings]):
 
     def identify(self, event: PublishRequest) -> JobIdentity:
         job = self._ready_job(event.job_id)
+        marked = [r.stage for r in job.stages if r.verdict == Verdict.REVIEW]
+        if marked:
+            # Held for a person (the human review queue is its own issue): not published,
+            # and the job stays READY.
+            raise PermanentError(
+                ReasonCode.REVIEW_HUMAN_REQUIRED, "marked for human review by " + ", ".join(marked)
+            )
         return JobIdentity(job.job_id, job.request_id, job.creator_id)
 
     def _ready_job(self, job_id: str) -> Job:
@@ -52,7 +59,7 @@ class ReviewStage(Stage[PublishRequest, ReviewSettings]):
 
     async def process(self, event: PublishRequest, ctx: StageContext) -> Job | Veto:
         job = self._ready_job(event.job_id)
-        passed = {r.stage for r in job.stages if r.verdict == Verdict.PASS}
+        passed = {r.stage for r in job.stages if r.verdict in (Verdict.PASS, Verdict.REVIEW)}
         missing = [c for c in PIPELINE.checkpoints if c not in passed]
         if missing:
             return Veto.of(

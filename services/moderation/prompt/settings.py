@@ -6,11 +6,11 @@ from pathlib import Path
 
 from alive.pipeline import MODERATION_PROMPT
 from alive.settings import StageSettings, stage_settings_config
-from services.moderation.prompt.terms import DEFAULT_TERMS
+from services.moderation.policy import DEFAULT_POLICY
 
 
 class PromptCheckpointSettings(StageSettings):
     model_config = stage_settings_config(MODERATION_PROMPT)
 
-    # The term list per policy category.
-    prompt_terms_path: Path = DEFAULT_TERMS
+    # The moderation policy; loaded and checked at start (a mistake stops the service).
+    policy_path: Path = DEFAULT_POLICY

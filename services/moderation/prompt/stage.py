@@ -1,20 +1,21 @@
 """Moderation, prompt checkpoint.
 
-Consumes Job from alive.photo-cleared; emits it unchanged to alive.prompt-cleared. Vetoes a
-prompt that contains a term of a policy category (services/moderation/prompt/terms.py,
-prompt_terms.json), with that category's reason code, e.g. PROMPT_VIOLENCE; every matching
-category is reported. Semantic classifiers come in their own issue.
+Consumes Job from alive.photo-cleared; emits it to alive.prompt-cleared. Judges the prompt
+under the moderation policy (services/moderation/policy.yaml, classifier.py): "block" vetoes
+with the reason code of every matching category (e.g. PROMPT_VIOLENCE); "review" lets the job
+go on, marked (verdict REVIEW with the reasons) so that review never publishes it without a
+person; "allow" passes it. Vetoes and statuses name categories, never the prompt.
 """
 
 from __future__ import annotations
 
 from alive.blobs import BlobStore
 from alive.pipeline import MODERATION_PROMPT
-from alive.reasons import Finding
 from alive.stage import Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job
+from services.moderation.policy import load_policy
+from services.moderation.prompt.classifier import PromptClassifier
 from services.moderation.prompt.settings import PromptCheckpointSettings
-from services.moderation.prompt.terms import TermList
 
 
 class PromptCheckpoint(Stage[Job, PromptCheckpointSettings]):
@@ -22,13 +23,11 @@ class PromptCheckpoint(Stage[Job, PromptCheckpointSettings]):
 
     def __init__(self, settings: PromptCheckpointSettings, blobs: BlobStore) -> None:
         super().__init__(settings, blobs)
-        self.terms = TermList.load(settings.prompt_terms_path)
+        self.classifier = PromptClassifier(load_policy(settings.policy_path))
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
-        hits = self.terms.matches(event.prompt)
-        if hits:
-            # The details name categories only: vetoes are logged and the prompt never is.
-            return Veto(
-                tuple(Finding(c.reason_code, f"prompt matches policy: {c.name}") for c in hits)
-            )
+        decision = self.classifier.classify(event.prompt)
+        if decision.decision == "block":
+            return Veto(decision.findings)
+        ctx.review.extend(decision.findings)
         return event

@@ -1,19 +1,21 @@
-"""The prompt checkpoint alone: every policy category vetoes with its own reason code."""
+"""The prompt checkpoint alone: every policy category vetoes with its own reason code, and a
+"review" decision passes the job marked for a person."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from alive.blobs import LocalBlobStore
 from alive.reasons import ReasonCode
-from alive.v1.events_pb2 import Job, JobState
+from alive.v1.events_pb2 import Job, JobState, Verdict
 from alive_tools.testing import StageHarness
+from services.moderation.policy import load_policy
 from services.moderation.prompt.settings import PromptCheckpointSettings
 from services.moderation.prompt.stage import PromptCheckpoint
-from services.moderation.prompt.terms import DEFAULT_TERMS, TermList
+
+POLICY = load_policy()
 
 
 @pytest.fixture
@@ -22,39 +24,51 @@ def harness(tmp_path: Path) -> StageHarness:
 
 
 def first_terms() -> dict[ReasonCode, str]:
-    """One term of each category in the shipped term file, by its reason code."""
-    raw = json.loads(DEFAULT_TERMS.read_text())
-    return {
-        ReasonCode(spec["reason_code"]): spec["terms"][0]
-        for name, spec in raw.items()
-        if not name.startswith("_")
-    }
+    """One term of each term category of the shipped policy, by its reason code."""
+    return {c.reason_code: c.terms[0] for c in POLICY.prompt.categories.values()}
 
 
 @pytest.mark.parametrize(("code", "term"), sorted(first_terms().items()))
-async def test_each_category_vetoes_with_its_code(
+async def test_each_category_decides_with_its_code(
     harness: StageHarness, code: ReasonCode, term: str
 ) -> None:
     out = await harness.send(Job(job_id="q1", prompt=f"a photo with {term} in it"))
-    assert code in out.vetoes[0].reason_codes
-    assert term not in out.vetoes[0].detail  # the detail names the category, not the words
+    category = next(c for c in POLICY.prompt.categories.values() if c.reason_code == code)
+    if category.action == "block":
+        assert code in out.vetoes[0].reason_codes
+        # The detail names the category, never the prompt's words.
+        assert out.vetoes[0].detail.startswith("prompt matches policy: ")
+        assert "photo" not in out.vetoes[0].detail
+    else:
+        (status,) = out.statuses
+        assert status.verdict == Verdict.REVIEW and code in status.reason_codes
 
 
-def test_every_prompt_code_has_a_category() -> None:
+def test_every_prompt_code_has_a_rule() -> None:
     prompt_codes = {c for c in ReasonCode if c.startswith("PROMPT_")} - {
         ReasonCode.PROMPT_CONTROL_CHARACTERS,
         ReasonCode.PROMPT_TOO_LONG,
     }
-    assert set(first_terms()) == prompt_codes
+    rules = POLICY.prompt
+    in_policy = (
+        set(first_terms())
+        | {p.reason_code for p in rules.patterns.values()}
+        | {rules.rules.minor_with_sexual.reason_code, rules.language_reason_code}
+    )
+    assert in_policy == prompt_codes
 
 
 async def test_a_harmless_prompt_passes(harness: StageHarness) -> None:
     out = await harness.send(Job(job_id="q2", prompt="waves at dusk"))
     assert out.statuses[0].state == JobState.PROMPT_CLEARED and out.jobs
+    assert out.jobs[0].stages[-1].verdict == Verdict.PASS
 
 
-def test_a_term_file_with_an_unknown_reason_code_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "terms.json"
-    path.write_text(json.dumps({"odd": {"reason_code": "PROMPT_ODD", "terms": ["odd"]}}))
-    with pytest.raises(ValueError, match="PROMPT_ODD"):
-        TermList.load(path)
+async def test_a_prompt_for_a_person_passes_marked_review(harness: StageHarness) -> None:
+    out = await harness.send(Job(job_id="q3", prompt="сделай это фото живым"))
+    (job,) = out.jobs
+    record = job.stages[-1]
+    assert record.verdict == Verdict.REVIEW
+    assert list(record.reason_codes) == [ReasonCode.PROMPT_LANGUAGE_NOT_COVERED]
+    assert out.statuses[0].state == JobState.PROMPT_CLEARED
+    assert "сделай" not in out.statuses[0].detail

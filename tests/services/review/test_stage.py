@@ -91,3 +91,15 @@ async def test_a_job_that_is_not_ready_is_dead_lettered_and_left_alone(
     out = (await review(blobs, anchor, job.job_id)).emitted
     assert [d.reason_code for d in out.dead_letters] == [ReasonCode.JOB_NOT_READY]
     assert not out.statuses
+
+
+async def test_a_job_marked_for_review_is_held_not_published(
+    ready: tuple[LocalBlobStore, Job, Path],
+) -> None:
+    blobs, job, anchor = ready
+    job.stages[1].verdict = Verdict.REVIEW
+    job.stages[1].reason_codes.append(ReasonCode.PROMPT_REAL_PERSON)
+    mark_ready(blobs, job)
+    out = (await review(blobs, anchor, job.job_id)).emitted
+    assert [d.reason_code for d in out.dead_letters] == [ReasonCode.REVIEW_HUMAN_REQUIRED]
+    assert not out.statuses and not out.jobs  # still READY, waiting for a person

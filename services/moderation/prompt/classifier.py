@@ -1,0 +1,163 @@
+"""Judges a prompt under the policy: allow, review (a person looks before it is published) or
+block, with the reason codes of every category that matched.
+
+Layers, in order: the policy's term lists per category, on folded words (alive/text.py) and
+their stems, where a term inside one of the category's benign phrases does not count
+("water gun", "kill the lights"); written-out personal data (patterns); the rule that a minor
+together with anything sexual is blocked as sexual_minor; and language identification,
+which sends prompts in languages the lists do not cover to a person instead of letting them
+through unread. Not here yet: a semantic classifier (sentence embeddings) and named-entity
+recognition; they come with the rest of the moderation work (issue 6).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+from alive.reasons import Finding, ReasonCode
+from alive.text import is_latin_word, match_tokens, merge_look_alikes, strip_invisible
+from services.moderation.policy import Action, Policy
+
+Decision = Literal["allow", "review", "block"]
+Phrase = tuple[str, ...]
+
+_SUFFIXES = ("ings", "ing", "ers", "er", "ed", "s")
+_DOUBLED = set("bdfgkmnprtz")
+
+
+def stem(word: str) -> str:
+    """A light English stemmer, applied alike to prompts and terms until nothing changes:
+    "stabbed", "stabbing" and "stabs" all become "stab", "murdered" and "murder" meet, and
+    "bodies" becomes "body"."""
+    while (shorter := _strip_suffix(word)) != word:
+        word = shorter
+    return word
+
+
+def _strip_suffix(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies") and word[-4] != "i":
+        return word[:-3] + "y"
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and not word.endswith("ss") and len(word) - len(suffix) >= 3:
+            base = word[: -len(suffix)]
+            if len(base) > 3 and base[-1] == base[-2] and base[-1] in _DOUBLED:
+                base = base[:-1]
+            return base
+    return word
+
+
+def phrase(text: str) -> Phrase:
+    """A term or prompt as matched: folded words, stemmed, look-alike letters merged."""
+    return tuple(merge_look_alikes(stem(w)) for w in match_tokens(text))
+
+
+def occurrences(words: Sequence[str], term: Phrase) -> Iterator[int]:
+    """Where ``term`` starts in ``words`` (whole words, in a row)."""
+    size = len(term)
+    return (i for i in range(len(words) - size + 1) if tuple(words[i : i + size]) == term)
+
+
+@dataclass(frozen=True)
+class _Category:
+    name: str
+    reason_code: ReasonCode
+    action: Action
+    terms: tuple[Phrase, ...]
+    allow: tuple[Phrase, ...]
+
+    def matches(self, words: Sequence[str]) -> bool:
+        allowed = {
+            position
+            for benign in self.allow
+            for start in occurrences(words, benign)
+            for position in range(start, start + len(benign))
+        }
+        return any(
+            not set(range(start, start + len(term))) <= allowed
+            for term in self.terms
+            for start in occurrences(words, term)
+        )
+
+
+@dataclass(frozen=True)
+class PromptDecision:
+    decision: Decision
+    findings: tuple[Finding, ...]
+    language: str
+    policy_version: str
+
+    @property
+    def reason_codes(self) -> list[ReasonCode]:
+        return [f.code for f in self.findings]
+
+
+class PromptClassifier:
+    def __init__(self, policy: Policy) -> None:
+        rules = policy.prompt
+        self.policy = policy
+        self._categories = [
+            _Category(
+                name,
+                spec.reason_code,
+                spec.action,
+                tuple(p for p in map(phrase, spec.terms) if p),
+                tuple(p for p in map(phrase, spec.allow) if p),
+            )
+            for name, spec in rules.categories.items()
+        ]
+        self._patterns = [
+            (name, spec, [re.compile(e, re.IGNORECASE) for e in spec.expressions])
+            for name, spec in rules.patterns.items()
+        ]
+        minors = rules.rules.minor_with_sexual
+        self._minor_code = minors.reason_code
+        self._minor_terms = tuple(p for p in map(phrase, minors.minor_terms) if p)
+        self._languages = set(rules.languages)
+        self._identifier = LanguageIdentifier.from_pickled_model(MODEL_FILE, norm_probs=True)
+
+    def classify(self, prompt: str) -> PromptDecision:
+        words = phrase(prompt)
+        hits: list[tuple[str, ReasonCode, Action]] = [
+            (c.name, c.reason_code, c.action) for c in self._categories if c.matches(words)
+        ]
+        if any(code == ReasonCode.PROMPT_SEXUAL for _, code, _ in hits) and any(
+            next(occurrences(words, term), None) is not None for term in self._minor_terms
+        ):
+            hits.append(("sexual_minor", self._minor_code, "block"))
+        visible = strip_invisible(prompt)
+        hits += [
+            (name, spec.reason_code, spec.action)
+            for name, spec, expressions in self._patterns
+            if any(e.search(visible) for e in expressions)
+        ]
+        language, understood = self._language(prompt, words)
+        if not understood:
+            hits.append(("language", self.policy.prompt.language_reason_code, "review"))
+        findings = tuple(
+            dict.fromkeys(Finding(code, f"prompt matches policy: {name}") for name, code, _ in hits)
+        )
+        decision: Decision = "allow"
+        if any(action == "block" for _, _, action in hits):
+            decision = "block"
+        elif hits:
+            decision = "review"
+        return PromptDecision(decision, findings, language, self.policy.version)
+
+    def _language(self, prompt: str, words: Sequence[str]) -> tuple[str, bool]:
+        """The prompt's language ("und" where too short to tell) and whether the lists
+        understand it. A prompt mostly in another script than Latin never counts as
+        understood: the lists are Latin-script."""
+        if not words:
+            return "und", True
+        language, confidence = self._identifier.classify(prompt)
+        if sum(map(is_latin_word, words)) * 2 < len(words):
+            return str(language), False
+        rules = self.policy.prompt
+        if len(words) < rules.language_min_words or confidence < rules.language_min_confidence:
+            return "und", True
+        return str(language), language in self._languages
