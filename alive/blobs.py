@@ -4,23 +4,35 @@ Events carry ``BlobRef``s, never media. ``BlobStore`` is the interface; ``LocalB
 keeps blobs as files under one root directory (the embedded default). An S3 store fits the
 same interface: keys map to object keys, ``local_copy`` downloads to a temporary file.
 Only the local store exists so far.
+
+Nothing in the store is trusted just for being there: the local store never follows a
+symbolic link (in the blob's name or any folder on its way), reads only regular files
+(never a FIFO or a device), caps what it reads, and checks a blob against the sha256 its
+reference carries. Each refusal is a ``BlobError`` with its own reason code.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from alive.jobs import valid_id
+from alive.reasons import ReasonCode, ReasonError
 from alive.v1.events_pb2 import BlobRef
 
+# Bigger than any photo or video Alive accepts or makes (docs/settings.md).
+DEFAULT_MAX_BLOB_BYTES = 512 * 1024 * 1024
 
-class BlobError(Exception):
-    """A blob is missing, outside the store, or does not match its digest."""
+
+class BlobError(ReasonError):
+    """A blob cannot be used: missing, outside the store, not a regular file, too large, or
+    not what its reference's sha256 says; ``reason_code`` tells which."""
 
 
 class BlobStore(ABC):
@@ -55,9 +67,10 @@ class BlobStore(ABC):
 class LocalBlobStore(BlobStore):
     """Blobs as files under ``root``; writes are atomic (temporary file, then rename)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BLOB_BYTES) -> None:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> BlobRef:
         """Write-once: a key keeps its first bytes. A redelivered job (at-least-once) then
@@ -83,19 +96,23 @@ class LocalBlobStore(BlobStore):
         return self.put_bytes(key, path.read_bytes(), content_type)
 
     def get_bytes(self, ref: BlobRef) -> bytes:
-        path = self.local_path(ref)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise BlobError(f"blob {ref.uri} does not exist") from exc
+        data = self._read(self._path_for_ref(ref))
         if ref.sha256 and hashlib.sha256(data).hexdigest() != ref.sha256:
-            raise BlobError(f"blob {ref.uri} does not match its sha256")
+            raise BlobError(
+                ReasonCode.BLOB_CHECKSUM_MISMATCH, f"{ref.uri} does not match its sha256"
+            )
         return data
 
     def local_path(self, ref: BlobRef) -> Path:
+        """The blob's file, once checked like ``get_bytes`` checks it (other libraries open
+        it by name next)."""
+        self.get_bytes(ref)
+        return self._path_for_ref(ref)
+
+    def _path_for_ref(self, ref: BlobRef) -> Path:
         key = self.key_for(ref.uri)
         if key is None:
-            raise BlobError(f"{ref.uri!r} is not in this blob store")
+            raise BlobError(ReasonCode.BLOB_OUTSIDE_STORE, f"{ref.uri!r} is not in this blob store")
         return self._path_for_key(key)
 
     def key_for(self, uri: str) -> str | None:
@@ -109,9 +126,32 @@ class LocalBlobStore(BlobStore):
 
     def read_key(self, key: str) -> bytes | None:
         try:
-            return self._path_for_key(key).read_bytes()
-        except FileNotFoundError:
-            return None
+            return self._read(self._path_for_key(key))
+        except BlobError as exc:
+            if exc.reason_code == ReasonCode.BLOB_NOT_FOUND:
+                return None
+            raise
+
+    def _read(self, path: Path) -> bytes:
+        """A regular file's bytes, opened without following a link or waiting on a FIFO."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError as exc:
+            raise BlobError(ReasonCode.BLOB_NOT_FOUND, f"no blob {path.name!r}") from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise BlobError(ReasonCode.BLOB_NOT_REGULAR_FILE, "a symbolic link") from exc
+            raise
+        with os.fdopen(fd, "rb") as file:
+            mode = os.fstat(file.fileno())
+            if not stat.S_ISREG(mode.st_mode):
+                raise BlobError(ReasonCode.BLOB_NOT_REGULAR_FILE, "not a regular file")
+            if mode.st_size > self.max_bytes:
+                raise BlobError(ReasonCode.BLOB_TOO_LARGE, f"over {self.max_bytes} bytes")
+            data = file.read(self.max_bytes + 1)
+        if len(data) > self.max_bytes:
+            raise BlobError(ReasonCode.BLOB_TOO_LARGE, f"over {self.max_bytes} bytes")
+        return data
 
     def write_key(self, key: str, data: bytes) -> None:
         path = self._path_for_key(key)
@@ -129,7 +169,9 @@ class LocalBlobStore(BlobStore):
     def _path_for_key(self, key: str) -> Path:
         path = Path(os.path.normpath(self.root / key))
         if not path.is_relative_to(self.root) or path == self.root:
-            raise BlobError(f"blob key {key!r} escapes the store")
+            raise BlobError(ReasonCode.BLOB_OUTSIDE_STORE, f"blob key {key!r} escapes the store")
+        if Path(os.path.realpath(path.parent)) != path.parent:
+            raise BlobError(ReasonCode.BLOB_NOT_REGULAR_FILE, "a folder on its way is a link")
         return path
 
 
@@ -156,5 +198,5 @@ class StageLedger:
 
     def _key(self, stage: str, job_id: str) -> str:
         if not self.valid_job_id(job_id):
-            raise BlobError(f"invalid job id {job_id!r}")
+            raise BlobError(ReasonCode.INVALID_JOB_ID, f"invalid job id {job_id!r}")
         return f"ledger/{stage}/{job_id}"

@@ -73,6 +73,13 @@ class ReasonCode(StrEnum):
     MODEL_BAD_OUTPUT = "MODEL_BAD_OUTPUT"
     PROVENANCE_NOT_TRUSTED = "PROVENANCE_NOT_TRUSTED"
     OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
+    # Blobs the store refuses (alive/blobs.py); a stage reports them as its own code or,
+    # for a photo reference on Kafka, as the rejection.
+    BLOB_NOT_FOUND = "BLOB_NOT_FOUND"
+    BLOB_OUTSIDE_STORE = "BLOB_OUTSIDE_STORE"
+    BLOB_NOT_REGULAR_FILE = "BLOB_NOT_REGULAR_FILE"
+    BLOB_TOO_LARGE = "BLOB_TOO_LARGE"
+    BLOB_CHECKSUM_MISMATCH = "BLOB_CHECKSUM_MISMATCH"
     # Dead-lettered events that name no usable job.
     UNDECODABLE_EVENT = "UNDECODABLE_EVENT"
     EVENT_WITHOUT_JOB_ID = "EVENT_WITHOUT_JOB_ID"

@@ -83,7 +83,7 @@ async def _serve(
     registry = CollectorRegistry()
     metrics = StageMetrics(service, registry)
     health = HealthServer(settings.http_host, settings.http_port, registry)
-    blobs = LocalBlobStore(settings.blob_root)
+    blobs = LocalBlobStore(settings.blob_root, settings.blob_max_bytes)
     producer = make_producer(settings, client_id=service)
     await producer.start()
     runtime = ServiceRuntime(settings, blobs, StageLedger(blobs), producer, metrics, health)

@@ -86,6 +86,8 @@ class ServiceSettings(BaseSettings):
     # Where blobs (photos, videos) and the stage ledger live. A directory for the embedded
     # default; the BlobStore interface is what an S3 store implements.
     blob_root: Path = Path(".alive/blobs")
+    # The most a blob may hold before the store refuses to read it (512 MiB).
+    blob_max_bytes: int = 512 * 1024 * 1024
     # Health and Prometheus metrics endpoint.
     http_host: str = "127.0.0.1"
     http_port: int = 8080

@@ -63,7 +63,9 @@ class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
         try:
             data = await asyncio.to_thread(self.blobs.get_bytes, event.photo)
         except BlobError as exc:
-            return Veto.of(ReasonCode.PHOTO_NOT_FOUND, str(exc))
+            if exc.reason_code == ReasonCode.BLOB_NOT_FOUND:
+                return Veto.of(ReasonCode.PHOTO_NOT_FOUND, exc.detail)
+            return Veto((exc.finding,))
         try:
             photo = await asyncio.to_thread(validate_photo, data, self.settings)
             prompt = normalise_prompt(event.prompt, self.settings)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from alive.blobs import BlobError, LocalBlobStore, StageLedger
+from alive.reasons import ReasonCode
 from alive.v1.events_pb2 import BlobRef
 
 
@@ -60,3 +62,50 @@ def test_ledger_entries_per_stage_and_job(tmp_path: Path) -> None:
     assert ledger.get("generator", "job-1") is None
     for bad in ("", "../x", ".hidden", "a/b"):
         assert not StageLedger.valid_job_id(bad)
+
+
+# Nothing in the store is trusted for being there.
+
+
+def test_each_refusal_has_its_own_code(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "store", max_bytes=10)
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"secret")
+    (store.root / "uploads").mkdir()
+    (store.root / "uploads" / "link").symlink_to(outside)
+    (store.root / "linked").symlink_to(tmp_path, target_is_directory=True)
+    os.mkfifo(store.root / "uploads" / "fifo")
+    big = store.put_bytes("uploads/big", b"x" * 11, "application/octet-stream")
+    small = store.put_bytes("uploads/small", b"small", "application/octet-stream")
+    cases = {
+        "uploads/missing": ReasonCode.BLOB_NOT_FOUND,
+        "uploads/link": ReasonCode.BLOB_NOT_REGULAR_FILE,
+        "linked/outside.jpg": ReasonCode.BLOB_NOT_REGULAR_FILE,
+        "uploads/fifo": ReasonCode.BLOB_NOT_REGULAR_FILE,  # and no wait for a writer
+        "uploads/big": ReasonCode.BLOB_TOO_LARGE,
+    }
+    for key, code in cases.items():
+        ref = BlobRef(uri=(store.root / key).as_uri())
+        with pytest.raises(BlobError) as refused:
+            store.get_bytes(ref)
+        assert refused.value.reason_code == code, key
+        with pytest.raises(BlobError):
+            store.local_path(ref)
+    assert big.size_bytes == 11
+    forged = BlobRef(uri=small.uri, sha256="0" * 64)
+    with pytest.raises(BlobError) as mismatch:
+        store.local_path(forged)
+    assert mismatch.value.reason_code == ReasonCode.BLOB_CHECKSUM_MISMATCH
+    with pytest.raises(BlobError) as outside_ref:
+        store.get_bytes(BlobRef(uri=outside.as_uri()))
+    assert outside_ref.value.reason_code == ReasonCode.BLOB_OUTSIDE_STORE
+
+
+def test_a_link_planted_in_the_ledger_is_not_followed(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "store")
+    (tmp_path / "elsewhere").write_bytes(b"forged outcome")
+    (store.root / "ledger" / "audio").mkdir(parents=True)
+    (store.root / "ledger" / "audio" / "job-1").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(BlobError) as refused:
+        StageLedger(store).get("audio", "job-1")
+    assert refused.value.reason_code == ReasonCode.BLOB_NOT_REGULAR_FILE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,23 @@ async def test_the_same_request_twice_makes_one_job(
     first = await harness.send(request(upload, request_id="same"))
     second = await harness.send(request(upload, request_id="same"))
     assert len(first.jobs) == 1 and not second.jobs and not second.statuses
+
+
+async def test_a_photo_reference_the_store_refuses_is_rejected_with_why(
+    harness: StageHarness, blobs: LocalBlobStore, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(photo_bytes())
+    (blobs.root / "uploads").mkdir(exist_ok=True)
+    (blobs.root / "uploads" / "link").symlink_to(outside)
+    os.mkfifo(blobs.root / "uploads" / "fifo")
+    stored = blobs.put_bytes("uploads/ok", photo_bytes(), "image/jpeg")
+    refs = {
+        "link": (BlobRef(uri=(blobs.root / "uploads" / "link").as_uri()), "BLOB_NOT_REGULAR_FILE"),
+        "fifo": (BlobRef(uri=(blobs.root / "uploads" / "fifo").as_uri()), "BLOB_NOT_REGULAR_FILE"),
+        "sum": (BlobRef(uri=stored.uri, sha256="f" * 64), "BLOB_CHECKSUM_MISMATCH"),
+    }
+    for request_id, (ref, code) in refs.items():
+        out = await harness.send(request(ref, request_id=request_id))
+        assert list(out.statuses[0].reason_codes) == [code], request_id
+        assert out.statuses[0].state == JobState.REJECTED
