@@ -14,6 +14,8 @@ from enum import StrEnum
 # The gRPC trailer in which the API names the reason code of an INVALID_ARGUMENT or
 # FAILED_PRECONDITION answer (docs/api.md).
 REASON_TRAILER = "alive-reason-code"
+# The trailer with seconds to wait before retrying a RESOURCE_EXHAUSTED answer.
+RETRY_AFTER_TRAILER = "alive-retry-after-s"
 
 
 class ReasonCode(StrEnum):
@@ -34,6 +36,9 @@ class ReasonCode(StrEnum):
     OUTPUT_DURATION_OUT_OF_RANGE = "OUTPUT_DURATION_OUT_OF_RANGE"
     MISSING_CREATOR_ID = "MISSING_CREATOR_ID"
     MISSING_REQUEST_ID = "MISSING_REQUEST_ID"
+    # Submit refused for now (gRPC RESOURCE_EXHAUSTED): too many jobs under way.
+    CREATOR_JOBS_IN_FLIGHT = "CREATOR_JOBS_IN_FLIGHT"
+    JOBS_IN_FLIGHT = "JOBS_IN_FLIGHT"
     INVALID_CREATOR_ID = "INVALID_CREATOR_ID"
     INVALID_REQUEST_ID = "INVALID_REQUEST_ID"
     # Photo checkpoint vetoes (PHOTO_UNDECODABLE and PHOTO_TOO_SMALL too).

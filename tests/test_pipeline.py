@@ -10,6 +10,8 @@ import uuid
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from alive.blobs import LocalBlobStore
 from alive.media import probe_mp4, read_frames
@@ -19,6 +21,7 @@ from alive.provenance import DIGITAL_SOURCE_TYPE_AI, verify_video
 from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, OutputSpec
 from alive_tools.client import AliveClient, Rejected
 from alive_tools.embedded.stack import EmbeddedStack
+from services.ingest.settings import IngestSettings
 from services.ingest.stage import job_id_for
 from tests.support import (
     SMALL_FRAMES,
@@ -320,3 +323,39 @@ def test_logs_never_contain_the_prompt(
     assert any(passed in log.read_text(errors="replace") for log in logs)  # logs are there
     for log in logs:
         assert marker not in log.read_text(errors="replace"), log.name
+
+
+def test_the_api_answers_standard_health_checks_and_hides_reflection(
+    stack: EmbeddedStack,
+) -> None:
+    with grpc.insecure_channel(stack.api_target) as channel:
+        checker = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "alive.v1.Alive"):
+            answer = checker.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        listing = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
+        with pytest.raises(grpc.RpcError) as off:
+            next(listing)
+        assert off.value.code() == grpc.StatusCode.UNIMPLEMENTED  # off unless asked for
+
+
+def test_a_creator_over_the_in_flight_cap_is_told_to_retry(
+    client: AliveClient, small_photo: bytes
+) -> None:
+    cap = IngestSettings().max_jobs_in_flight_per_creator
+    creator = f"burst-{uuid.uuid4().hex[:8]}"
+    jobs = [
+        client.submit(small_photo, "waves", creator_id=creator, output=SMALL_OUTPUT).job_id
+        for _ in range(cap)
+    ]
+    with pytest.raises(grpc.RpcError) as refused:
+        client.submit(small_photo, "waves", creator_id=creator, output=SMALL_OUTPUT)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    trailers = dict(refused.value.trailing_metadata() or ())
+    assert trailers["alive-reason-code"] == "CREATOR_JOBS_IN_FLIGHT"
+    assert int(trailers["alive-retry-after-s"]) > 0
+    other = client.submit(small_photo, "waves", creator_id=f"{creator}-b", output=SMALL_OUTPUT)
+    for job_id in [*jobs, other.job_id]:
+        assert wait_for(client, job_id).state == JobState.READY

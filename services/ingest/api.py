@@ -14,16 +14,18 @@ from collections.abc import AsyncIterator
 
 import grpc
 from aiokafka import AIOKafkaProducer
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
 from alive.blobs import BlobStore
 from alive.jobs import is_terminal
 from alive.locks import KeyedLocks
 from alive.pipeline import PUBLISH_REQUESTS, REQUESTS, STATUS
-from alive.reasons import REASON_TRAILER, ReasonCode
+from alive.reasons import REASON_TRAILER, RETRY_AFTER_TRAILER, ReasonCode
 from alive.settings import ServiceSettings
 from alive.telemetry import headers_with_trace, now_ms
-from alive.v1 import api_pb2_grpc
+from alive.v1 import api_pb2, api_pb2_grpc
 from alive.v1.api_pb2 import (
     GetJobRequest,
     JobView,
@@ -46,6 +48,7 @@ from services.ingest.validation import (
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alive.api")
+API_SERVICE = api_pb2.DESCRIPTOR.services_by_name["Alive"].full_name
 
 
 class AliveApi(api_pb2_grpc.AliveServicer):
@@ -90,6 +93,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             existing = self._view.get(job_id)
             if existing is not None:
                 return SubmitResponse(job_id=job_id, existing=True, job=existing)
+            await self._check_capacity(request.creator_id, context)
             try:
                 await asyncio.to_thread(validate_photo, request.photo, self._settings)
                 normalise_prompt(request.prompt, self._settings)
@@ -139,6 +143,24 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             self._view.apply(status)  # so a retry of this Submit finds the job at once
             log.info("submitted", extra={"job_id": job_id})
             return SubmitResponse(job_id=job_id, existing=False, job=self._view.get(job_id))
+
+    async def _check_capacity(self, creator_id: str, context: grpc.aio.ServicerContext) -> None:
+        """Aborts with RESOURCE_EXHAUSTED (a reason code and a retry hint in trailers) when the
+        creator, or everyone together, has too many jobs under way."""
+        limits = self._settings
+        if self._view.in_flight(creator_id) >= limits.max_jobs_in_flight_per_creator:
+            code, limit = ReasonCode.CREATOR_JOBS_IN_FLIGHT, limits.max_jobs_in_flight_per_creator
+        elif self._view.in_flight() >= limits.max_jobs_in_flight:
+            code, limit = ReasonCode.JOBS_IN_FLIGHT, limits.max_jobs_in_flight
+        else:
+            return
+        context.set_trailing_metadata(
+            ((REASON_TRAILER, code), (RETRY_AFTER_TRAILER, str(limits.retry_after_s)))
+        )
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{code}: {limit} jobs under way; retry in {limits.retry_after_s} s",
+        )
 
     async def Get(self, request: GetJobRequest, context: grpc.aio.ServicerContext) -> JobView:
         view = self._view.get(request.job_id)
@@ -197,25 +219,33 @@ async def _abort_invalid(context: grpc.aio.ServicerContext, code: ReasonCode, de
 
 
 class ApiServer:
-    """The gRPC server as a service component."""
+    """The gRPC server as a service component, with standard gRPC health checking
+    (grpc.health.v1: SERVING while it runs) and, when a setting turns it on, reflection."""
 
     def __init__(self, settings: IngestSettings, api: AliveApi) -> None:
         self._settings = settings
         self._api = api
         self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
         self.port = 0
 
     async def start(self) -> None:
         limit = self._settings.max_photo_bytes + 1024 * 1024
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
         api_pb2_grpc.add_AliveServicer_to_server(self._api, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        if self._settings.grpc_reflection:
+            reflection.enable_server_reflection((API_SERVICE, health.SERVICE_NAME), server)
         self.port = server.add_insecure_port(
             f"{self._settings.grpc_host}:{self._settings.grpc_port}"
         )
         await server.start()
+        for service in ("", API_SERVICE):  # "": the server as a whole
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         log.info("gRPC API listening", extra={"port": self.port})
 
     async def stop(self) -> None:
         if self._server is not None:
+            await self._health.enter_graceful_shutdown()  # NOT_SERVING while draining
             await self._server.stop(grace=5)

@@ -30,8 +30,15 @@ class IngestSettings(StageSettings):
 
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
+    # gRPC server reflection (lets tools such as grpcurl list the API): off unless asked for.
+    grpc_reflection: bool = False
     max_photo_bytes: int = 20 * 1024 * 1024
     max_photo_pixels: int = 40_000_000
     min_photo_side: int = 64
     max_prompt_chars: int = 500
+    # Submissions beyond these many jobs not yet READY or ended get RESOURCE_EXHAUSTED.
+    max_jobs_in_flight_per_creator: int = 8
+    max_jobs_in_flight: int = 1000
+    # The retry hint given with RESOURCE_EXHAUSTED, in seconds.
+    retry_after_s: int = 5
     output: OutputLimits = Field(default_factory=OutputLimits)

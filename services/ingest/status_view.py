@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from alive.jobs import is_terminal
+from alive.jobs import SETTLED_STATES, is_terminal
 from alive.kafka import make_consumer
 from alive.pipeline import STATUS
 from alive.settings import ServiceSettings
@@ -28,6 +28,8 @@ class StatusView:
     def __init__(self, settings: ServiceSettings) -> None:
         self._settings = settings
         self._jobs: dict[str, JobView] = {}
+        # Jobs still on their way to READY or an end, per creator: what the API's caps count.
+        self._unsettled: dict[str, set[str]] = {}
         self._watchers: dict[str, set[asyncio.Queue[StatusEvent]]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -91,10 +93,26 @@ class StatusView:
             view.terminal = is_terminal(event.state)
             del view.reason_codes[:]
             view.reason_codes.extend(event.reason_codes)
+        self._count(view)
         if event.HasField("video"):
             view.video.CopyFrom(event.video)
         for queue in self._watchers.get(event.job_id, ()):
             queue.put_nowait(event)
+
+    def _count(self, view: JobView) -> None:
+        jobs = self._unsettled.setdefault(view.creator_id, set())
+        if view.state in SETTLED_STATES:
+            jobs.discard(view.job_id)
+            if not jobs:
+                del self._unsettled[view.creator_id]
+        else:
+            jobs.add(view.job_id)
+
+    def in_flight(self, creator_id: str | None = None) -> int:
+        """Jobs not yet READY or ended: the creator's, or everyone's."""
+        if creator_id is not None:
+            return len(self._unsettled.get(creator_id, ()))
+        return sum(map(len, self._unsettled.values()))
 
     def get(self, job_id: str) -> JobView | None:
         view = self._jobs.get(job_id)
