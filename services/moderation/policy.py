@@ -73,8 +73,26 @@ class PromptPolicy(_Strict):
     rules: PromptRules
 
 
+class NsfwThresholds(_Strict):
+    block_at: float = Field(ge=0, le=1)
+    review_at: float = Field(ge=0, le=1)
+
+
+class ImagePolicy(_Strict):
+    blank_max_stddev: float = Field(ge=0)
+    nsfw: NsfwThresholds
+    video_frames_per_second: float = Field(gt=0)
+
+    def nsfw_decision(self, score: float) -> Action | None:
+        """block, review, or None (allow) for a sexual-content score."""
+        if score >= self.nsfw.block_at:
+            return "block"
+        return "review" if score >= self.nsfw.review_at else None
+
+
 class Policy(_Strict):
     version: str = Field(min_length=1)
+    image: ImagePolicy
     prompt: PromptPolicy
 
     def labels(self) -> dict[ReasonCode, str]:

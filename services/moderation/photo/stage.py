@@ -1,10 +1,12 @@
 """Moderation, photo checkpoint.
 
-Consumes Job from alive.accepted; emits it unchanged to alive.photo-cleared. Vetoes a photo
-that does not decode (PHOTO_UNDECODABLE), is smaller than the minimum side
-(PHOTO_TOO_SMALL) or is blank, a single flat colour (PHOTO_BLANK). Records the photo's
-grey-level spread as the score ``pixel_stddev``. Learned classifiers (NSFW, minors, text)
-come in their own issue; this is the deterministic depth.
+Consumes Job from alive.accepted; emits it to alive.photo-cleared. Vetoes a photo that does
+not decode (PHOTO_UNDECODABLE), is smaller than the minimum side (PHOTO_TOO_SMALL) or is
+blank: no colour channel varies more than the policy allows (PHOTO_BLANK). Scores sexual
+content with the open_nsfw model (services/moderation/nsfw.py): at the policy's block
+threshold it vetoes (PHOTO_SEXUAL), at its review threshold it passes the job marked for a
+person. Records ``colour_stddev`` and ``nsfw`` as scores. Not here yet: apparent age, faces
+and text in the image (the rest of issue 6).
 """
 
 from __future__ import annotations
@@ -15,31 +17,62 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from alive.blobs import BlobError
+from alive.blobs import BlobError, BlobStore
 from alive.pipeline import MODERATION_PHOTO
-from alive.reasons import ReasonCode
+from alive.reasons import Finding, ReasonCode
 from alive.stage import Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job
+from services.moderation.nsfw import NsfwModel
 from services.moderation.photo.settings import PhotoCheckpointSettings
+from services.moderation.policy import load_policy
 
 
 class PhotoCheckpoint(Stage[Job, PhotoCheckpointSettings]):
     spec = MODERATION_PHOTO
 
+    def __init__(self, settings: PhotoCheckpointSettings, blobs: BlobStore) -> None:
+        super().__init__(settings, blobs)
+        self.policy = load_policy(settings.policy_path)
+        self.nsfw = NsfwModel(settings.nsfw_model_path)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.nsfw.load)
+
+    def is_ready(self) -> bool:
+        return self.nsfw.ready
+
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:
             data = await asyncio.to_thread(self.blobs.get_bytes, event.photo)
-            with Image.open(io.BytesIO(data)) as image:
-                grey = np.asarray(image.convert("L"), dtype=np.float32)
+            with Image.open(io.BytesIO(data)) as opened:
+                image = opened.convert("RGB")
         except (BlobError, UnidentifiedImageError, OSError) as exc:
             return Veto.of(ReasonCode.PHOTO_UNDECODABLE, str(exc))
-        height, width = grey.shape
+        width, height = image.size
         if min(width, height) < self.settings.min_photo_side:
             return Veto.of(ReasonCode.PHOTO_TOO_SMALL, f"{width}x{height}")
-        spread = float(grey.std())
-        ctx.scores["pixel_stddev"] = round(spread, 3)
-        if spread < self.settings.blank_photo_stddev:
+        rules = self.policy.image
+        spread = colour_spread(image)
+        ctx.scores["colour_stddev"] = round(spread, 3)
+        if spread <= rules.blank_max_stddev:
             return Veto.of(
-                ReasonCode.PHOTO_BLANK, f"grey-level spread {spread:.2f}", {"pixel_stddev": spread}
+                ReasonCode.PHOTO_BLANK, f"colour spread {spread:.2f}", {"colour_stddev": spread}
             )
+        (score,) = await asyncio.to_thread(self.nsfw.scores, [image])
+        ctx.scores["nsfw"] = round(score, 4)
+        action = rules.nsfw_decision(score)
+        finding = Finding(ReasonCode.PHOTO_SEXUAL, f"nsfw score {score:.2f}")
+        if action == "block":
+            return Veto((finding,), {"nsfw": score})
+        if action == "review":
+            ctx.review.append(finding)
         return event
+
+
+def colour_spread(image: Image.Image) -> float:
+    """The largest standard deviation of the three colour channels (0..255), on a copy at
+    most 256 pixels across: a photo whose colours share one brightness still has spread."""
+    small = image.copy()
+    small.thumbnail((256, 256))
+    pixels = np.asarray(small, dtype=np.float32).reshape(-1, 3)
+    return float(pixels.std(axis=0).max())

@@ -4,26 +4,41 @@ Consumes Job from alive.signed; emits it to alive.ready (READY: shown to the cre
 Vetoes a video that does not decode (VIDEO_UNDECODABLE), whose size, frame count or length
 is not what the job asked for (VIDEO_SIZE_MISMATCH, VIDEO_FRAME_COUNT_MISMATCH,
 VIDEO_DURATION_MISMATCH), that has no soundtrack (VIDEO_NO_AUDIO) or whose soundtrack's
-length differs from the video's (AUDIO_DURATION_MISMATCH). Frame classifiers come in their
-own issue.
+length differs from the video's (AUDIO_DURATION_MISMATCH); then scores sexual content on
+sampled frames (the first, the last and the policy's number per second) with the open_nsfw
+model: the highest score decides, block (VIDEO_SEXUAL) or review as for photos. Not here
+yet: text in frames and speech in the soundtrack (the rest of issue 6).
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from alive.blobs import BlobError
+from alive.blobs import BlobError, BlobStore
 from alive.jobs import frame_count
-from alive.media import MediaError, MediaInfo, probe_mp4
+from alive.media import MediaError, MediaInfo, probe_mp4, read_frames
 from alive.pipeline import MODERATION_VIDEO
 from alive.reasons import Finding, ReasonCode
 from alive.stage import Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job
+from services.moderation.nsfw import NsfwModel
+from services.moderation.policy import ImagePolicy, load_policy
 from services.moderation.video.settings import VideoCheckpointSettings
 
 
 class VideoCheckpoint(Stage[Job, VideoCheckpointSettings]):
     spec = MODERATION_VIDEO
+
+    def __init__(self, settings: VideoCheckpointSettings, blobs: BlobStore) -> None:
+        super().__init__(settings, blobs)
+        self.policy = load_policy(settings.policy_path)
+        self.nsfw = NsfwModel(settings.nsfw_model_path)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.nsfw.load)
+
+    def is_ready(self) -> bool:
+        return self.nsfw.ready
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:
@@ -34,7 +49,19 @@ class VideoCheckpoint(Stage[Job, VideoCheckpointSettings]):
         problems = self.problems(info, event)
         ctx.scores["frame_count"] = info.frame_count
         ctx.scores["duration_s"] = round(info.duration_s, 3)
-        return Veto(tuple(problems)) if problems else event
+        if problems:
+            return Veto(tuple(problems))
+        indices = sampled_frames(info.frame_count, info.fps, self.policy.image)
+        frames = await asyncio.to_thread(read_frames, path, indices)
+        score = max(await asyncio.to_thread(self.nsfw.scores, list(frames)))
+        ctx.scores["nsfw_max"] = round(score, 4)
+        action = self.policy.image.nsfw_decision(score)
+        finding = Finding(ReasonCode.VIDEO_SEXUAL, f"highest frame nsfw score {score:.2f}")
+        if action == "block":
+            return Veto((finding,), {"nsfw_max": score})
+        if action == "review":
+            ctx.review.append(finding)
+        return event
 
     def problems(self, info: MediaInfo, job: Job) -> list[Finding]:
         spec = job.output
@@ -74,3 +101,9 @@ class VideoCheckpoint(Stage[Job, VideoCheckpointSettings]):
                 )
             )
         return found
+
+
+def sampled_frames(count: int, fps: float, rules: ImagePolicy) -> list[int]:
+    """The frames judged: the first, the last, and the policy's number per second."""
+    step = max(1, round(fps / rules.video_frames_per_second))
+    return sorted({0, count - 1, *range(0, count, step)})

@@ -1,4 +1,4 @@
-"""The photo checkpoint alone."""
+"""The photo checkpoint alone, with the real NSFW model; thresholds come from the policy."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from PIL import Image
 
 from alive.blobs import LocalBlobStore
 from alive.reasons import ReasonCode
-from alive.v1.events_pb2 import Job, JobState
-from alive_tools.testing import StageHarness
+from alive.v1.events_pb2 import Job, JobState, Verdict
+from alive_tools.testing import Emitted, StageHarness
 from services.moderation.photo.settings import PhotoCheckpointSettings
 from services.moderation.photo.stage import PhotoCheckpoint
+from services.moderation.policy import DEFAULT_POLICY
 from tests.support import photo_bytes
 
 
@@ -24,22 +25,30 @@ def png(array: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture
-def blobs(tmp_path: Path) -> LocalBlobStore:
-    return LocalBlobStore(tmp_path)
+def policy_with(tmp_path: Path, block_at: float, review_at: float) -> Path:
+    """The shipped policy with other NSFW thresholds: a decision changes, no code does."""
+    text = DEFAULT_POLICY.read_text()
+    text = text.replace("block_at: 0.8", f"block_at: {block_at}")
+    text = text.replace("review_at: 0.4", f"review_at: {review_at}")
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return path
 
 
-async def check(blobs: LocalBlobStore, data: bytes, **settings: float) -> tuple[Job, StageHarness]:
-    harness = StageHarness(PhotoCheckpoint(PhotoCheckpointSettings(**settings), blobs))
-    job = Job(job_id="p1", photo=blobs.put_bytes("photos/p1.png", data, "image/png"))
-    return job, harness
+async def check(tmp_path: Path, data: bytes, **settings: object) -> Emitted:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    stage = PhotoCheckpoint(PhotoCheckpointSettings(**settings), blobs)  # type: ignore[arg-type]
+    async with StageHarness(stage) as harness:
+        photo = blobs.put_bytes("photos/p1.png", data, "image/png")
+        return await harness.send(Job(job_id="p1", photo=photo))
 
 
-async def test_a_photo_passes_with_its_spread_recorded(blobs: LocalBlobStore) -> None:
-    job, harness = await check(blobs, photo_bytes())
-    out = await harness.send(job)
+async def test_a_photo_passes_with_its_scores_recorded(tmp_path: Path) -> None:
+    out = await check(tmp_path, photo_bytes())
     assert out.statuses[0].state == JobState.PHOTO_CLEARED
-    assert out.jobs[0].stages[-1].scores["pixel_stddev"] > 4
+    scores = out.jobs[0].stages[-1].scores
+    assert scores["colour_stddev"] > 4 and 0 <= scores["nsfw"] < 0.4
 
 
 @pytest.mark.parametrize(
@@ -50,16 +59,48 @@ async def test_a_photo_passes_with_its_spread_recorded(blobs: LocalBlobStore) ->
         (b"\x89PNG broken", ReasonCode.PHOTO_UNDECODABLE),
     ],
 )
-async def test_unusable_photos_are_vetoed(
-    blobs: LocalBlobStore, data: bytes, code: ReasonCode
-) -> None:
-    job, harness = await check(blobs, data)
-    out = await harness.send(job)
+async def test_unusable_photos_are_vetoed(tmp_path: Path, data: bytes, code: ReasonCode) -> None:
+    out = await check(tmp_path, data)
     assert list(out.vetoes[0].reason_codes) == [code]
     assert out.statuses[0].state == JobState.VETOED
 
 
-async def test_the_blank_veto_carries_the_spread(blobs: LocalBlobStore) -> None:
-    job, harness = await check(blobs, png(np.full((80, 80, 3), 9)), blank_photo_stddev=4.0)
-    out = await harness.send(job)
-    assert out.vetoes[0].scores["pixel_stddev"] == 0.0
+async def test_blank_is_judged_on_colour_not_brightness(tmp_path: Path) -> None:
+    # Red and green stripes of one brightness: grey is flat, the photo is not blank.
+    red, green = (200, 0, 0), (0, 102, 0)  # luma 59.8 and 59.9
+    stripes = np.array([red if (x // 8) % 2 else green for x in range(96)], np.uint8)
+    out = await check(tmp_path / "a", png(np.broadcast_to(stripes, (96, 96, 3))))
+    assert out.statuses[0].state == JobState.PHOTO_CLEARED
+    # A real but very low-contrast photo passes too.
+    faint = 120 + np.random.default_rng(1).normal(0, 3, (96, 96, 3))
+    out = await check(tmp_path / "b", png(np.clip(faint, 0, 255)))
+    assert out.statuses[0].state == JobState.PHOTO_CLEARED
+    blank = await check(tmp_path / "c", png(np.full((80, 80, 3), 9)))
+    assert blank.vetoes[0].scores["colour_stddev"] == 0.0
+
+
+async def test_the_policy_thresholds_decide_block_and_review(tmp_path: Path) -> None:
+    blocked = await check(
+        tmp_path / "a", photo_bytes(), policy_path=policy_with(tmp_path / "a", 0.0, 0.0)
+    )
+    assert list(blocked.vetoes[0].reason_codes) == [ReasonCode.PHOTO_SEXUAL]
+    reviewed = await check(
+        tmp_path / "b", photo_bytes(), policy_path=policy_with(tmp_path / "b", 1.0, 0.0)
+    )
+    record = reviewed.jobs[0].stages[-1]
+    assert record.verdict == Verdict.REVIEW
+    assert list(record.reason_codes) == [ReasonCode.PHOTO_SEXUAL]
+
+
+async def test_a_model_that_fails_to_load_keeps_the_checkpoint_not_ready(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    stage = PhotoCheckpoint(
+        PhotoCheckpointSettings(nsfw_model_path=broken, max_attempts=1),
+        LocalBlobStore(tmp_path / "blobs"),
+    )
+    async with StageHarness(stage) as harness:
+        assert not stage.is_ready()
+        photo = stage.blobs.put_bytes("photos/p.png", photo_bytes(), "image/png")
+        out = await harness.send(Job(job_id="p2", photo=photo))
+    assert list(out.statuses[0].reason_codes) == [ReasonCode.RETRIES_EXHAUSTED]

@@ -10,8 +10,9 @@ from alive.blobs import LocalBlobStore
 from alive.reasons import ReasonCode
 from alive.v1.events_pb2 import Job, JobState, OutputSpec
 from alive_tools.testing import Emitted, StageHarness
+from services.moderation.policy import DEFAULT_POLICY, load_policy
 from services.moderation.video.settings import VideoCheckpointSettings
-from services.moderation.video.stage import VideoCheckpoint
+from services.moderation.video.stage import VideoCheckpoint, sampled_frames
 from tests.support import write_clip
 
 # write_clip's defaults: 64x112, 12 frames at 12 fps, 1 s, AAC as long as the video.
@@ -19,19 +20,33 @@ CLIP_SPEC = OutputSpec(width=64, height=112, fps=12, duration_ms=1000)
 
 
 async def check(
-    tmp_path: Path, spec: OutputSpec = CLIP_SPEC, audio_length: float | None = 1.0
+    tmp_path: Path,
+    spec: OutputSpec = CLIP_SPEC,
+    audio_length: float | None = 1.0,
+    **settings: object,
 ) -> Emitted:
     blobs = LocalBlobStore(tmp_path / "blobs")
     write_clip(tmp_path / "clip.mp4", audio_length=audio_length)
     video = blobs.put_file("videos/v1/signed.mp4", tmp_path / "clip.mp4", "video/mp4")
-    harness = StageHarness(VideoCheckpoint(VideoCheckpointSettings(), blobs))
-    return await harness.send(Job(job_id="v1", video=video, output=spec))
+    async with StageHarness(VideoCheckpoint(VideoCheckpointSettings(**settings), blobs)) as h:
+        return await h.send(Job(job_id="v1", video=video, output=spec))
 
 
 async def test_a_video_as_asked_passes_and_is_ready(tmp_path: Path) -> None:
     out = await check(tmp_path)
     assert out.statuses[0].state == JobState.READY
-    assert out.jobs[0].stages[-1].scores["frame_count"] == 12
+    scores = out.jobs[0].stages[-1].scores
+    assert scores["frame_count"] == 12 and 0 <= scores["nsfw_max"] < 0.4
+
+
+async def test_sampled_frames_are_judged_under_the_policy(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(DEFAULT_POLICY.read_text().replace("block_at: 0.8", "block_at: 0.0"))
+    out = await check(tmp_path, policy_path=policy)
+    assert list(out.vetoes[0].reason_codes) == [ReasonCode.VIDEO_SEXUAL]
+    rules = load_policy().image
+    assert sampled_frames(12, 12.0, rules) == [0, 6, 11]  # 2 a second, first and last
+    assert sampled_frames(96, 24.0, rules) == [0, 12, 24, 36, 48, 60, 72, 84, 95]
 
 
 @pytest.mark.parametrize(
@@ -58,7 +73,7 @@ async def test_a_video_unlike_the_job_is_vetoed(
 async def test_an_undecodable_video_is_vetoed(tmp_path: Path) -> None:
     blobs = LocalBlobStore(tmp_path)
     video = blobs.put_bytes("videos/v2/signed.mp4", b"\x00\x00\x00\x18ftypmp42 broken", "video/mp4")
-    harness = StageHarness(VideoCheckpoint(VideoCheckpointSettings(), blobs))
-    out = await harness.send(Job(job_id="v2", video=video, output=CLIP_SPEC))
+    async with StageHarness(VideoCheckpoint(VideoCheckpointSettings(), blobs)) as harness:
+        out = await harness.send(Job(job_id="v2", video=video, output=CLIP_SPEC))
     assert list(out.vetoes[0].reason_codes) == [ReasonCode.VIDEO_UNDECODABLE]
     assert out.statuses[0].state == JobState.VETOED
