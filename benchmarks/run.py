@@ -5,6 +5,8 @@
 2. Throughput: the same number of jobs submitted at once; jobs per minute against (1).
 3. Triton batching: identical animator requests sent one at a time, then all at once
    (Triton's dynamic batcher may group them); the ratio of the two wall times.
+4. Moderation per item, p50 and p95, each checkpoint's own code path in process: every
+   prompt of the eval set, the sample photo, and a default-size video from (1).
 
 Figures go to stdout and to out/bench.json. The machine is shared and noisy: compare the
 ratios, which are measured in the same run, rather than absolute times across runs.
@@ -18,17 +20,29 @@ import json
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tritonclient.grpc import InferInput
 from tritonclient.grpc.aio import InferenceServerClient
 
+from alive.blobs import LocalBlobStore
 from alive.jobs import SETTLED_STATES
+from alive.stage import Stage
 from alive.v1.api_pb2 import JobView
-from alive.v1.events_pb2 import JobState, OutputSpec
+from alive.v1.events_pb2 import BlobRef, Job, JobState, OutputSpec
 from alive_tools.client import AliveClient
 from alive_tools.embedded.stack import EmbeddedStack
+from alive_tools.moderation_eval import DEFAULT_SET, read_items
+from alive_tools.testing import StageHarness
+from services.moderation.photo.settings import PhotoCheckpointSettings
+from services.moderation.photo.stage import PhotoCheckpoint
+from services.moderation.prompt.settings import PromptCheckpointSettings
+from services.moderation.prompt.stage import PromptCheckpoint
+from services.moderation.video.settings import VideoCheckpointSettings
+from services.moderation.video.stage import VideoCheckpoint
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "chelsea.jpg"
 
@@ -104,6 +118,46 @@ async def triton_batching(url: str, requests: int, frames: int) -> dict[str, flo
     }
 
 
+async def moderation_latency(blob_root: Path, video: BlobRef, rounds: int) -> dict[str, object]:
+    """Per-item time of each checkpoint (stage and event processor, as the service runs it)."""
+    blobs = LocalBlobStore(blob_root)
+    photo = blobs.put_bytes(f"bench/{uuid.uuid4()}.jpg", SAMPLE.read_bytes(), "image/jpeg")
+    prompts = [i["prompt"] for i in read_items(DEFAULT_SET)]
+    spec = OutputSpec(width=576, height=1024, fps=24, duration_ms=4000)
+    cases: dict[str, tuple[Stage[Any, Any], list[Job]]] = {
+        "prompt": (
+            PromptCheckpoint(PromptCheckpointSettings(), blobs),
+            [Job(job_id=f"p-{i}", prompt=p) for i, p in enumerate(prompts)],
+        ),
+        "photo": (
+            PhotoCheckpoint(PhotoCheckpointSettings(), blobs),
+            [Job(job_id=f"f-{i}", photo=photo) for i in range(rounds)],
+        ),
+        "video_4s_576x1024": (
+            VideoCheckpoint(VideoCheckpointSettings(), blobs),
+            [Job(job_id=f"v-{i}", video=video, output=spec) for i in range(rounds)],
+        ),
+    }
+    results: dict[str, object] = {}
+    for name, (stage, jobs) in cases.items():
+        async with StageHarness(stage) as harness:
+            await harness.send(
+                Job(job_id="warm-up", prompt="x", photo=photo, video=video, output=spec)
+            )
+            times = []
+            for job in jobs:
+                started = time.perf_counter()
+                await harness.send(job)
+                times.append((time.perf_counter() - started) * 1000)
+        times.sort()
+        results[name] = {
+            "items": len(times),
+            "p50_ms": round(statistics.median(times), 2),
+            "p95_ms": round(times[int(0.95 * (len(times) - 1))], 2),
+        }
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=3)
@@ -141,6 +195,9 @@ def main() -> None:
             }
             results["triton_batching_288x512x48"] = asyncio.run(
                 triton_batching(stack.triton.grpc_url, requests=8, frames=48)
+            )
+            results["moderation_per_item"] = asyncio.run(
+                moderation_latency(stack.blob_root, sequential[0].video, rounds=20)
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
