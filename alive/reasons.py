@@ -44,6 +44,7 @@ class ReasonCode(StrEnum):
     # Photo checkpoint vetoes (PHOTO_UNDECODABLE and PHOTO_TOO_SMALL too).
     PHOTO_BLANK = "PHOTO_BLANK"
     PHOTO_SEXUAL = "PHOTO_SEXUAL"
+    PHOTO_TEXT = "PHOTO_TEXT"
     # Prompt checkpoint vetoes, one per policy category (services/moderation/policy.yaml).
     PROMPT_SEXUAL = "PROMPT_SEXUAL"
     PROMPT_MINOR_SAFETY = "PROMPT_MINOR_SAFETY"
@@ -67,6 +68,7 @@ class ReasonCode(StrEnum):
     VIDEO_NO_AUDIO = "VIDEO_NO_AUDIO"
     AUDIO_DURATION_MISMATCH = "AUDIO_DURATION_MISMATCH"
     VIDEO_SEXUAL = "VIDEO_SEXUAL"
+    VIDEO_TEXT = "VIDEO_TEXT"
     # Review vetoes, and the publish request for a job that is not READY.
     REVIEW_CHECKPOINT_MISSING = "REVIEW_CHECKPOINT_MISSING"
     REVIEW_VIDEO_CHANGED = "REVIEW_VIDEO_CHANGED"

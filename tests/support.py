@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from alive.jobs import SETTLED_STATES
 from alive.v1.api_pb2 import JobView
@@ -116,9 +116,10 @@ def write_clip(
     height: int = 112,
     frames: int = 12,
     audio_length: float | None = 1.0,
+    text: str = "",
 ) -> None:
-    """A small H.264 yuv420p clip at 12 fps with moving content and an AAC track
-    ``audio_length`` times as long as the video (None: no audio track)."""
+    """A small H.264 yuv420p clip at 12 fps with moving content, ``text`` written on every
+    frame, and an AAC track ``audio_length`` times as long as the video (None: none)."""
     fps, rate = 12, 48_000
     y, x = np.mgrid[0:height, 0:width]
     with av.open(str(path), "w") as out:
@@ -127,7 +128,8 @@ def write_clip(
         audio = None if audio_length is None else out.add_stream("aac", rate=rate, layout="stereo")
         for t in range(frames):
             rgb = np.stack([(x * 4 + t * 16) % 256, (y * 2) % 256, np.full_like(x, 128)], -1)
-            out.mux(video.encode(av.VideoFrame.from_ndarray(rgb.astype(np.uint8), "rgb24")))
+            frame = with_text(rgb.astype(np.uint8), text) if text else rgb.astype(np.uint8)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(frame, "rgb24")))
         out.mux(video.encode())
         if audio is None or audio_length is None:
             return
@@ -137,3 +139,15 @@ def write_clip(
         sound.sample_rate = rate
         out.mux(audio.encode(sound))
         out.mux(audio.encode())
+
+
+def with_text(image: np.ndarray, text: str) -> np.ndarray:
+    """``image`` with ``text`` written across its middle, large, white on a dark band."""
+    picture = Image.fromarray(image)
+    draw = ImageDraw.Draw(picture)
+    height, width = image.shape[:2]
+    size = max(12, width // max(8, len(text) // 2 + 2))
+    font = ImageFont.load_default(size=size)
+    draw.rectangle((0, height // 2 - size, width, height // 2 + size), fill=(20, 20, 20))
+    draw.text((size // 2, height // 2 - size // 2), text, fill=(255, 255, 255), font=font)
+    return np.asarray(picture)

@@ -3,10 +3,11 @@
 Consumes Job from alive.accepted; emits it to alive.photo-cleared. Vetoes a photo that does
 not decode (PHOTO_UNDECODABLE), is smaller than the minimum side (PHOTO_TOO_SMALL) or is
 blank: no colour channel varies more than the policy allows (PHOTO_BLANK). Scores sexual
-content with the open_nsfw model (services/moderation/nsfw.py): at the policy's block
-threshold it vetoes (PHOTO_SEXUAL), at its review threshold it passes the job marked for a
-person. Records ``colour_stddev`` and ``nsfw`` as scores. Not here yet: apparent age, faces
-and text in the image (the rest of issue 6).
+content with the open_nsfw model (services/moderation/nsfw.py) and reads text written in
+the photo (services/moderation/ocr.py), judged by the prompt rules: at the policy's
+thresholds it vetoes (PHOTO_SEXUAL, PHOTO_TEXT) or passes the job marked for a person.
+Records ``colour_stddev`` and ``nsfw`` as scores. Not here yet: apparent age and faces (the
+rest of issue 6).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from alive.pipeline import MODERATION_PHOTO
 from alive.reasons import Finding, ReasonCode
 from alive.stage import Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job
-from services.moderation.nsfw import NsfwModel
+from services.moderation.image_rules import ImageModels, Verdicts
 from services.moderation.photo.settings import PhotoCheckpointSettings
 from services.moderation.policy import load_policy
 
@@ -33,13 +34,13 @@ class PhotoCheckpoint(Stage[Job, PhotoCheckpointSettings]):
     def __init__(self, settings: PhotoCheckpointSettings, blobs: BlobStore) -> None:
         super().__init__(settings, blobs)
         self.policy = load_policy(settings.policy_path)
-        self.nsfw = NsfwModel(settings.nsfw_model_path)
+        self.models = ImageModels(self.policy, settings.nsfw_model_path)
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.nsfw.load)
+        await self.models.load()
 
     def is_ready(self) -> bool:
-        return self.nsfw.ready
+        return self.models.ready
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:
@@ -58,15 +59,18 @@ class PhotoCheckpoint(Stage[Job, PhotoCheckpointSettings]):
             return Veto.of(
                 ReasonCode.PHOTO_BLANK, f"colour spread {spread:.2f}", {"colour_stddev": spread}
             )
-        (score,) = await asyncio.to_thread(self.nsfw.scores, [image])
+        verdicts = Verdicts()
+        (score,) = await asyncio.to_thread(self.models.nsfw.scores, [image])
         ctx.scores["nsfw"] = round(score, 4)
-        action = rules.nsfw_decision(score)
-        finding = Finding(ReasonCode.PHOTO_SEXUAL, f"nsfw score {score:.2f}")
-        if action == "block":
-            return Veto((finding,), {"nsfw": score})
-        if action == "review":
-            ctx.review.append(finding)
-        return event
+        verdicts.add(
+            rules.nsfw_decision(score),
+            Finding(ReasonCode.PHOTO_SEXUAL, f"nsfw score {score:.2f}"),
+        )
+        pixels = np.asarray(image)
+        verdicts.add(
+            *await asyncio.to_thread(self.models.judge_text, [pixels], ReasonCode.PHOTO_TEXT)
+        )
+        return verdicts.outcome(ctx, {"nsfw": score}) or event
 
 
 def colour_spread(image: Image.Image) -> float:

@@ -88,6 +88,7 @@ class _Category:
 class PromptDecision:
     decision: Decision
     findings: tuple[Finding, ...]
+    categories: tuple[str, ...]
     language: str
     policy_version: str
 
@@ -120,7 +121,9 @@ class PromptClassifier:
         self._languages = set(rules.languages)
         self._identifier = LanguageIdentifier.from_pickled_model(MODEL_FILE, norm_probs=True)
 
-    def classify(self, prompt: str) -> PromptDecision:
+    def classify(self, prompt: str, check_language: bool = True) -> PromptDecision:
+        """Judges ``prompt``; ``check_language`` False for text read from an image, where
+        OCR's stray letters say nothing about the language."""
         words = phrase(prompt)
         hits: list[tuple[str, ReasonCode, Action]] = [
             (c.name, c.reason_code, c.action) for c in self._categories if c.matches(words)
@@ -136,7 +139,7 @@ class PromptClassifier:
             if any(e.search(visible) for e in expressions)
         ]
         language, understood = self._language(prompt, words)
-        if not understood:
+        if check_language and not understood:
             hits.append(("language", self.policy.prompt.language_reason_code, "review"))
         findings = tuple(
             dict.fromkeys(Finding(code, f"prompt matches policy: {name}") for name, code, _ in hits)
@@ -146,7 +149,8 @@ class PromptClassifier:
             decision = "block"
         elif hits:
             decision = "review"
-        return PromptDecision(decision, findings, language, self.policy.version)
+        categories = tuple(dict.fromkeys(name for name, _, _ in hits))
+        return PromptDecision(decision, findings, categories, language, self.policy.version)
 
     def _language(self, prompt: str, words: Sequence[str]) -> tuple[str, bool]:
         """The prompt's language ("und" where too short to tell) and whether the lists

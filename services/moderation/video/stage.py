@@ -6,13 +6,16 @@ is not what the job asked for (VIDEO_SIZE_MISMATCH, VIDEO_FRAME_COUNT_MISMATCH,
 VIDEO_DURATION_MISMATCH), that has no soundtrack (VIDEO_NO_AUDIO) or whose soundtrack's
 length differs from the video's (AUDIO_DURATION_MISMATCH); then scores sexual content on
 sampled frames (the first, the last and the policy's number per second) with the open_nsfw
-model: the highest score decides, block (VIDEO_SEXUAL) or review as for photos. Not here
-yet: text in frames and speech in the soundtrack (the rest of issue 6).
+model: the highest score decides, block (VIDEO_SEXUAL) or review as for photos; and reads
+text written on frames spread over the video (OCR), judged by the prompt rules
+(VIDEO_TEXT). Not here yet: speech in the soundtrack (the rest of issue 6).
 """
 
 from __future__ import annotations
 
 import asyncio
+
+import numpy as np
 
 from alive.blobs import BlobError, BlobStore
 from alive.jobs import frame_count
@@ -21,7 +24,7 @@ from alive.pipeline import MODERATION_VIDEO
 from alive.reasons import Finding, ReasonCode
 from alive.stage import Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job
-from services.moderation.nsfw import NsfwModel
+from services.moderation.image_rules import ImageModels, Verdicts
 from services.moderation.policy import ImagePolicy, load_policy
 from services.moderation.video.settings import VideoCheckpointSettings
 
@@ -32,13 +35,13 @@ class VideoCheckpoint(Stage[Job, VideoCheckpointSettings]):
     def __init__(self, settings: VideoCheckpointSettings, blobs: BlobStore) -> None:
         super().__init__(settings, blobs)
         self.policy = load_policy(settings.policy_path)
-        self.nsfw = NsfwModel(settings.nsfw_model_path)
+        self.models = ImageModels(self.policy, settings.nsfw_model_path)
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.nsfw.load)
+        await self.models.load()
 
     def is_ready(self) -> bool:
-        return self.nsfw.ready
+        return self.models.ready
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:
@@ -51,17 +54,22 @@ class VideoCheckpoint(Stage[Job, VideoCheckpointSettings]):
         ctx.scores["duration_s"] = round(info.duration_s, 3)
         if problems:
             return Veto(tuple(problems))
-        indices = sampled_frames(info.frame_count, info.fps, self.policy.image)
+        rules = self.policy.image
+        indices = sampled_frames(info.frame_count, info.fps, rules)
         frames = await asyncio.to_thread(read_frames, path, indices)
-        score = max(await asyncio.to_thread(self.nsfw.scores, list(frames)))
+        verdicts = Verdicts()
+        score = max(await asyncio.to_thread(self.models.nsfw.scores, list(frames)))
         ctx.scores["nsfw_max"] = round(score, 4)
-        action = self.policy.image.nsfw_decision(score)
-        finding = Finding(ReasonCode.VIDEO_SEXUAL, f"highest frame nsfw score {score:.2f}")
-        if action == "block":
-            return Veto((finding,), {"nsfw_max": score})
-        if action == "review":
-            ctx.review.append(finding)
-        return event
+        verdicts.add(
+            rules.nsfw_decision(score),
+            Finding(ReasonCode.VIDEO_SEXUAL, f"highest frame nsfw score {score:.2f}"),
+        )
+        spread = np.linspace(0, len(frames) - 1, rules.video_text_frames).round().astype(int)
+        with_text = [frames[i] for i in sorted(set(spread))]
+        verdicts.add(
+            *await asyncio.to_thread(self.models.judge_text, with_text, ReasonCode.VIDEO_TEXT)
+        )
+        return verdicts.outcome(ctx, {"nsfw_max": score}) or event
 
     def problems(self, info: MediaInfo, job: Job) -> list[Finding]:
         spec = job.output

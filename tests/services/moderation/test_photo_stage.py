@@ -16,7 +16,7 @@ from alive_tools.testing import Emitted, StageHarness
 from services.moderation.photo.settings import PhotoCheckpointSettings
 from services.moderation.photo.stage import PhotoCheckpoint
 from services.moderation.policy import DEFAULT_POLICY
-from tests.support import photo_bytes
+from tests.support import photo_bytes, with_text
 
 
 def png(array: np.ndarray) -> bytes:
@@ -104,3 +104,21 @@ async def test_a_model_that_fails_to_load_keeps_the_checkpoint_not_ready(tmp_pat
         photo = stage.blobs.put_bytes("photos/p.png", photo_bytes(), "image/png")
         out = await harness.send(Job(job_id="p2", photo=photo))
     assert list(out.statuses[0].reason_codes) == [ReasonCode.RETRIES_EXHAUSTED]
+
+
+@pytest.mark.parametrize(
+    ("text", "category"), [("KILL YOURSELF", "self_harm"), ("CALL 415-555-0134", "pii")]
+)
+async def test_text_written_in_the_photo_is_judged_like_a_prompt(
+    tmp_path: Path, text: str, category: str
+) -> None:
+    landscape = np.asarray(Image.open(io.BytesIO(photo_bytes(480, 360))))
+    out = await check(tmp_path, png(with_text(landscape, text)))
+    assert list(out.vetoes[0].reason_codes) == [ReasonCode.PHOTO_TEXT]
+    assert category in out.vetoes[0].detail and text not in out.vetoes[0].detail
+
+
+async def test_harmless_text_in_the_photo_passes(tmp_path: Path) -> None:
+    landscape = np.asarray(Image.open(io.BytesIO(photo_bytes(480, 360))))
+    out = await check(tmp_path, png(with_text(landscape, "HAPPY BIRTHDAY")))
+    assert out.statuses[0].state == JobState.PHOTO_CLEARED

@@ -77,3 +77,14 @@ async def test_an_undecodable_video_is_vetoed(tmp_path: Path) -> None:
         out = await harness.send(Job(job_id="v2", video=video, output=CLIP_SPEC))
     assert list(out.vetoes[0].reason_codes) == [ReasonCode.VIDEO_UNDECODABLE]
     assert out.statuses[0].state == JobState.VETOED
+
+
+async def test_harmful_text_on_every_frame_is_blocked(tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    write_clip(tmp_path / "clip.mp4", width=288, height=512, text="KILL YOURSELF")
+    video = blobs.put_file("videos/v3/signed.mp4", tmp_path / "clip.mp4", "video/mp4")
+    spec = OutputSpec(width=288, height=512, fps=12, duration_ms=1000)
+    async with StageHarness(VideoCheckpoint(VideoCheckpointSettings(), blobs)) as harness:
+        out = await harness.send(Job(job_id="v3", video=video, output=spec))
+    assert list(out.vetoes[0].reason_codes) == [ReasonCode.VIDEO_TEXT]
+    assert "self_harm" in out.vetoes[0].detail

@@ -1,0 +1,68 @@
+"""What the photo and video checkpoints share: the models they load, and how a score or a
+text read from an image becomes block, review or allow under the policy."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from alive.reasons import Finding, ReasonCode
+from alive.stage import StageContext, Veto
+from services.moderation.nsfw import NsfwModel
+from services.moderation.ocr import TextReader
+from services.moderation.policy import Action, Policy
+from services.moderation.prompt.classifier import PromptClassifier
+
+
+@dataclass
+class Verdicts:
+    """Findings gathered over an image's checks, by what they ask for."""
+
+    block: list[Finding] = field(default_factory=list)
+    review: list[Finding] = field(default_factory=list)
+
+    def add(self, action: Action | None, finding: Finding) -> None:
+        if action == "block":
+            self.block.append(finding)
+        elif action == "review":
+            self.review.append(finding)
+
+    def outcome(self, ctx: StageContext, scores: dict[str, float]) -> Veto | None:
+        """A veto if anything blocks; else the reviews go on the job (passed, marked)."""
+        if self.block:
+            return Veto(tuple(self.block), scores)
+        ctx.review.extend(self.review)
+        return None
+
+
+class ImageModels:
+    """The NSFW model, OCR and the prompt rules for text, loaded once per process."""
+
+    def __init__(self, policy: Policy, nsfw_model_path: Path | None) -> None:
+        rules = policy.image
+        self.policy = policy
+        self.nsfw = NsfwModel(nsfw_model_path)
+        self.ocr = TextReader(rules.ocr_max_side, rules.ocr_min_score)
+        self.text_rules = PromptClassifier(policy)
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self.nsfw.load)
+        await asyncio.to_thread(self.ocr.load)
+
+    @property
+    def ready(self) -> bool:
+        return self.nsfw.ready and self.ocr.ready
+
+    def judge_text(
+        self, images: list[npt.NDArray[np.uint8]], code: ReasonCode
+    ) -> tuple[Action | None, Finding]:
+        """Reads the images' text and judges it as a prompt (without language review)."""
+        text = "\n".join(self.ocr.read(image) for image in images).strip()
+        judged = self.text_rules.classify(text, check_language=False)
+        action: Action | None = None if judged.decision == "allow" else judged.decision
+        detail = "text in the image matches policy: " + ", ".join(judged.categories)
+        return action, Finding(code, detail)
