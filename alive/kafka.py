@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from alive.pipeline import PIPELINE
 from alive.settings import ServiceSettings
@@ -14,10 +16,33 @@ from alive.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 
+def connection_options(settings: ServiceSettings) -> dict[str, Any]:
+    """How every client connects: the bootstrap servers, TLS and SASL from settings."""
+    kafka = settings.kafka
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
+            certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
+            keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
+        )
+    if kafka.security_protocol.startswith("SASL_"):
+        assert kafka.sasl_password is not None  # checked by KafkaSettings
+        options |= {
+            "sasl_mechanism": kafka.sasl_mechanism,
+            "sasl_plain_username": kafka.sasl_username,
+            "sasl_plain_password": kafka.sasl_password.get_secret_value(),
+        }
+    return options
+
+
 def make_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProducer:
     profile = settings.kafka_profile()
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **connection_options(settings),
         client_id=client_id,
         # An event counts as sent only once every in-sync replica has it.
         acks="all",
@@ -32,7 +57,7 @@ def make_consumer(
 ) -> AIOKafkaConsumer:
     profile = settings.kafka_profile()
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **connection_options(settings),
         group_id=group_id,
         client_id=client_id,
         enable_auto_commit=False,
@@ -48,7 +73,7 @@ def make_consumer(
 async def ensure_topics(settings: ServiceSettings) -> None:
     """Creates every topic of the pipeline that does not exist yet."""
     profile = settings.kafka_profile()
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alive.pipeline import PIPELINE, StageSpec, Topic
@@ -56,6 +56,15 @@ KAFKA_PROFILES: dict[Profile, KafkaProfile] = {
 
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:9092"
+    # How clients reach a real cluster: TLS (certificates from files) and SASL (SCRAM or
+    # PLAIN; the password is a secret, never logged). The embedded broker speaks PLAINTEXT.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None  # with ssl_keyfile: mutual TLS
+    ssl_keyfile: Path | None = None
     # None: take the value from the profile (KAFKA_PROFILES).
     session_timeout_ms: int | None = None
     heartbeat_interval_ms: int | None = None
@@ -64,6 +73,14 @@ class KafkaSettings(BaseModel):
     replication_factor: int | None = None
     # Bigger than any event we send; events carry blob references, never media.
     max_request_size: int = 1_048_576
+
+    @model_validator(mode="after")
+    def _sasl_is_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(f"{self.security_protocol} needs sasl_mechanism, username, password")
+        return self
 
 
 class ServiceSettings(BaseSettings):
