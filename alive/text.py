@@ -18,11 +18,8 @@ import unicodedata
 # has Latin letters, or in a text written mostly in Latin letters, so Russian or Greek
 # prompts stay what they are (and are judged as other languages).
 _CONFUSABLES = dict(
-    zip(
-        "аАвВеЕкКмМнНоОрРсСтТуУхХѕЅіІјЈӏԁɡαΑβΒεΕιΙκΚοΟρΡτΤυΥχΧνΝΖΗ",
-        "aabbeekkmmhhooppccttyyxxssiijjldgaabbeeiikkooppttuyxxvnzh",
-        strict=True,
-    )
+    # Lower case only: text is case-folded first.
+    zip("авекмнорстухѕіјӏԁɡαβεικορτυχνζη", "abekmhopctyxsijldgabeikoptuxvzh", strict=True)
 )
 # Digits written for letters, inside a word.
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"})
