@@ -245,6 +245,13 @@ class Pipeline:
                 return steps
         raise KeyError(f"no stage moves a job to {JobState.Name(state)}")
 
+    def next_stage(self, state: JobState.ValueType) -> StageSpec | None:
+        """The stage that works on a job once it is in ``state`` (None: no stage does)."""
+        if state == JobState.SUBMITTED:
+            return self.stages[0]
+        reached = next((s for s in self.stages if s.passed_state == state), None)
+        return self.consumer(reached.emits) if reached else None
+
     def topics(self) -> list[Topic[Any]]:
         """Every topic, each once: the stages' in pipeline order, then the side topics."""
         seen: dict[str, Topic[Any]] = {}

@@ -6,6 +6,10 @@ alive up                       start the embedded stack and keep it running (Ctr
 alive submit PHOTO [PROMPT]    send your own photo to a running stack; prints the result path
 alive status JOB_ID            a job's state and its path through the pipeline
 alive topics                   create Alive's topics on the configured Kafka (deployments)
+
+Exit codes: 0 done (READY or PUBLISHED); 1 the job was rejected, vetoed or failed, or a
+service exited uncleanly; 2 a usage error; 3 no stack is running here; 4 the photo file
+cannot be read.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import grpc
@@ -44,25 +49,27 @@ SAMPLE_PHOTO = REPO_ROOT / "samples" / "chelsea.jpg"
 # The states a job passes on its way to READY, for the progress bar.
 STEPS_TO_READY = PIPELINE.steps_to(JobState.READY)
 STARTING = f"starting the broker, Triton and {len(PIPELINE.stages)} services…"
+NO_STACK, NO_PHOTO = 3, 4  # exit codes (2 is argparse's usage error)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="alive", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"alive {version('alive')}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="the whole pipeline once on the sample photo")
     _add_job_options(run)
-    run.add_argument("--photo", type=Path, default=SAMPLE_PHOTO)
-    run.add_argument("--prompt", default=DEFAULT_PROMPT)
+    run.add_argument("--photo", type=Path, default=SAMPLE_PHOTO, help="JPEG, PNG or WebP")
+    run.add_argument("--prompt", default=DEFAULT_PROMPT, help="what should move, and how")
     commands.add_parser("up", help="start the embedded stack and keep it running")
     submit = commands.add_parser("submit", help="send a photo to a running stack")
-    submit.add_argument("photo", type=Path)
-    submit.add_argument("prompt", nargs="?", default="")
+    submit.add_argument("photo", type=Path, help="JPEG, PNG or WebP")
+    submit.add_argument("prompt", nargs="?", default="", help="empty: the default prompt")
     submit.add_argument("--publish", action="store_true", help="also put it on a Story")
     _add_job_options(submit)
     status = commands.add_parser("status", help="show a job")
-    status.add_argument("job_id")
+    status.add_argument("job_id", help="as printed by submit")
     commands.add_parser("topics", help="create the topics on the configured Kafka")
     args = parser.parse_args(argv)
     handlers = {"run": _run, "up": _up, "submit": _submit, "status": _status, "topics": _topics}
@@ -74,7 +81,7 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=0, help="pixels (default 1024)")
     parser.add_argument("--fps", type=int, default=0, help="frames a second (default 24)")
     parser.add_argument("--duration-ms", type=int, default=0, help="length (default 4000)")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="same seed, same video")
     parser.add_argument("--out", type=Path, default=Path("out"), help="where the MP4 goes")
 
 
@@ -118,7 +125,7 @@ def _up(args: argparse.Namespace) -> int:
 def _running_stack() -> dict[str, str]:
     if not STATE_FILE.exists():
         console.print("[red]no stack is running here: start one with `alive up`")
-        sys.exit(2)
+        sys.exit(NO_STACK)
     state: dict[str, str] = json.loads(STATE_FILE.read_text())
     return state
 
@@ -159,11 +166,15 @@ def _submit_and_show(
         width=args.width, height=args.height, fps=args.fps, duration_ms=args.duration_ms
     )
     try:
-        response = client.submit(
-            args.photo.read_bytes(), args.prompt, output=output, seed=args.seed
-        )
+        photo = args.photo.read_bytes()
+    except OSError as exc:
+        console.print(f"[red]cannot read the photo {args.photo}: {exc.strerror or exc}")
+        return NO_PHOTO
+    try:
+        response = client.submit(photo, args.prompt, output=output, seed=args.seed)
     except Rejected as exc:
-        console.print(f"[red]rejected: {exc.reason_code}[/] ({exc})")
+        detail = str(exc).removeprefix(f"{exc.reason_code}: ")
+        console.print(f"[red]rejected: {exc.reason_code}[/] ({detail})")
         return 1
     job_id = response.job_id
     console.print(f"job {job_id}")
@@ -174,7 +185,7 @@ def _submit_and_show(
     video = _save_video(blobs, view, args.out)
     if publish:
         client.publish(job_id, requested_by="cli")
-        view = _follow(client, job_id, stop_at_ready=False)
+        view = _follow(client, job_id, stop_at_ready=False, shown=len(view.history))
     _print_path(view)
     _print_video(video, trust_anchor)
     console.print(f"[bold green]video: {video}")
@@ -182,8 +193,21 @@ def _submit_and_show(
     return 0 if view.state in (JobState.READY, JobState.PUBLISHED) else 1
 
 
-def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool) -> JobView:
-    """Shows progress until the job ends (or is READY); returns the job then."""
+def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool, shown: int = 0) -> JobView:
+    """Shows progress until the job ends (or is READY); returns the job then. A terminal gets
+    a progress bar naming the stage at work; a log (CI) gets one line per transition, from
+    the ``shown``-th on."""
+    events = client.watch(job_id, stop_at_ready=stop_at_ready)
+    if not console.is_terminal:
+        started = time.monotonic()
+        for number, event in enumerate(events):
+            if number < shown:
+                continue
+            console.print(
+                f"{time.monotonic() - started:6.1f} s  {JobState.Name(event.state)}"
+                f"  ({event.stage})  {' '.join(event.reason_codes)}".rstrip()
+            )
+        return client.get(job_id)
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -193,12 +217,13 @@ def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool) -> JobView
     )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("waiting", total=len(STEPS_TO_READY))
-        for event in client.watch(job_id, stop_at_ready=stop_at_ready):
+        for event in events:
             done = STEPS_TO_READY.index(event.state) + 1 if event.state in STEPS_TO_READY else 0
+            working = PIPELINE.next_stage(event.state)
             progress.update(
                 task,
-                completed=max(done, 0),
-                description=f"{JobState.Name(event.state).lower()} ({event.stage})",
+                completed=done,
+                description=f"{working.name}…" if working else JobState.Name(event.state).lower(),
             )
     return client.get(job_id)
 

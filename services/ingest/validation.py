@@ -50,7 +50,11 @@ def validate_photo(data: bytes, settings: IngestSettings) -> ValidPhoto:
         try:
             image = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise InvalidInput(ReasonCode.PHOTO_TOO_MANY_PIXELS, str(exc)) from exc
+            # Pillow's own bomb limit; the caller knows only the configured one.
+            raise InvalidInput(
+                ReasonCode.PHOTO_TOO_MANY_PIXELS,
+                f"over the limit of {settings.max_photo_pixels} pixels",
+            ) from exc
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise InvalidInput(ReasonCode.PHOTO_UNDECODABLE, "not a readable image") from exc
         if image.format not in ACCEPTED_FORMATS:

@@ -111,6 +111,9 @@ def test_the_job_path_and_checkpoints_come_from_the_declaration() -> None:
         JobState.READY,
     ]
     assert PIPELINE.stage_reaching(JobState.READY).name == "moderation-video"
+    assert PIPELINE.next_stage(JobState.SUBMITTED) == PIPELINE.stage("ingest")
+    assert PIPELINE.next_stage(JobState.PROMPT_CLEARED) == PIPELINE.stage("generator")
+    assert PIPELINE.next_stage(JobState.READY) is None  # review waits for a publish request
     assert len({t.default_name for t in PIPELINE.topics()}) == len(PIPELINE.topics()) == 13
 
 

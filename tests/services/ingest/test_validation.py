@@ -83,6 +83,15 @@ def test_a_huge_prompt_is_refused_by_its_byte_length_before_any_work() -> None:
     assert _reason(lambda: normalise_prompt("é" * 20_000_000, SETTINGS)) == "PROMPT_TOO_LONG"
 
 
+def test_a_photo_over_pillows_own_limit_reports_the_configured_one() -> None:
+    huge = io.BytesIO()  # 200 megapixels: Pillow refuses it at open, before any check of ours
+    Image.new("1", (20_000, 10_000)).save(huge, format="PNG")
+    with pytest.raises(InvalidInput) as refused:
+        validate_photo(huge.getvalue(), SETTINGS)
+    assert refused.value.reason_code == "PHOTO_TOO_MANY_PIXELS"
+    assert str(SETTINGS.max_photo_pixels) in refused.value.detail
+
+
 def test_output_defaults_and_limits() -> None:
     assert resolve_output(OutputSpec(), SETTINGS) == OutputSpec(
         width=576, height=1024, fps=24, duration_ms=4000
