@@ -1,16 +1,21 @@
-"""The animator's parts one by one: the prompt vocabulary, the scene analysis, request
-decoding with its one validation path, and the adapter's tensor names from config.pbtxt."""
+"""The animator's parts one by one: the prompt vocabulary, the scene analysis, the one
+validation path, and the Triton adapter (tensor names from the model config, per-request
+errors) against a stand-in for triton_python_backend_utils."""
 
 from __future__ import annotations
 
 import importlib.util
-import re
+import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
 
 VERSION_DIR = Path(__file__).resolve().parents[2] / "models" / "alive_animator" / "1"
 sys.path.insert(0, str(VERSION_DIR))  # as Triton's python backend sees the model's modules
@@ -21,16 +26,6 @@ import animator_scene  # noqa: E402
 import animator_vocabulary  # noqa: E402
 
 from tests.models.test_animator import landscape  # noqa: E402
-
-
-def _adapter() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "alive_animator_adapter", VERSION_DIR / "model.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_words_steer_the_motion_plan_and_the_seed_alone_does_not_change_with_words() -> None:
@@ -54,28 +49,166 @@ def test_the_sky_is_found_above_the_ground_of_a_landscape() -> None:
     assert scene.depth[-1].mean() > scene.depth[0].mean()  # the ground is nearer than the sky
 
 
-def test_one_validation_path_for_the_model_and_for_requests() -> None:
-    with pytest.raises(animator_render.InvalidInput, match="NUM_FRAMES"):
-        animator_render.check_request(64, 64, 0, 12)
-    batch = np.zeros((2, 32, 32, 3), np.uint8)
-    seeds, prompts = np.array([[1], [2]]), np.array([[b"a"], [b"b"]], dtype=np.object_)
-    with pytest.raises(animator_render.InvalidInput, match=r"FPS must be 1\.\.60"):
-        animator_requests.read_batch(
-            batch, prompts, seeds, np.array([[4], [4]]), np.array([[0], [8]])
-        )
-    with pytest.raises(animator_render.InvalidInput, match="IMAGE sides"):
-        animator_render.animate(np.zeros((8, 64, 3), np.uint8), "", 1, 2, 8)
+@pytest.mark.parametrize(
+    ("image", "num_frames", "fps"),
+    [
+        (np.zeros((64, 64, 3), np.float32), 9, 8),
+        (np.zeros((64, 64, 4), np.uint8), 9, 8),
+        (np.zeros((8, 64, 3), np.uint8), 9, 8),
+        (np.zeros((64, 64, 3), np.uint8), 0, 8),
+        (np.zeros((64, 64, 3), np.uint8), 9, 61),
+    ],
+)
+def test_requests_are_refused_exactly_as_animate_refuses_their_items(
+    image: np.ndarray, num_frames: int, fps: int
+) -> None:
+    with pytest.raises(animator_render.InvalidInput) as by_animate:
+        animator_render.animate(image, "x", 0, num_frames, fps)
+    with pytest.raises(animator_render.InvalidInput) as by_request:
+        animator_requests.read_batch(**batch_of(image, num_frames=num_frames, fps=fps))
+    assert str(by_request.value) == str(by_animate.value)
 
 
-def test_the_adapter_takes_tensor_names_from_the_model_config() -> None:
-    pbtxt = (VERSION_DIR.parent / "config.pbtxt").read_text()
-    declared = re.findall(r'name:\s*"([A-Z_]+)"', pbtxt)
-    config = {
-        "input": [{"name": n} for n in declared[:-1]],
-        "output": [{"name": declared[-1]}],
+def test_a_request_without_a_batch_dimension_is_refused() -> None:
+    arrays = batch_of(np.zeros((32, 32, 3), np.uint8))
+    arrays["image"] = arrays["image"][0]
+    with pytest.raises(animator_render.InvalidInput, match=r"IMAGE must be \[batch, H, W, 3\]"):
+        animator_requests.read_batch(**arrays)
+
+
+# The adapter, against a stand-in for the module Triton's python backend provides.
+
+
+class _TritonError:
+    CANCELLED, INVALID_ARG = "CANCELLED", "INVALID_ARG"
+
+    def __init__(self, message: str, code: str) -> None:
+        self.message, self.code = message, code
+
+
+@dataclass
+class _Tensor:
+    name: str
+    array: np.ndarray
+
+    def as_numpy(self) -> np.ndarray:
+        return self.array
+
+
+@dataclass
+class _Response:
+    output_tensors: list[_Tensor] = field(default_factory=list)
+    error: _TritonError | None = None
+
+
+@dataclass
+class _Request:
+    tensors: dict[str, np.ndarray]
+
+    def is_cancelled(self) -> bool:
+        return False
+
+
+@pytest.fixture
+def adapter(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """model.py, loaded by path as the backend loads it, with the backend's utilities faked."""
+    backend_utils = SimpleNamespace(
+        TritonError=_TritonError,
+        InferenceResponse=_Response,
+        Tensor=_Tensor,
+        get_input_tensor_by_name=lambda request, name: _Tensor(name, request.tensors[name]),
+    )
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", backend_utils)
+    spec = importlib.util.spec_from_file_location(
+        "alive_animator_adapter", VERSION_DIR / "model.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def model_config() -> dict[str, Any]:
+    """config.pbtxt as the JSON Triton passes to initialize (proto field names)."""
+    parsed = text_format.Parse(
+        (VERSION_DIR.parent / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
+    return json_format.MessageToDict(parsed, preserving_proto_field_name=True)
+
+
+def batch_of(
+    image: np.ndarray, prompt: str = "clouds", seed: int = 3, num_frames: int = 4, fps: int = 8
+) -> dict[str, np.ndarray]:
+    """read_batch's arguments for a batch of one item, shaped as Triton hands them over."""
+    return {
+        "image": image[np.newaxis],
+        "prompt": np.array([[prompt.encode()]], dtype=np.object_),
+        "seed": np.array([[seed]], np.int64),
+        "num_frames": np.array([[num_frames]], np.int32),
+        "fps": np.array([[fps]], np.int32),
     }
-    inputs, output = _adapter().tensor_names(config)
-    assert inputs == ["IMAGE", "PROMPT", "SEED", "NUM_FRAMES", "FPS"] and output == "FRAMES"
-    # read_batch takes exactly the declared inputs, lower-cased.
-    names = animator_requests.read_batch.__code__.co_varnames[: len(inputs)]
-    assert list(names) == [n.lower() for n in inputs]
+
+
+def started(adapter: ModuleType, config: dict[str, Any]) -> Any:
+    model = adapter.TritonPythonModel()
+    model.initialize({"model_config": json.dumps(config)})
+    return model
+
+
+def request_for(config: dict[str, Any], **item: Any) -> _Request:
+    """A request carrying ``batch_of(**item)`` under the input names ``config`` declares."""
+    arrays = batch_of(**item)
+    return _Request({tensor["name"]: arrays[tensor["name"].lower()] for tensor in config["input"]})
+
+
+@pytest.mark.parametrize("renamed", [False, True])
+def test_the_adapter_uses_the_tensor_names_the_config_declares(
+    adapter: ModuleType, renamed: bool
+) -> None:
+    config = model_config()
+    if renamed:  # any case of read_batch's names for the inputs, any name for the output
+        for tensor in config["input"]:
+            tensor["name"] = tensor["name"].lower()
+        config["output"][0]["name"] = "VIDEO"
+    image = landscape(48, 32)
+    (response,) = started(adapter, config).execute([request_for(config, image=image)])
+    assert response.error is None
+    (tensor,) = response.output_tensors
+    assert tensor.name == ("VIDEO" if renamed else "FRAMES")
+    assert np.array_equal(tensor.array[0], animator_render.animate(image, "clouds", 3, 4, 8))
+
+
+def test_a_bad_request_gets_a_clear_error_and_the_others_in_its_batch_are_served(
+    adapter: ModuleType,
+) -> None:
+    config = model_config()
+    image = landscape(48, 32)
+    bad_length = request_for(config, image=image, num_frames=0)
+    bad_photo = request_for(config, image=image.astype(np.float32))
+    good = request_for(config, image=image)
+    responses = started(adapter, config).execute([bad_length, bad_photo, good])
+    errors = [response.error for response in responses[:2]]
+    assert [error.code for error in errors] == [_TritonError.INVALID_ARG] * 2
+    assert errors[0].message == "NUM_FRAMES must be 1..600, got 0"
+    assert errors[1].message.startswith("IMAGE must be uint8 H x W x 3, got float32")
+    assert responses[2].error is None and responses[2].output_tensors[0].array.shape[1] == 4
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda config: config["input"][0].update(name="PHOTO"), "do not match"),
+        (lambda config: config["output"].append({"name": "AUDIO"}), "one output"),
+        (
+            lambda config: config["parameters"]["model_version"].update(string_value="other"),
+            "model_version",
+        ),
+    ],
+)
+def test_a_config_the_code_cannot_serve_stops_the_model_at_load(
+    adapter: ModuleType, change: Any, message: str
+) -> None:
+    config = model_config()
+    change(config)
+    with pytest.raises(ValueError, match=message):
+        started(adapter, config)

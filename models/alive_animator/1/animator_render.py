@@ -1,9 +1,10 @@
 """Renders frames: a virtual camera (zoom or pan with parallax between near and far), a
 drifting sky with procedural clouds, water ripple, wind sway and slowly shifting light.
 
-``animate`` is the one entry point and the one place inputs are validated
-(``check_request``). Motion is a function of time in seconds, so fps only changes how it is
-sampled; the same (image, prompt, seed, num_frames, fps) gives bit-identical frames.
+``animate`` is the one entry point; ``check_inputs`` is the one place its inputs are checked
+(animate runs it, and so does request decoding, to refuse a whole batch before rendering any of
+it). Motion is a function of time in seconds, so fps only changes how it is sampled; the same
+(image, prompt, seed, num_frames, fps) gives bit-identical frames.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ class InvalidInput(ValueError):
     """A request the model cannot animate; the message says which input and why."""
 
 
-def check_request(height: int, width: int, num_frames: int, fps: int) -> None:
-    """Raises InvalidInput unless the model can animate a photo this size at this length."""
+def check_inputs(image: Array, num_frames: int, fps: int) -> None:
+    """Raises InvalidInput unless ``animate`` can take this photo at this length and rate."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise InvalidInput(f"IMAGE must be uint8 H x W x 3, got {image.dtype} {image.shape}")
+    height, width = image.shape[:2]
     if min(height, width) < MIN_SIDE or max(height, width) > MAX_SIDE:
         raise InvalidInput(
             f"IMAGE sides must be {MIN_SIDE}..{MAX_SIDE} pixels, got {width}x{height}"
@@ -401,9 +405,7 @@ class _Renderer:
 
 def animate(image: Array, prompt: str, seed: int, num_frames: int, fps: int) -> Array:
     """Frames [num_frames, H, W, 3] uint8 of the photo (H x W x 3 uint8) brought to life."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise InvalidInput(f"IMAGE must be uint8 H x W x 3, got {image.dtype} {image.shape}")
-    check_request(image.shape[0], image.shape[1], num_frames, fps)
+    check_inputs(image, num_frames, fps)
     image = np.ascontiguousarray(image)
     renderer = _Renderer(image, analyse(image), plan_motion(prompt, seed))
     frames = np.empty((num_frames, *image.shape), np.uint8)

@@ -1,10 +1,15 @@
-"""Decodes one Triton request's batch into the animator's inputs, validated."""
+"""Decodes one Triton request's batch into the animator's inputs, validated.
+
+``read_batch`` takes one keyword per input tensor, named as config.pbtxt names it, lower-cased.
+Items are checked by the renderer's own ``check_inputs``; only what concerns the batch as a
+whole (its layout, one length for all) is checked here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from animator_render import InvalidInput, check_request
+from animator_render import InvalidInput, check_inputs
 from animator_scene import Array
 
 
@@ -22,8 +27,11 @@ class Job:
 def read_batch(
     image: Array, prompt: Array, seed: Array, num_frames: Array, fps: Array
 ) -> list[Job]:
-    """The items of one request's batch (arrays as Triton hands them over), or InvalidInput."""
-    if image.ndim != 4 or image.shape[3] != 3:
+    """The items of one request's batch (arrays as Triton hands them over), or InvalidInput.
+
+    A bad item refuses the whole request before any item is rendered (that takes seconds each).
+    """
+    if image.ndim != 4:  # [batch, ...], else there are no items to take apart
         raise InvalidInput(f"IMAGE must be [batch, H, W, 3], got {list(image.shape)}")
     batch = image.shape[0]
     jobs = [
@@ -37,7 +45,7 @@ def read_batch(
         for i in range(batch)
     ]
     for job in jobs:
-        check_request(job.image.shape[0], job.image.shape[1], job.num_frames, job.fps)
+        check_inputs(job.image, job.num_frames, job.fps)
     if len({job.num_frames for job in jobs}) > 1:
         # FRAMES of one request is one tensor, so its items must agree on the length.
         raise InvalidInput("NUM_FRAMES must be the same for every item of a request")

@@ -5,6 +5,7 @@ steer motion; animator_scene: photo analysis; animator_render: frames; animator_
 decoding a batch). Tensor names come from config.pbtxt, not from this file.
 """
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -12,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-# The python backend runs this file by path: put its siblings on the import path. Their
-# names start with "animator_" so they cannot shadow another model's or a library's modules.
+# Triton's python backend (2.51 checked) appends this directory to sys.path, after
+# site-packages, and imports this file as "1.model". Putting the directory first makes the
+# siblings import the same way when this file is loaded by path (tests) and win over any
+# installed module; their "animator_" prefix keeps them from shadowing one in turn.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from animator_render import InvalidInput, animate
@@ -64,7 +67,16 @@ class TritonPythonModel:
 
 
 def tensor_names(config: dict[str, Any]) -> tuple[list[str], str]:
-    """The input tensors' names (read_batch takes them lower-cased) and the one output's."""
-    inputs = [tensor["name"] for tensor in config["input"]]
-    (output,) = [tensor["name"] for tensor in config["output"]]
-    return inputs, output
+    """The input tensors' names and the one output's, as the model config declares them.
+
+    Each input goes to read_batch as the keyword of its lower-cased name, so a config that
+    declares other inputs stops the model at load, not at its first request.
+    """
+    inputs = [tensor["name"] for tensor in config.get("input", [])]
+    outputs = [tensor["name"] for tensor in config.get("output", [])]
+    taken = list(inspect.signature(read_batch).parameters)
+    if sorted(name.lower() for name in inputs) != sorted(taken):
+        raise ValueError(f"config.pbtxt inputs {inputs} do not match {[n.upper() for n in taken]}")
+    if len(outputs) != 1:
+        raise ValueError(f"config.pbtxt must declare one output, the frames, got {outputs}")
+    return inputs, outputs[0]
