@@ -66,12 +66,11 @@ class ReviewStage(Stage[PublishRequest, ReviewSettings]):
                 ReasonCode.REVIEW_CHECKPOINT_MISSING, "not passed: " + ", ".join(missing)
             )
         try:
-            await asyncio.to_thread(self.blobs.get_bytes, job.video)  # checks the sha256
+            # The file once it is checked against the sha256 the video checkpoint saw.
+            video = await asyncio.to_thread(self.blobs.local_path, job.video)
         except BlobError as exc:
             return Veto.of(ReasonCode.REVIEW_VIDEO_CHANGED, str(exc))
-        check = await asyncio.to_thread(
-            verify_video, self.blobs.local_path(job.video), self._trust_anchor
-        )
+        check = await asyncio.to_thread(verify_video, video, self._trust_anchor)
         ctx.scores["provenance_trusted"] = float(check.trusted)
         if not (check.trusted and check.ai_generated):
             return Veto.of(

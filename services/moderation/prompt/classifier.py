@@ -138,8 +138,8 @@ class PromptClassifier:
             for name, spec, expressions in self._patterns
             if any(e.search(visible) for e in expressions)
         ]
-        language, understood = self._language(prompt, words)
-        if check_language and not understood:
+        language, understood = self._language(prompt, words) if check_language else ("und", True)
+        if not understood:
             hits.append(("language", self.policy.prompt.language_reason_code, "review"))
         findings = tuple(
             dict.fromkeys(Finding(code, f"prompt matches policy: {name}") for name, code, _ in hits)

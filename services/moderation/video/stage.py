@@ -34,7 +34,7 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:
-            path = self.blobs.local_path(event.video)
+            path = await asyncio.to_thread(self.blobs.local_path, event.video)
             info = await asyncio.to_thread(probe_mp4, path)
         except (BlobError, MediaError) as exc:
             return Veto.of(ReasonCode.VIDEO_UNDECODABLE, str(exc))
