@@ -54,11 +54,6 @@ def match_tokens(text: str) -> list[str]:
     return _join_spelled_out(folded)
 
 
-def fold_term(term: str) -> tuple[str, ...]:
-    """A policy term as the words ``match_tokens`` would give for it."""
-    return tuple(match_tokens(term))
-
-
 def merge_look_alikes(word: str) -> str:
     """ "l" read as "i", so that "kiII" (capital I), "ki1l" and "kill" meet."""
     return word.replace("l", "i")
