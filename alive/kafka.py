@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
@@ -17,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def connection_options(settings: ServiceSettings) -> dict[str, Any]:
-    """How every client connects: the bootstrap servers, TLS and SASL from settings."""
+    """How every client connects: the bootstrap servers, TLS and SASL from settings (SCRAM or
+    PLAIN with a user and password, OAUTHBEARER with a token file)."""
     kafka = settings.kafka
     options: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers,
@@ -30,13 +34,44 @@ def connection_options(settings: ServiceSettings) -> dict[str, Any]:
             keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
         )
     if kafka.security_protocol.startswith("SASL_"):
-        assert kafka.sasl_password is not None  # checked by KafkaSettings
-        options |= {
-            "sasl_mechanism": kafka.sasl_mechanism,
-            "sasl_plain_username": kafka.sasl_username,
-            "sasl_plain_password": kafka.sasl_password.get_secret_value(),
-        }
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        if kafka.sasl_mechanism == "OAUTHBEARER":
+            assert kafka.sasl_oauth_token_path is not None  # checked by KafkaSettings
+            options["sasl_oauth_token_provider"] = FileTokenProvider(kafka.sasl_oauth_token_path)
+        else:
+            assert kafka.sasl_password is not None  # checked by KafkaSettings
+            options |= {
+                "sasl_plain_username": kafka.sasl_username,
+                "sasl_plain_password": kafka.sasl_password.get_secret_value(),
+            }
     return options
+
+
+class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+    """The OAUTHBEARER token, read from a file at every call: aiokafka asks at each
+    connection's authentication, so a token the platform rotates in place (a sidecar, a
+    projected service-account token) is picked up without a restart. Never logged."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    async def token(self) -> str:
+        try:
+            text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
+        except OSError as e:
+            raise KafkaTokenError(f"cannot read the OAUTHBEARER token file {self.path}: {e}") from e
+        token = text.strip()
+        if not token:
+            raise KafkaTokenError(f"the OAUTHBEARER token file {self.path} is empty")
+        return token
+
+    def __repr__(self) -> str:
+        return f"FileTokenProvider({str(self.path)!r})"
+
+
+class KafkaTokenError(RuntimeError):
+    """The OAUTHBEARER token file is missing, unreadable or empty."""
 
 
 def make_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProducer:
