@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
@@ -103,6 +104,14 @@ DLQ = Topic[Message](
 )
 
 
+class Subject(StrEnum):
+    """What a stage's attestation vouches for: the part of the job it judged or made."""
+
+    PHOTO = "photo"
+    PROMPT = "prompt"
+    VIDEO = "video"
+
+
 @dataclass(frozen=True)
 class StageSpec:
     """One stage of the pipeline: a service of its own, in its own consumer group.
@@ -111,6 +120,10 @@ class StageSpec:
     the job to ``passed_state``. A stage that may say no moves the job to ``veto_state``
     with ``veto_verdict``; a ``checkpoint`` is one of the moderation checkpoints every job
     must pass before it is READY.
+
+    A stage that ``attests`` signs, on each pass, what it judged or made (alive/attestation.py);
+    before it acts it verifies the attestations of the stages it ``requires``, each over the
+    job as it stands now (the same photo, prompt and video bytes).
     """
 
     name: str
@@ -122,6 +135,8 @@ class StageSpec:
     checkpoint: bool = False
     veto_state: JobState.ValueType = JobState.VETOED
     veto_verdict: Verdict.ValueType = Verdict.VETO
+    attests: Subject | None = None
+    requires: tuple[str, ...] = ()
 
     @property
     def consumer_group(self) -> str:
@@ -142,6 +157,7 @@ INGEST = StageSpec(
     "validate the photo and prompt, store the photo",
     veto_state=JobState.REJECTED,
     veto_verdict=Verdict.REJECT,
+    attests=Subject.PHOTO,
 )
 MODERATION_PHOTO = StageSpec(
     "moderation-photo",
@@ -151,6 +167,8 @@ MODERATION_PHOTO = StageSpec(
     JobState.PHOTO_CLEARED,
     "photo checkpoint",
     checkpoint=True,
+    attests=Subject.PHOTO,
+    requires=("ingest",),
 )
 MODERATION_PROMPT = StageSpec(
     "moderation-prompt",
@@ -160,6 +178,8 @@ MODERATION_PROMPT = StageSpec(
     JobState.PROMPT_CLEARED,
     "prompt checkpoint",
     checkpoint=True,
+    attests=Subject.PROMPT,
+    requires=("moderation-photo",),
 )
 GENERATOR = StageSpec(
     "generator",
@@ -168,9 +188,18 @@ GENERATOR = StageSpec(
     GENERATED,
     JobState.GENERATED,
     "animate the photo on Triton, encode H.264",
+    attests=Subject.VIDEO,
+    requires=("moderation-photo", "moderation-prompt"),
 )
 AUDIO = StageSpec(
-    "audio", "services.audio", GENERATED, SCORED, JobState.SCORED, "add an ambient soundtrack"
+    "audio",
+    "services.audio",
+    GENERATED,
+    SCORED,
+    JobState.SCORED,
+    "add an ambient soundtrack",
+    attests=Subject.VIDEO,
+    requires=("generator",),
 )
 PROVENANCE = StageSpec(
     "provenance",
@@ -179,6 +208,8 @@ PROVENANCE = StageSpec(
     SIGNED,
     JobState.SIGNED,
     "label AI-generated, sign C2PA",
+    attests=Subject.VIDEO,
+    requires=("moderation-photo", "moderation-prompt", "audio"),
 )
 MODERATION_VIDEO = StageSpec(
     "moderation-video",
@@ -188,6 +219,8 @@ MODERATION_VIDEO = StageSpec(
     JobState.READY,
     "video checkpoint: the creator sees it",
     checkpoint=True,
+    attests=Subject.VIDEO,
+    requires=("provenance",),
 )
 REVIEW = StageSpec(
     "review",
@@ -196,6 +229,8 @@ REVIEW = StageSpec(
     PUBLISHED,
     JobState.PUBLISHED,
     "pre-publish review: live on a Story",
+    attests=Subject.VIDEO,
+    requires=("moderation-photo", "moderation-prompt", "moderation-video", "provenance"),
 )
 
 
@@ -209,6 +244,13 @@ class Pipeline:
         readers = [s.consumes.key for s in stages]
         if len(set(readers)) != len(readers):
             raise ValueError("two stages read one topic: each topic has one consuming stage")
+        for i, spec in enumerate(stages):
+            attesting_before = {s.name for s in stages[:i] if s.attests}
+            unmet = sorted(set(spec.requires) - attesting_before)
+            if unmet:
+                raise ValueError(
+                    f"{spec.name} requires attestations no earlier stage makes: {unmet}"
+                )
         self.stages = tuple(stages)
         self.side_topics = tuple(side_topics)
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from google.protobuf.message import Message
 from opentelemetry import trace
 
+from alive.attestation import Keyring
 from alive.blobs import StageLedger
 from alive.jobs import MAX_ID_CHARS, valid_id
 from alive.pipeline import DLQ, STATUS, VETOES, StageSpec, Topic
@@ -207,9 +208,11 @@ class EventProcessor:
         sink: Sink,
         ledger: StageLedger,
         metrics: StageMetrics,
+        keyring: Keyring,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.stage = stage
+        self.keyring = keyring
         self.spec = stage.spec
         self.settings = settings
         self.sink = sink
@@ -254,7 +257,9 @@ class EventProcessor:
                 self._count("duplicate")
                 return
             ctx = StageContext(identity=identity, attempt=1, started_at_ms=started_ms)
-            outcome = await self._process_with_retries(event, ctx)
+            outcome = self._check_attestations(event) or await self._process_with_retries(
+                event, ctx
+            )
             try:
                 await self._emit(record, outcome, ctx)
             except OutputTooLarge as exc:  # this job's output, not Kafka, is the problem
@@ -282,6 +287,35 @@ class EventProcessor:
             shown = repr(identity.job_id[:MAX_ID_CHARS])
             return Finding(ReasonCode.INVALID_JOB_ID, f"{shown} is not a job id")
         return event, identity
+
+    def _check_attestations(self, event: Message) -> _Outcome | None:
+        """A veto when an attestation the stage requires is missing or does not hold: the
+        event was forged or tampered with, so the stage does not act on it."""
+        if not self.spec.requires:
+            return None
+        try:
+            job = self.stage.attested_job(event)
+        except PermanentError as exc:
+            return _Outcome(failure=exc)
+        if job is None:
+            failure = Finding(ReasonCode.ATTESTATION_MISSING, "no job to check attestations on")
+            self.metrics.attestation_failures.labels(self.spec.name, "", failure.code).inc()
+            return _Outcome(veto=Veto((failure,)))
+        check = self.keyring.check(job, self.spec.requires)
+        if check is None:
+            return None
+        self.metrics.attestation_failures.labels(
+            self.spec.name, check.required_stage, check.finding.code
+        ).inc()
+        log.error(
+            "attestation check failed",
+            extra={
+                "job_id": job.job_id,
+                "reason_code": check.finding.code,
+                "error": check.finding.detail,
+            },
+        )
+        return _Outcome(veto=Veto((check.finding,)))
 
     async def _emit(self, record: Record, outcome: _Outcome, ctx: StageContext) -> None:
         if outcome.passed is not None:
@@ -341,6 +375,8 @@ class EventProcessor:
                 scores=ctx.scores,
             )
         )
+        if spec.attests is not None:
+            job.attestations.append(self.keyring.attest(spec, job, verdict, self.stage.versions()))
         status = status_event(spec, ctx, spec.passed_state, verdict, ctx.review, finished)
         if job.HasField("video"):
             status.video.CopyFrom(job.video)

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from alive.attestation import Keyring
 from alive.blobs import StageLedger
 from alive.kafka import make_consumer
 from alive.locks import KeyedLocks
@@ -107,13 +108,14 @@ class StageRunner:
         producer: AIOKafkaProducer,
         ledger: StageLedger,
         metrics: StageMetrics,
+        keyring: Keyring,
     ) -> None:
         self.stage = stage
         self.spec = stage.spec
         self.settings = settings
         self.metrics = metrics
         sink = KafkaSink(producer, settings.kafka.max_request_size)
-        self.processor = EventProcessor(stage, settings, sink, ledger, metrics)
+        self.processor = EventProcessor(stage, settings, sink, ledger, metrics, keyring)
         self._max_in_flight: int = stage.settings.max_in_flight
         self._tracker = OffsetTracker()
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
+from alive.attestation import load_keyring
 from alive.blobs import LocalBlobStore, StageLedger
 from alive.health import HealthServer
 from alive.kafka import make_producer
@@ -88,7 +89,8 @@ async def _serve(
     await producer.start()
     runtime = ServiceRuntime(settings, blobs, StageLedger(blobs), producer, metrics, health)
     stage, components = build(stage_settings, runtime)
-    runner = StageRunner(stage, settings, producer, runtime.ledger, metrics)
+    keyring = load_keyring(stage.spec, stage_settings, settings)
+    runner = StageRunner(stage, settings, producer, runtime.ledger, metrics, keyring)
     health.add_readiness_check("consumer", lambda: runner.ready)
     health.add_readiness_check(service, stage.is_ready)
     loop = asyncio.get_running_loop()

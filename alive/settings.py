@@ -56,12 +56,16 @@ KAFKA_PROFILES: dict[Profile, KafkaProfile] = {
 
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:9092"
-    # How clients reach a real cluster: TLS (certificates from files) and SASL (SCRAM or
-    # PLAIN; the password is a secret, never logged). The embedded broker speaks PLAINTEXT.
+    # How clients reach a real cluster: TLS (certificates from files) and SASL: SCRAM or
+    # PLAIN with a user and password (a secret, never logged), or OAUTHBEARER with a token
+    # read from a file that something else keeps fresh (a sidecar, a projected
+    # service-account token), read anew at each connection so rotation needs no restart.
+    # The embedded broker speaks PLAINTEXT.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    sasl_oauth_token_path: Path | None = None
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None  # with ssl_keyfile: mutual TLS
     ssl_keyfile: Path | None = None
@@ -76,10 +80,16 @@ class KafkaSettings(BaseModel):
 
     @model_validator(mode="after")
     def _sasl_is_complete(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL_") and not (
-            self.sasl_mechanism and self.sasl_username and self.sasl_password
-        ):
-            raise ValueError(f"{self.security_protocol} needs sasl_mechanism, username, password")
+        protocol, mechanism = self.security_protocol, self.sasl_mechanism
+        if not protocol.startswith("SASL_"):
+            return self
+        if mechanism is None:
+            raise ValueError(f"{protocol} needs sasl_mechanism")
+        if mechanism == "OAUTHBEARER":
+            if self.sasl_oauth_token_path is None:
+                raise ValueError(f"{protocol} with OAUTHBEARER needs sasl_oauth_token_path")
+        elif not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"{protocol} with {mechanism} needs sasl_username, sasl_password")
         return self
 
 
@@ -108,6 +118,9 @@ class ServiceSettings(BaseSettings):
     # Health and Prometheus metrics endpoint.
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # The stage public keys every stage trusts for attestations (alive/attestation.py):
+    # {"<stage>": ["<base64 raw Ed25519 public key>", ...]}.
+    attestation_trust_path: Path = Path(".alive/keys/attestation-trust.json")
     # On SIGTERM: how long in-flight jobs may take to finish before they are handed back.
     shutdown_grace_s: float = 20.0
     # OpenTelemetry: spans are exported over OTLP/gRPC only when this is set.
@@ -154,6 +167,9 @@ class StageSettings(BaseSettings):
     fields and sets ``model_config = stage_settings_config(<its StageSpec>)``."""
 
     max_in_flight: int = 4
+    # The stage's Ed25519 private key (PEM) for its attestations; required for a stage that
+    # attests (alive/pipeline.py), a secret of that service alone.
+    attestation_key_path: Path | None = None
     # Transient errors (a dependency unavailable) are retried with exponential backoff.
     max_attempts: int = 6
     retry_base_s: float = 0.5

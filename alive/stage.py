@@ -98,6 +98,16 @@ class Stage(ABC, Generic[EventT, SettingsT]):
             raise PermanentError(ReasonCode.EVENT_WITHOUT_JOB_ID, "the event names no job")
         return JobIdentity(event.job_id, event.request_id, event.creator_id)
 
+    def attested_job(self, event: EventT) -> Job | None:
+        """The job whose attestations the stage's ``spec.requires`` are checked on before it
+        acts: the event itself for a stage that reads jobs."""
+        return event if isinstance(event, Job) else None
+
+    def versions(self) -> Mapping[str, str]:
+        """The policy and model versions this stage's decisions are made under; they go
+        into its attestations."""
+        return {}
+
     @abstractmethod
     async def process(self, event: EventT, ctx: StageContext) -> Job | Veto: ...
 

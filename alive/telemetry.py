@@ -115,6 +115,13 @@ class StageMetrics:
             ["checkpoint", "reason"],
             registry=registry,
         )
+        self.attestation_failures = Counter(
+            "alive_attestation_failures",
+            "Jobs ended because an attestation they needed was missing or invalid, by the "
+            "stage whose attestation it was: a forged or tampered event. Alert on any.",
+            [*labels, "required_stage", "reason"],
+            registry=registry,
+        )
         self.in_flight = Gauge(
             "alive_in_flight", "Events being processed now.", labels, registry=registry
         )

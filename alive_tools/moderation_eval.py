@@ -49,7 +49,7 @@ async def judge_all(prompts: list[str], settings: PromptCheckpointSettings) -> l
         judged = []
         for i, prompt in enumerate(prompts):
             started = time.perf_counter()
-            out = await harness.send(Job(job_id=f"eval-{i}", prompt=prompt))
+            out = await harness.send(harness.upstream(Job(job_id=f"eval-{i}", prompt=prompt)))
             seconds = time.perf_counter() - started
             if out.vetoes:
                 judged.append(Judged("block", list(out.vetoes[0].reason_codes), seconds))

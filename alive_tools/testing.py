@@ -29,6 +29,7 @@ from alive.settings import ServiceSettings
 from alive.stage import Stage
 from alive.telemetry import StageMetrics
 from alive.v1.events_pb2 import Job, StatusEvent, VetoEvent
+from alive_tools.keys import StageKeys
 
 
 @dataclass
@@ -87,16 +88,30 @@ class _MemorySink:
 
 
 class StageHarness:
-    def __init__(self, stage: Stage[Any, Any], settings: ServiceSettings | None = None) -> None:
+    def __init__(
+        self,
+        stage: Stage[Any, Any],
+        settings: ServiceSettings | None = None,
+        keys: StageKeys | None = None,
+    ) -> None:
         self.stage = stage
         self.settings = settings or ServiceSettings()
+        # Attestation keys for every stage: ``harness.keys.attest(job, "moderation-photo")``
+        # makes a job as an earlier stage would have passed it on.
+        self.keys = keys or StageKeys()
         self.ledger = StageLedger(stage.blobs)
         self.metrics = StageMetrics(stage.spec.name, CollectorRegistry())
         self.retry_delays: list[float] = []
         self._sink = _MemorySink(self.settings, stage.spec.emits)
         self._offsets = count()
         self.processor = EventProcessor(
-            stage, self.settings, self._sink, self.ledger, self.metrics, self._no_wait
+            stage,
+            self.settings,
+            self._sink,
+            self.ledger,
+            self.metrics,
+            self.keys.keyring(stage.spec.name),
+            self._no_wait,
         )
 
     @property
@@ -114,6 +129,11 @@ class StageHarness:
         topic = self.settings.topic(self.stage.spec.consumes)
         await self.processor.handle(Record(topic, 0, next(self._offsets), key, value))
         return Emitted(*(getattr(self.emitted, kind)[before[kind] :] for kind in _KINDS))
+
+    def upstream(self, job: Job) -> Job:
+        """``job`` with the attestations this stage requires, as the earlier stages would
+        have signed it as it is now (a test starting a job part-way down the pipeline)."""
+        return self.keys.attest(job, *self.stage.spec.requires)
 
     async def _no_wait(self, delay_s: float) -> None:
         self.retry_delays.append(delay_s)

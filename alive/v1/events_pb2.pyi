@@ -380,6 +380,7 @@ class Job(_message.Message):
     STAGES_FIELD_NUMBER: _builtins.int
     SUBMITTED_AT_MS_FIELD_NUMBER: _builtins.int
     SOUNDSCAPE_LAYERS_FIELD_NUMBER: _builtins.int
+    ATTESTATIONS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     request_id: _builtins.str
     creator_id: _builtins.str
@@ -409,6 +410,12 @@ class Job(_message.Message):
     def stages(self) -> _containers.RepeatedCompositeFieldContainer[Global___StageRecord]: ...
     @_builtins.property
     def soundscape_layers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def attestations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attestation]:
+        """Each deciding or producing stage's signed statement, in the order they were made; a
+        stage verifies the ones it needs before it acts (docs/security.md).
+        """
+
     def __init__(
         self,
         *,
@@ -426,14 +433,88 @@ class Job(_message.Message):
         stages: _abc.Iterable[Global___StageRecord] | None = ...,
         submitted_at_ms: _builtins.int = ...,
         soundscape_layers: _abc.Iterable[_builtins.str] | None = ...,
+        attestations: _abc.Iterable[Global___Attestation] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "output", b"output", "photo", b"photo", "photo_info", b"photo_info", "provenance", b"provenance", "video", b"video"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "generation", b"generation", "job_id", b"job_id", "output", b"output", "photo", b"photo", "photo_info", b"photo_info", "prompt", b"prompt", "provenance", b"provenance", "request_id", b"request_id", "seed", b"seed", "soundscape_layers", b"soundscape_layers", "stages", b"stages", "submitted_at_ms", b"submitted_at_ms", "video", b"video"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attestations", b"attestations", "creator_id", b"creator_id", "generation", b"generation", "job_id", b"job_id", "output", b"output", "photo", b"photo", "photo_info", b"photo_info", "prompt", b"prompt", "provenance", b"provenance", "request_id", b"request_id", "seed", b"seed", "soundscape_layers", b"soundscape_layers", "stages", b"stages", "submitted_at_ms", b"submitted_at_ms", "video", b"video"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
+
+@_typing.final
+class Attestation(_message.Message):
+    """A stage's signed statement about one job: it gave this verdict on the blob (or prompt)
+    with this sha256, under these policy and model versions. Ed25519 over the fields 1-7 in
+    the encoding alive/attestation.py defines; key_id names the stage key that signed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class VersionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    CREATOR_ID_FIELD_NUMBER: _builtins.int
+    VERDICT_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    SUBJECT_SHA256_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    stage: _builtins.str
+    job_id: _builtins.str
+    creator_id: _builtins.str
+    verdict: Global___Verdict.ValueType
+    subject: _builtins.str
+    """photo | prompt | video: what the stage judged or made"""
+    subject_sha256: _builtins.str
+    """hex; of the prompt's UTF-8 bytes for "prompt" """
+    key_id: _builtins.str
+    signature: _builtins.bytes
+    @_builtins.property
+    def versions(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """e.g. policy, model"""
+
+    def __init__(
+        self,
+        *,
+        stage: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+        creator_id: _builtins.str = ...,
+        verdict: Global___Verdict.ValueType = ...,
+        subject: _builtins.str = ...,
+        subject_sha256: _builtins.str = ...,
+        versions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "job_id", b"job_id", "key_id", b"key_id", "signature", b"signature", "stage", b"stage", "subject", b"subject", "subject_sha256", b"subject_sha256", "verdict", b"verdict", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attestation: _TypeAlias = Attestation  # noqa: Y015
 
 @_typing.final
 class PublishRequest(_message.Message):

@@ -29,6 +29,7 @@ from alive.settings import ServiceSettings
 from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.embedded.ports import free_port
 from alive_tools.embedded.triton import TritonServer
+from alive_tools.keys import TRUST_FILE, ensure_key_dir
 from services.provenance.certs import ensure_dev_chain
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +98,8 @@ class EmbeddedStack:
         self.logs = self.workdir / "logs"
         self.blob_root = self.workdir / "blobs"
         self.cert_dir = self.workdir / "certs"
+        self.key_dir = self.workdir / "keys"
+        self.stage_keys: dict[str, Path] = {}
         self.broker = EmbeddedBroker(self.logs / "broker.log")
         self.triton = TritonServer(
             self.model_repository, self.workdir / "triton", log_path=self.logs / "triton.log"
@@ -134,6 +137,7 @@ class EmbeddedStack:
         # The development signing chain ("make run creates it on first use"): review needs
         # its root before provenance would have made it.
         ensure_dev_chain(self.cert_dir)
+        self.stage_keys = ensure_key_dir(self.key_dir)
         self.api_port = free_port()
         for spec in PIPELINE:
             port = free_port()
@@ -158,10 +162,10 @@ class EmbeddedStack:
             },
             REVIEW: {"trust_anchor_path": str(self.trust_anchor)},
         }
-        return {
-            f"{spec.settings_prefix}{name.upper()}": value
-            for name, value in wiring.get(spec, {}).items()
-        }
+        own = dict(wiring.get(spec, {}))
+        if spec.name in self.stage_keys:
+            own["attestation_key_path"] = str(self.stage_keys[spec.name])
+        return {f"{spec.settings_prefix}{name.upper()}": value for name, value in own.items()}
 
     def _env_for(self, spec: StageSpec, http_port: int) -> dict[str, str]:
         others = tuple(s.settings_prefix for s in PIPELINE if s != spec)
@@ -171,6 +175,7 @@ class EmbeddedStack:
             "ALIVE_PROFILE": "embedded",
             "ALIVE_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "ALIVE_BLOB_ROOT": str(self.blob_root),
+            "ALIVE_ATTESTATION_TRUST_PATH": str(self.key_dir / TRUST_FILE),
             "ALIVE_HTTP_PORT": str(http_port),
             "ALIVE_SHUTDOWN_GRACE_S": str(self.shutdown_grace_s),
             "PYTHONUNBUFFERED": "1",

@@ -14,6 +14,7 @@ import contextlib
 import io
 import logging
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -96,6 +97,9 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
             except InferenceServerException:
                 self._triton_ready = False
             await asyncio.sleep(2.0)
+
+    def versions(self) -> Mapping[str, str]:
+        return {"model": self.settings.model_name, "model_version": self._model_version or "1"}
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         assert self._client is not None

@@ -5,6 +5,7 @@ review or allow under the policy."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -96,3 +97,6 @@ class ImageCheckpoint(Stage[Job, SettingsT]):
 
     def is_ready(self) -> bool:
         return self.models.ready
+
+    def versions(self) -> Mapping[str, str]:
+        return {"policy": self.policy.version, "nsfw": "open_nsfw", "ocr": "rapidocr-pp-ocr"}

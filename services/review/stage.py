@@ -1,12 +1,14 @@
 """Review: the last gate before a video goes live on a Story.
 
 Consumes PublishRequest from alive.publish-requests; emits the job to alive.published
-(PUBLISHED). Reads the job as the video checkpoint passed it (the stage ledger) and vetoes
-unless every moderation checkpoint passed it (REVIEW_CHECKPOINT_MISSING), the video is the
-one that was checked (REVIEW_VIDEO_CHANGED) and it still verifies as Trusted and
-AI-generated against the trust anchor (REVIEW_PROVENANCE_NOT_TRUSTED). A request for a job
-that is not READY is dead-lettered (JOB_NOT_READY) and leaves the job as it is. The human
-review queue comes in its own issue.
+(PUBLISHED). Reads the job as the video checkpoint passed it (the stage ledger). Before
+review acts, the runner checks that job's attestations (alive/attestation.py): every
+moderation checkpoint and provenance must have signed it as it stands, so a forged or edited
+ledger record or publish request ends in ATTESTATION_MISSING or ATTESTATION_INVALID. Then
+review vetoes unless the video bytes are the ones attested (REVIEW_VIDEO_CHANGED) and still
+verify as Trusted and AI-generated against the trust anchor (REVIEW_PROVENANCE_NOT_TRUSTED).
+A request for a job that is not READY is dead-lettered (JOB_NOT_READY) and leaves the job as
+it is. The human review queue comes in its own issue.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class ReviewStage(Stage[PublishRequest, ReviewSettings]):
 
     def identify(self, event: PublishRequest) -> JobIdentity:
         job = self._ready_job(event.job_id)
-        marked = [r.stage for r in job.stages if r.verdict == Verdict.REVIEW]
+        # From the signed verdicts (the runner checks the signatures next), not the records.
+        marked = sorted({a.stage for a in job.attestations if a.verdict == Verdict.REVIEW})
         if marked:
             # Held for a person (the human review queue is its own issue): not published,
             # and the job stays READY.
@@ -57,16 +60,13 @@ class ReviewStage(Stage[PublishRequest, ReviewSettings]):
             raise PermanentError(ReasonCode.JOB_NOT_READY, f"job {job_id!r} is not READY")
         return outcome.passed
 
+    def attested_job(self, event: PublishRequest) -> Job:
+        return self._ready_job(event.job_id)
+
     async def process(self, event: PublishRequest, ctx: StageContext) -> Job | Veto:
         job = self._ready_job(event.job_id)
-        passed = {r.stage for r in job.stages if r.verdict in (Verdict.PASS, Verdict.REVIEW)}
-        missing = [c for c in PIPELINE.checkpoints if c not in passed]
-        if missing:
-            return Veto.of(
-                ReasonCode.REVIEW_CHECKPOINT_MISSING, "not passed: " + ", ".join(missing)
-            )
         try:
-            # The file once it is checked against the sha256 the video checkpoint saw.
+            # The file once it is checked against the sha256 the attestations vouch for.
             video = await asyncio.to_thread(self.blobs.local_path, job.video)
         except BlobError as exc:
             return Veto.of(ReasonCode.REVIEW_VIDEO_CHANGED, str(exc))

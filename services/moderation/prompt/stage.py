@@ -9,6 +9,8 @@ person; "allow" passes it. Vetoes and statuses name categories, never the prompt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from alive.blobs import BlobStore
 from alive.pipeline import MODERATION_PROMPT
 from alive.stage import Stage, StageContext, Veto
@@ -24,6 +26,9 @@ class PromptCheckpoint(Stage[Job, PromptCheckpointSettings]):
     def __init__(self, settings: PromptCheckpointSettings, blobs: BlobStore) -> None:
         super().__init__(settings, blobs)
         self.classifier = PromptClassifier(load_policy(settings.policy_path))
+
+    def versions(self) -> Mapping[str, str]:
+        return {"policy": self.classifier.policy.version}
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         decision = self.classifier.classify(event.prompt)

@@ -24,7 +24,8 @@ async def test_a_silent_video_gets_a_soundtrack_chosen_from_the_prompt(tmp_path:
         output=OutputSpec(width=64, height=112, fps=12, duration_ms=1000),
         generation=GenerationInfo(frame_count=12),
     )
-    out = await StageHarness(AudioStage(AudioSettings(), blobs)).send(job)
+    harness = StageHarness(AudioStage(AudioSettings(), blobs))
+    out = await harness.send(harness.upstream(job))
     assert out.statuses[0].state == JobState.SCORED
     (scored,) = out.jobs
     assert {"rain", "waves"} <= set(scored.soundscape_layers)

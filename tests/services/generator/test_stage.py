@@ -42,7 +42,7 @@ async def test_the_model_animates_the_photo_into_a_silent_video(
     blobs = LocalBlobStore(tmp_path)
     settings = GeneratorSettings(triton_url=triton.grpc_url)
     async with StageHarness(GeneratorStage(settings, blobs)) as harness:
-        out = await harness.send(prompt_cleared(blobs))
+        out = await harness.send(harness.upstream(prompt_cleared(blobs)))
     assert out.statuses[0].state == JobState.GENERATED
     (job,) = out.jobs
     assert job.generation.model_name == "alive_animator"
@@ -58,7 +58,7 @@ async def test_triton_unreachable_is_retried_then_fails_the_job(tmp_path: Path) 
         triton_url=f"127.0.0.1:{free_port()}", max_attempts=3, infer_timeout_s=5
     )
     async with StageHarness(GeneratorStage(settings, blobs)) as harness:
-        out = await harness.send(prompt_cleared(blobs))
+        out = await harness.send(harness.upstream(prompt_cleared(blobs)))
     assert len(harness.retry_delays) == 2
     assert out.statuses[0].state == JobState.FAILED
     assert [d.reason_code for d in out.dead_letters] == [ReasonCode.RETRIES_EXHAUSTED]

@@ -41,7 +41,7 @@ async def check(tmp_path: Path, data: bytes, **settings: object) -> Emitted:
     stage = PhotoCheckpoint(PhotoCheckpointSettings(**settings), blobs)  # type: ignore[arg-type]
     async with StageHarness(stage) as harness:
         photo = blobs.put_bytes("photos/p1.png", data, "image/png")
-        return await harness.send(Job(job_id="p1", photo=photo))
+        return await harness.send(harness.upstream(Job(job_id="p1", photo=photo)))
 
 
 async def test_a_photo_passes_with_its_scores_recorded(tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ async def test_a_model_that_fails_to_load_keeps_the_checkpoint_not_ready(tmp_pat
     async with StageHarness(stage) as harness:
         assert not stage.is_ready()
         photo = stage.blobs.put_bytes("photos/p.png", photo_bytes(), "image/png")
-        out = await harness.send(Job(job_id="p2", photo=photo))
+        out = await harness.send(harness.upstream(Job(job_id="p2", photo=photo)))
     assert list(out.statuses[0].reason_codes) == [ReasonCode.RETRIES_EXHAUSTED]
 
 

@@ -32,7 +32,9 @@ def first_terms() -> dict[ReasonCode, str]:
 async def test_each_category_decides_with_its_code(
     harness: StageHarness, code: ReasonCode, term: str
 ) -> None:
-    out = await harness.send(Job(job_id="q1", prompt=f"a photo with {term} in it"))
+    out = await harness.send(
+        harness.upstream(Job(job_id="q1", prompt=f"a photo with {term} in it"))
+    )
     category = next(c for c in POLICY.prompt.categories.values() if c.reason_code == code)
     if category.action == "block":
         assert code in out.vetoes[0].reason_codes
@@ -59,13 +61,13 @@ def test_every_prompt_code_has_a_rule() -> None:
 
 
 async def test_a_harmless_prompt_passes(harness: StageHarness) -> None:
-    out = await harness.send(Job(job_id="q2", prompt="waves at dusk"))
+    out = await harness.send(harness.upstream(Job(job_id="q2", prompt="waves at dusk")))
     assert out.statuses[0].state == JobState.PROMPT_CLEARED and out.jobs
     assert out.jobs[0].stages[-1].verdict == Verdict.PASS
 
 
 async def test_a_prompt_for_a_person_passes_marked_review(harness: StageHarness) -> None:
-    out = await harness.send(Job(job_id="q3", prompt="сделай это фото живым"))
+    out = await harness.send(harness.upstream(Job(job_id="q3", prompt="сделай это фото живым")))
     (job,) = out.jobs
     record = job.stages[-1]
     assert record.verdict == Verdict.REVIEW

@@ -29,7 +29,7 @@ async def check(
     write_clip(tmp_path / "clip.mp4", audio_length=audio_length)
     video = blobs.put_file("videos/v1/signed.mp4", tmp_path / "clip.mp4", "video/mp4")
     async with StageHarness(VideoCheckpoint(VideoCheckpointSettings(**settings), blobs)) as h:
-        return await h.send(Job(job_id="v1", video=video, output=spec))
+        return await h.send(h.upstream(Job(job_id="v1", video=video, output=spec)))
 
 
 async def test_a_video_as_asked_passes_and_is_ready(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ async def test_an_undecodable_video_is_vetoed(tmp_path: Path) -> None:
     blobs = LocalBlobStore(tmp_path)
     video = blobs.put_bytes("videos/v2/signed.mp4", b"\x00\x00\x00\x18ftypmp42 broken", "video/mp4")
     async with StageHarness(VideoCheckpoint(VideoCheckpointSettings(), blobs)) as harness:
-        out = await harness.send(Job(job_id="v2", video=video, output=CLIP_SPEC))
+        out = await harness.send(harness.upstream(Job(job_id="v2", video=video, output=CLIP_SPEC)))
     assert list(out.vetoes[0].reason_codes) == [ReasonCode.VIDEO_UNDECODABLE]
     assert out.statuses[0].state == JobState.VETOED
 
@@ -85,6 +85,6 @@ async def test_harmful_text_on_every_frame_is_blocked(tmp_path: Path) -> None:
     video = blobs.put_file("videos/v3/signed.mp4", tmp_path / "clip.mp4", "video/mp4")
     spec = OutputSpec(width=288, height=512, fps=12, duration_ms=1000)
     async with StageHarness(VideoCheckpoint(VideoCheckpointSettings(), blobs)) as harness:
-        out = await harness.send(Job(job_id="v3", video=video, output=spec))
+        out = await harness.send(harness.upstream(Job(job_id="v3", video=video, output=spec)))
     assert list(out.vetoes[0].reason_codes) == [ReasonCode.VIDEO_TEXT]
     assert "self_harm" in out.vetoes[0].detail

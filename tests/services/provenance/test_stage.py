@@ -36,7 +36,7 @@ async def test_a_scored_video_is_signed_and_verifies_as_trusted(tmp_path: Path) 
         cert_dir=tmp_path / "certs", trust_anchor_path=tmp_path / "certs" / "root.pem"
     )
     async with StageHarness(ProvenanceStage(settings, blobs)) as harness:
-        out = await harness.send(scored_job(tmp_path, blobs))
+        out = await harness.send(harness.upstream(scored_job(tmp_path, blobs)))
     assert out.statuses[0].state == JobState.SIGNED
     (signed,) = out.jobs
     assert signed.provenance.validation_state == TRUSTED
@@ -49,7 +49,7 @@ async def test_a_file_that_does_not_verify_is_never_sent_on(tmp_path: Path) -> N
     other_root = ensure_dev_chain(tmp_path / "other", organisation="someone else").root_cert
     settings = ProvenanceSettings(cert_dir=tmp_path / "certs", trust_anchor_path=other_root)
     async with StageHarness(ProvenanceStage(settings, blobs)) as harness:
-        out = await harness.send(scored_job(tmp_path, blobs))
+        out = await harness.send(harness.upstream(scored_job(tmp_path, blobs)))
     assert not out.jobs
     assert out.statuses[0].state == JobState.FAILED
     assert [d.reason_code for d in out.dead_letters] == [ReasonCode.PROVENANCE_NOT_TRUSTED]
