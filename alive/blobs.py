@@ -8,7 +8,10 @@ Only the local store exists so far.
 Nothing in the store is trusted just for being there: the local store never follows a
 symbolic link (in the blob's name or any folder on its way), reads only regular files
 (never a FIFO or a device), caps what it reads, and checks a blob against the sha256 its
-reference carries. Each refusal is a ``BlobError`` with its own reason code.
+reference carries. Each refusal is a ``BlobError`` with its own reason code. A stage's
+output is created, never taken over: ``put_bytes`` refuses a key that already holds
+anything (BLOB_EXISTS), and stages write under unguessable keys (``output_key``), so a file
+planted where a stage will write is neither read as its output nor overwritten.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import secrets
 import stat
 import tempfile
 from abc import ABC, abstractmethod
@@ -35,9 +39,16 @@ class BlobError(ReasonError):
     not what its reference's sha256 says; ``reason_code`` tells which."""
 
 
+def output_key(prefix: str, extension: str) -> str:
+    """A fresh, unguessable key for a stage's output: ``<prefix>-<128 random bits><extension>``.
+    A retried step writes a new key; the event its first run sent on keeps naming the first."""
+    return f"{prefix}-{secrets.token_hex(16)}{extension}"
+
+
 class BlobStore(ABC):
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes, content_type: str) -> BlobRef: ...
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> BlobRef:
+        """Creates the blob; BLOB_EXISTS when the key already holds something."""
 
     @abstractmethod
     def put_file(self, key: str, path: Path, content_type: str) -> BlobRef: ...
@@ -73,16 +84,15 @@ class LocalBlobStore(BlobStore):
         self.max_bytes = max_bytes
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> BlobRef:
-        """Write-once: a key keeps its first bytes. A redelivered job (at-least-once) then
-        refers to the file its first run sent on, even where a step is not deterministic
-        (a C2PA signature), so a later check of the sha256 still holds."""
+        """Creates the file whole or not at all; a file (or link, or anything) already at
+        the key is an error, never taken as this write's result."""
         path = self._path_for_key(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._temporary(path, data)
         try:
-            os.link(tmp, path)  # atomic create-if-absent
-        except FileExistsError:
-            data = path.read_bytes()
+            os.link(tmp, path)  # atomic create-if-absent; does not follow a link at path
+        except FileExistsError as exc:
+            raise BlobError(ReasonCode.BLOB_EXISTS, f"{key!r} already exists") from exc
         finally:
             os.unlink(tmp)
         return BlobRef(
@@ -175,6 +185,9 @@ class LocalBlobStore(BlobStore):
         return path
 
 
+_CANCELLED = "cancelled"  # a ledger folder of its own, beside the stages'
+
+
 class StageLedger:
     """What each stage has finished, per job: the stage's output event (or veto), by job id.
 
@@ -191,6 +204,13 @@ class StageLedger:
 
     def put(self, stage: str, job_id: str, record: bytes) -> None:
         self._store.write_key(self._key(stage, job_id), record)
+
+    def mark_cancelled(self, job_id: str) -> None:
+        """Records that the job's creator cancelled it: no stage works on it after this."""
+        self.put(_CANCELLED, job_id, b"cancelled")
+
+    def is_cancelled(self, job_id: str) -> bool:
+        return self.get(_CANCELLED, job_id) is not None
 
     @staticmethod
     def valid_job_id(job_id: str) -> bool:

@@ -1,14 +1,16 @@
 """Facts about a job that several stages and clients compute the same way: its state
-machine, its frame count, where its videos are kept.
+machine, its frame count, where its videos are kept, the upload area of a request.
 
 A job moves forward through the states its stages reach (alive/pipeline.py) to READY (the
 creator sees it) and PUBLISHED (live on a Story), or ends early: REJECTED (bad input,
-ingest), VETOED (a checkpoint or review said no) or FAILED (a stage could not process it).
+ingest), VETOED (a checkpoint or review said no), FAILED (a stage could not process it) or
+CANCELLED (its creator cancelled it).
 A terminal state is final: later events for the job do not change it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from alive.v1.events_pb2 import JobState, OutputSpec
@@ -17,7 +19,7 @@ from alive.v1.events_pb2 import JobState, OutputSpec
 DEFAULT_PROMPT = "make this photo come alive"
 
 TERMINAL_STATES: frozenset[JobState.ValueType] = frozenset(
-    {JobState.PUBLISHED, JobState.REJECTED, JobState.VETOED, JobState.FAILED}
+    {JobState.PUBLISHED, JobState.REJECTED, JobState.VETOED, JobState.FAILED, JobState.CANCELLED}
 )
 # Where a creator stops waiting: the video is ready to see, or the job ended.
 SETTLED_STATES: frozenset[JobState.ValueType] = TERMINAL_STATES | {JobState.READY}
@@ -35,6 +37,20 @@ def valid_id(value: str) -> bool:
     return _ID.fullmatch(value) is not None
 
 
+def asset_id(job_id: str) -> str:
+    """The video's id in its public C2PA manifest and file name: derived from the job id
+    one way, so that whoever holds the video cannot learn the job id from it."""
+    return hashlib.sha256(b"alive.asset\0" + job_id.encode()).hexdigest()[:32]
+
+
+def upload_area(creator_id: str, request_id: str) -> str:
+    """The blob key prefix a request's photo must be uploaded under (``uploads/<creator>/
+    <request>/``): ingest takes a photo reference only from its own request's area, so a
+    request cannot name another creator's or another request's upload. Ids are valid_id,
+    which keeps them single, non-dot path segments."""
+    return f"uploads/{creator_id}/{request_id}/"
+
+
 def is_terminal(state: JobState.ValueType) -> bool:
     return state in TERMINAL_STATES
 
@@ -44,6 +60,7 @@ def frame_count(spec: OutputSpec) -> int:
     return max(1, round(spec.duration_ms * spec.fps / 1000))
 
 
-def video_key(job_id: str, step: str) -> str:
-    """Blob key of a job's video after a step (generated, scored, signed)."""
-    return f"videos/{job_id}/{step}.mp4"
+def video_prefix(job_id: str, step: str) -> str:
+    """Where a job's video after a step (generated, scored, signed) is kept; the key adds
+    an unguessable part (alive/blobs.py ``output_key``)."""
+    return f"videos/{job_id}/{step}"

@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 
 from alive.attestation import Keyring
-from alive.blobs import StageLedger
+from alive.blobs import StageLedger, output_key
 from alive.jobs import MAX_ID_CHARS, valid_id
 from alive.pipeline import DLQ, STATUS, VETOES, StageSpec, Topic
 from alive.reasons import Finding, ReasonCode
@@ -246,6 +246,7 @@ class EventProcessor:
         ) as span:
             try:
                 finished = self.ledger.get(spec.name, identity.job_id) is not None
+                cancelled = not finished and self.ledger.is_cancelled(identity.job_id)
             except Exception as exc:  # the record names a job the ledger cannot look up
                 log.exception("ledger lookup failed", extra={"job_id": identity.job_id})
                 lookup = Finding(ReasonCode.UNPROCESSABLE_EVENT, f"ledger: {_described(exc)}")
@@ -255,6 +256,10 @@ class EventProcessor:
             if finished:
                 log.info("already processed; skipping", extra={"job_id": identity.job_id})
                 self._count("duplicate")
+                return
+            if cancelled:  # its CANCELLED status is already out; nothing more is made
+                log.info("cancelled; skipping", extra={"job_id": identity.job_id})
+                self._count("cancelled")
                 return
             ctx = StageContext(identity=identity, attempt=1, started_at_ms=started_ms)
             outcome = self._check_attestations(event) or await self._process_with_retries(
@@ -426,7 +431,9 @@ class EventProcessor:
         letter = dead_letter(record, self._dlq, self.spec.name, finding, job_id)
         if record_size(letter) > self._max_record_bytes:
             # Too big for Kafka: keep the payload in the blob store, send its reference.
-            key = f"dlq/{self.spec.name}/{record.topic}/{record.partition}-{record.offset}"
+            key = output_key(
+                f"dlq/{self.spec.name}/{record.topic}/{record.partition}-{record.offset}", ""
+            )
             stored = await asyncio.to_thread(
                 self.stage.blobs.put_bytes, key, record.value or b"", "application/octet-stream"
             )

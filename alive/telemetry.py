@@ -98,7 +98,7 @@ class StageMetrics:
         self.events_out = Counter(
             "alive_events_processed",
             "Events processed, by outcome (passed, vetoed, rejected, failed, duplicate, "
-            "undecodable, dead_lettered).",
+            "cancelled, undecodable, dead_lettered).",
             [*labels, "outcome"],
             registry=registry,
         )

@@ -5,6 +5,9 @@ alive run                      start the embedded stack, animate the sample phot
 alive up                       start the embedded stack and keep it running (Ctrl-C stops)
 alive submit PHOTO [PROMPT]    send your own photo to a running stack; prints the result path
 alive status JOB_ID            a job's state and its path through the pipeline
+alive cancel JOB_ID            cancel a job that has not ended
+alive token [--scope S ...]    print a development token of the running stack, for other tools
+                               (the CLI mints its own; the API wants one on every call)
 alive topics                   create Alive's topics on the configured Kafka (deployments)
 
 Exit codes: 0 done (READY or PUBLISHED); 1 the job was rejected, vetoed or failed, or a
@@ -41,6 +44,8 @@ from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import JobState, OutputSpec, Verdict
 from alive_tools.client import AliveClient, Rejected
 from alive_tools.embedded.stack import REPO_ROOT, EmbeddedStack
+from alive_tools.keys import mint_token
+from services.ingest.auth import CREATOR_CLAIM, CREATOR_SCOPES, Scope
 
 console = Console(stderr=True)
 WORKDIR = Path(".alive")
@@ -49,6 +54,7 @@ SAMPLE_PHOTO = REPO_ROOT / "samples" / "chelsea.jpg"
 # The states a job passes on its way to READY, for the progress bar.
 STEPS_TO_READY = PIPELINE.steps_to(JobState.READY)
 STARTING = f"starting the broker, Triton and {len(PIPELINE.stages)} services…"
+CLI_SUBJECT = "cli"  # the creator the CLI submits as, with a development token
 NO_STACK, NO_PHOTO = 3, 4  # exit codes (2 is argparse's usage error)
 
 
@@ -70,9 +76,31 @@ def main(argv: list[str] | None = None) -> None:
     _add_job_options(submit)
     status = commands.add_parser("status", help="show a job")
     status.add_argument("job_id", help="as printed by submit")
+    cancel = commands.add_parser("cancel", help="cancel a job that has not ended")
+    cancel.add_argument("job_id", help="as printed by submit")
+    token = commands.add_parser(
+        "token", help="print a development token of the running stack (for grpcurl, clients)"
+    )
+    token.add_argument("--subject", default=CLI_SUBJECT, help="the creator it calls as")
+    token.add_argument(
+        "--scope",
+        action="append",
+        choices=[s.value for s in Scope],
+        help="repeatable (default: a creator's scopes)",
+    )
+    token.add_argument("--creator", help="with --scope alive.service: the creator acted for")
+    token.add_argument("--ttl-s", type=int, default=3600, help="lifetime in seconds")
     commands.add_parser("topics", help="create the topics on the configured Kafka")
     args = parser.parse_args(argv)
-    handlers = {"run": _run, "up": _up, "submit": _submit, "status": _status, "topics": _topics}
+    handlers = {
+        "run": _run,
+        "up": _up,
+        "submit": _submit,
+        "status": _status,
+        "cancel": _cancel,
+        "token": _token,
+        "topics": _topics,
+    }
     sys.exit(handlers[args.command](args))
 
 
@@ -92,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
         stack.__enter__()
     try:
         console.print(f"stack up in {time.monotonic() - started:.1f} s (logs in {stack.logs})")
-        with AliveClient(stack.api_target) as client:
+        with stack.client() as client:
             code = _submit_and_show(
                 client, args, LocalBlobStore(stack.blob_root), stack.trust_anchor, publish=True
             )
@@ -130,22 +158,51 @@ def _running_stack() -> dict[str, str]:
     return state
 
 
+def _client(state: dict[str, str]) -> AliveClient:
+    """A client of the running stack, calling with a token the CLI mints for itself."""
+    token = mint_token(Path(state["token_issuer_key"]), CLI_SUBJECT, CREATOR_SCOPES)
+    return AliveClient(state["api"], token=token, tls_ca=Path(state["api_tls_ca"]).read_bytes())
+
+
 def _submit(args: argparse.Namespace) -> int:
     state = _running_stack()
-    with AliveClient(state["api"]) as client:
+    with _client(state) as client:
         blobs = LocalBlobStore(Path(state["blob_root"]))
         trust_anchor = Path(state["trust_anchor"])
         return _submit_and_show(client, args, blobs, trust_anchor, publish=args.publish)
 
 
 def _status(args: argparse.Namespace) -> int:
-    with AliveClient(_running_stack()["api"]) as client:
+    with _client(_running_stack()) as client:
         try:
             view = client.get(args.job_id)
         except grpc.RpcError as exc:
             console.print(f"[red]{exc.code().name}: {exc.details()}")
             return 1
     _print_path(view)
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    with _client(_running_stack()) as client:
+        try:
+            view = client.cancel(args.job_id)
+        except grpc.RpcError as exc:
+            console.print(f"[red]{exc.code().name}: {exc.details()}")
+            return 1
+    _print_path(view)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    state = _running_stack()
+    claims = {CREATOR_CLAIM: args.creator} if args.creator else {}
+    scopes = args.scope or CREATOR_SCOPES
+    print(
+        mint_token(
+            Path(state["token_issuer_key"]), args.subject, scopes, ttl_s=args.ttl_s, claims=claims
+        )
+    )
     return 0
 
 
@@ -184,7 +241,7 @@ def _submit_and_show(
         return 1
     video = _save_video(blobs, view, args.out)
     if publish:
-        client.publish(job_id, requested_by="cli")
+        client.publish(job_id)
         view = _follow(client, job_id, stop_at_ready=False, shown=len(view.history))
     _print_path(view)
     _print_video(video, trust_anchor)

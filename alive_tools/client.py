@@ -1,4 +1,7 @@
-"""A small synchronous client for Alive's gRPC API (used by the CLI and the tests)."""
+"""A small synchronous client for Alive's gRPC API (used by the CLI and the tests).
+
+It speaks TLS when given the CA to trust and sends its bearer token with every call.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import grpc
 
 from alive.reasons import REASON_TRAILER
 from alive.v1.api_pb2 import (
+    CancelJobRequest,
     GetJobRequest,
     JobView,
     PublishJobRequest,
@@ -30,18 +34,23 @@ class Rejected(Exception):
 
 
 class AliveClient:
-    def __init__(self, target: str) -> None:
-        self._channel = grpc.insecure_channel(
-            target, options=[("grpc.max_send_message_length", _MAX_MESSAGE)]
-        )
+    def __init__(self, target: str, *, token: str | None, tls_ca: bytes | None) -> None:
+        """``tls_ca``: the CA certificates to trust (PEM); None for a plaintext channel.
+        ``token``: the bearer token sent with every call (None: none, e.g. to test refusal)."""
+        options = [("grpc.max_send_message_length", _MAX_MESSAGE)]
+        if tls_ca is None:
+            self._channel = grpc.insecure_channel(target, options=options)
+        else:
+            credentials = grpc.ssl_channel_credentials(root_certificates=tls_ca)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
         self._stub = AliveStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
     def submit(
         self,
         photo: bytes,
         prompt: str = "",
         *,
-        creator_id: str = "cli",
         request_id: str = "",
         output: OutputSpec | None = None,
         seed: int | None = None,
@@ -50,14 +59,15 @@ class AliveClient:
         request = SubmitRequest(
             photo=photo,
             prompt=prompt,
-            creator_id=creator_id,
             request_id=request_id,
             output=output or OutputSpec(),
         )
         if seed is not None:
             request.seed = seed
         try:
-            response: SubmitResponse = self._stub.Submit(request, timeout=timeout_s)
+            response: SubmitResponse = self._stub.Submit(
+                request, timeout=timeout_s, metadata=self._metadata
+            )
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 trailers = dict(exc.trailing_metadata() or ())
@@ -66,18 +76,24 @@ class AliveClient:
         return response
 
     def get(self, job_id: str, timeout_s: float = 10) -> JobView:
-        view: JobView = self._stub.Get(GetJobRequest(job_id=job_id), timeout=timeout_s)
+        request = GetJobRequest(job_id=job_id)
+        view: JobView = self._stub.Get(request, timeout=timeout_s, metadata=self._metadata)
         return view
 
     def watch(
         self, job_id: str, *, stop_at_ready: bool = False, timeout_s: float = 600
     ) -> Iterator[StatusEvent]:
         request = WatchRequest(job_id=job_id, stop_at_ready=stop_at_ready)
-        yield from self._stub.Watch(request, timeout=timeout_s)
+        yield from self._stub.Watch(request, timeout=timeout_s, metadata=self._metadata)
 
-    def publish(self, job_id: str, requested_by: str = "cli", timeout_s: float = 10) -> JobView:
-        request = PublishJobRequest(job_id=job_id, requested_by=requested_by)
-        view: JobView = self._stub.Publish(request, timeout=timeout_s)
+    def publish(self, job_id: str, timeout_s: float = 10) -> JobView:
+        request = PublishJobRequest(job_id=job_id)
+        view: JobView = self._stub.Publish(request, timeout=timeout_s, metadata=self._metadata)
+        return view
+
+    def cancel(self, job_id: str, timeout_s: float = 10) -> JobView:
+        request = CancelJobRequest(job_id=job_id)
+        view: JobView = self._stub.Cancel(request, timeout=timeout_s, metadata=self._metadata)
         return view
 
     def close(self) -> None:

@@ -1,21 +1,38 @@
-"""Development attestation keys: one Ed25519 key per attesting stage and the trust file that
-lists their public keys (alive/attestation.py). The embedded stack makes them on first use,
-as it makes the C2PA development chain; the stage harness makes them in memory. Production
-keys come from a secret store, one secret per service (docs/security.md).
+"""Development keys, made on first use as the C2PA development chain is:
+
+- attestation keys: one Ed25519 key per attesting stage and the trust file listing their
+  public keys (alive/attestation.py); the stage harness makes a set in memory;
+- the gRPC API's: a TLS certificate for localhost signed by a development CA, a token
+  issuer key with its JWKS, and the job id key (services/ingest);
+- development tokens, minted with the issuer key (``alive token``, and the CLI's own).
+
+Production keys come from a secret store and a real identity provider, one secret per
+service (docs/security.md); nothing here is used there.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
-from collections.abc import Mapping
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from alive.attestation import Keyring, key_id, private_key_pem, public_key_text
 from alive.pipeline import PIPELINE
 from alive.v1.events_pb2 import Job, Verdict
+from services.ingest.settings import IngestSettings
 
 TRUST_FILE = "attestation-trust.json"
 
@@ -58,8 +75,149 @@ def ensure_key_dir(key_dir: Path) -> dict[str, Path]:
     if not (trust.exists() and all(p.exists() for p in paths.values())):
         keys = StageKeys()
         for name, path in paths.items():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(private_key_pem(keys.private[name]))
+            _write(path, private_key_pem(keys.private[name]), 0o600)
         trust.write_text(json.dumps(keys.trust_document(), indent=2))
     return paths
+
+
+# The issuer and audience the API expects unless configured otherwise.
+DEV_ISSUER = IngestSettings.model_fields["jwt_issuer"].default
+DEV_AUDIENCE = IngestSettings.model_fields["jwt_audience"].default
+DEV_KID = "alive-dev-1"
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    """The embedded API's development credentials, as files."""
+
+    tls_ca: Path  # what clients trust
+    tls_cert: Path
+    tls_key: Path
+    issuer_key: Path  # signs development tokens
+    jwks: Path  # what the API checks tokens against
+    job_id_key: Path
+
+    @classmethod
+    def in_directory(cls, key_dir: Path) -> ApiKeys:
+        return cls(
+            key_dir / "api-ca.pem",
+            key_dir / "api-cert.pem",
+            key_dir / "api-key.pem",
+            key_dir / "token-issuer.pem",
+            key_dir / "jwks.json",
+            key_dir / "job-id.key",
+        )
+
+
+def ensure_api_keys(key_dir: Path) -> ApiKeys:
+    """The API's development credentials in ``key_dir``, made when any is missing."""
+    keys = ApiKeys.in_directory(key_dir)
+    if all(p.exists() for p in vars(keys).values()):
+        return keys
+    key_dir.mkdir(parents=True, exist_ok=True)
+    ca = DevCa.new("Alive development API CA")
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    _write(keys.tls_ca, ca.cert_pem, 0o644)
+    _write(keys.tls_cert, ca.issue(server_key, "localhost", server=True), 0o644)
+    _write(keys.tls_key, key_pem(server_key), 0o600)
+    issuer = Ed25519PrivateKey.generate()
+    _write(keys.issuer_key, private_key_pem(issuer), 0o600)
+    jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(issuer.public_key()))
+    jwk |= {"kid": DEV_KID, "use": "sig", "alg": "EdDSA"}
+    _write(keys.jwks, json.dumps({"keys": [jwk]}, indent=2).encode(), 0o644)
+    _write(keys.job_id_key, secrets.token_hex(32).encode(), 0o600)
+    return keys
+
+
+def mint_token(
+    issuer_key: Path,
+    subject: str,
+    scopes: Iterable[str],
+    *,
+    ttl_s: int = 3600,
+    claims: Mapping[str, str] | None = None,
+) -> str:
+    """A development bearer token for ``subject``, signed by the development issuer."""
+    now = int(time.time())
+    payload = {
+        "iss": DEV_ISSUER,
+        "aud": DEV_AUDIENCE,
+        "sub": subject,
+        "iat": now,
+        "exp": now + ttl_s,
+        "scope": " ".join(scopes),
+        **(claims or {}),
+    }
+    key = serialization.load_pem_private_key(issuer_key.read_bytes(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    return jwt.encode(payload, key, algorithm="EdDSA", headers={"kid": DEV_KID})
+
+
+@dataclass(frozen=True)
+class DevCa:
+    """A development certificate authority: TLS certificates for loopback servers and, for
+    mutual TLS, clients."""
+
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+
+    @classmethod
+    def new(cls, common_name: str) -> DevCa:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(key, cert)
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def issue(self, key: ec.EllipticCurvePrivateKey, common_name: str, *, server: bool) -> bytes:
+        """A certificate for ``key`` (PEM): a server's names localhost and the loopback
+        addresses; a client's only its common name."""
+        now = datetime.now(UTC)
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=825))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if server:
+            names: list[x509.GeneralName] = [
+                x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("::1")),
+            ]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)

@@ -38,7 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
 
 @pytest.fixture(scope="session")
 def client(stack: EmbeddedStack) -> Iterator[AliveClient]:
-    with AliveClient(stack.api_target) as api:
+    with stack.client() as api:
         yield api
 
 

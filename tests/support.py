@@ -105,6 +105,21 @@ def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) 
     asyncio.run(send())
 
 
+def job_of_request(
+    bootstrap: str, status_topic: str, creator_id: str, request_id: str, timeout_s: float = 60
+) -> str:
+    """The job id of a request published on Kafka, as a publisher learns it: from the first
+    status event that names the request (job ids cannot be computed without ingest's key)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for record in read_topic(bootstrap, status_topic):
+            event = StatusEvent.FromString(record.value)
+            if (event.creator_id, event.request_id) == (creator_id, request_id):
+                return event.job_id
+        time.sleep(0.2)
+    raise TimeoutError(f"no status names request {request_id!r} of {creator_id!r}")
+
+
 def statuses(bootstrap: str, status_topic: str, job_id: str) -> list[StatusEvent]:
     events = [StatusEvent.FromString(r.value) for r in read_topic(bootstrap, status_topic)]
     return [e for e in events if e.job_id == job_id]

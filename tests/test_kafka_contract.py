@@ -1,6 +1,7 @@
 """Another service, on another Kafka client (librdkafka via confluent-kafka), following
-docs/topics.md: put the photo in the blob store's uploads/, publish an ImagePromptRequest
-keyed by the job id, read alive.status until the job is READY."""
+docs/topics.md: put the photo in the request's upload area of the blob store, publish an
+ImagePromptRequest, learn the job id from alive.status (the event naming its request) and
+read on until the job is READY."""
 
 from __future__ import annotations
 
@@ -10,30 +11,29 @@ import uuid
 from confluent_kafka import Consumer, Producer
 
 from alive.blobs import LocalBlobStore
+from alive.jobs import upload_area
 from alive.media import probe_mp4
 from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, StatusEvent
 from alive_tools.embedded.stack import EmbeddedStack
-from services.ingest.stage import job_id_for
 from tests.support import SMALL_FRAMES, SMALL_OUTPUT, photo_bytes
 
 
 def test_an_independent_client_submits_and_reads_the_result(stack: EmbeddedStack) -> None:
     bootstrap = stack.broker.bootstrap_servers
-    upload = stack.blob_root / "uploads" / f"{uuid.uuid4()}.png"
+    request_id = str(uuid.uuid4())
+    upload = stack.blob_root / upload_area("other-service", request_id) / "photo.png"
     upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_bytes(photo_bytes(fmt="PNG", seed=3))
     request = ImagePromptRequest(
-        request_id=str(uuid.uuid4()),
+        request_id=request_id,
         creator_id="other-service",
         photo=BlobRef(uri=upload.as_uri(), content_type="image/png"),
         prompt="rain on a city street",
         output=SMALL_OUTPUT,
         submitted_at_ms=int(time.time() * 1000),
     )
-    job_id = job_id_for(request.creator_id, request.request_id)
-
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    producer.produce("alive.requests", request.SerializeToString(), key=job_id.encode())
+    producer.produce("alive.requests", request.SerializeToString(), key=request_id.encode())
     assert producer.flush(10) == 0
 
     consumer = Consumer(
@@ -48,6 +48,7 @@ def test_an_independent_client_submits_and_reads_the_result(stack: EmbeddedStack
         }
     )
     consumer.subscribe(["alive.status"])
+    job_id = ""
     seen: list[StatusEvent] = []
     deadline = time.monotonic() + 120
     try:
@@ -56,8 +57,9 @@ def test_an_independent_client_submits_and_reads_the_result(stack: EmbeddedStack
             if message is None or message.error():
                 continue
             event = StatusEvent.FromString(message.value())
-            if event.job_id == job_id:
-                assert event.request_id == request.request_id
+            if (event.creator_id, event.request_id) == ("other-service", request_id):
+                job_id = job_id or event.job_id
+            if job_id and event.job_id == job_id:
                 seen.append(event)
     finally:
         consumer.close()

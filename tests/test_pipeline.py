@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from alive.blobs import LocalBlobStore
+from alive.jobs import upload_area
 from alive.media import probe_mp4, read_frames
 from alive.pipeline import DLQ, PIPELINE, REQUESTS, STATUS, VETOES
 from alive.processing import DLQ_OFFSET, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC
@@ -22,10 +23,10 @@ from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, OutputSpe
 from alive_tools.client import AliveClient, Rejected
 from alive_tools.embedded.stack import EmbeddedStack
 from services.ingest.settings import IngestSettings
-from services.ingest.stage import job_id_for
 from tests.support import (
     SMALL_FRAMES,
     SMALL_OUTPUT,
+    job_of_request,
     path_of,
     produce,
     read_topic,
@@ -66,7 +67,7 @@ def test_full_pipeline_makes_a_signed_video_with_sound(
     assert check.digital_source_type == DIGITAL_SOURCE_TYPE_AI
     assert "inputTo" in check.ingredient_relationships
 
-    client.publish(response.job_id, requested_by="test")
+    client.publish(response.job_id)
     published = wait_for(client, response.job_id, {JobState.PUBLISHED, JobState.VETOED})
     assert path_of(published) == [*PIPELINE_TO_READY, "PUBLISHED"]
     assert [e.stage for e in published.history][1:] == [
@@ -134,31 +135,32 @@ def test_bad_kafka_requests_are_rejected_or_dead_lettered_and_service_goes_on(
         bootstrap, settings.topic(REQUESTS), b"\x08\x96\x01 definitely not protobuf \xff", b"junk"
     )
     # A decodable request whose photo is corrupt: a REJECTED job with a reason code.
-    upload = stack.blob_root / "uploads" / "corrupt.jpg"
+    kafka_test = stack.client("kafka-test")  # the creator these requests name
+    request_id = str(uuid.uuid4())
+    upload = stack.blob_root / upload_area("kafka-test", request_id) / "corrupt.jpg"
     upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_bytes(b"corrupt bytes")
     request = ImagePromptRequest(
-        request_id=str(uuid.uuid4()),
+        request_id=request_id,
         creator_id="kafka-test",
         photo=BlobRef(uri=upload.as_uri()),
         output=SMALL_OUTPUT,
     )
-    job_id = job_id_for(request.creator_id, request.request_id)
-    produce(bootstrap, settings.topic(REQUESTS), request.SerializeToString(), job_id.encode())
-    rejected = wait_for(client, job_id)
+    produce(bootstrap, settings.topic(REQUESTS), request.SerializeToString(), b"corrupt")
+    job_id = job_of_request(bootstrap, settings.topic(STATUS), "kafka-test", request_id)
+    rejected = wait_for(kafka_test, job_id)
     assert rejected.state == JobState.REJECTED
     assert list(rejected.reason_codes) == ["PHOTO_UNDECODABLE"]
-    # A photo reference outside uploads/ (here another job's video) is refused.
+    # A photo reference outside the request's upload area (here that of the request above) is
+    # refused: one request cannot name another's upload.
     elsewhere = ImagePromptRequest(
-        request_id=str(uuid.uuid4()),
-        creator_id="kafka-test",
-        photo=BlobRef(uri=(stack.blob_root / "videos" / "x" / "signed.mp4").as_uri()),
+        request_id=str(uuid.uuid4()), creator_id="kafka-test", photo=BlobRef(uri=upload.as_uri())
     )
-    elsewhere_id = job_id_for(elsewhere.creator_id, elsewhere.request_id)
-    produce(
-        bootstrap, settings.topic(REQUESTS), elsewhere.SerializeToString(), elsewhere_id.encode()
+    produce(bootstrap, settings.topic(REQUESTS), elsewhere.SerializeToString(), b"elsewhere")
+    elsewhere_id = job_of_request(
+        bootstrap, settings.topic(STATUS), "kafka-test", elsewhere.request_id
     )
-    assert list(wait_for(client, elsewhere_id).reason_codes) == ["PHOTO_REF_OUTSIDE_STORE"]
+    assert list(wait_for(kafka_test, elsewhere_id).reason_codes) == ["PHOTO_REF_NOT_OWN_UPLOAD"]
 
     dead = [dict(r.headers) for r in read_topic(bootstrap, settings.topic(DLQ)) if r.key == b"junk"]
     assert dead and dead[0][DLQ_REASON] == b"UNDECODABLE_EVENT"
@@ -175,7 +177,8 @@ def test_the_same_request_twice_makes_one_job_and_one_video(
     stack: EmbeddedStack, client: AliveClient, small_photo: bytes
 ) -> None:
     bootstrap, settings = stack.broker.bootstrap_servers, stack.settings()
-    upload = stack.blob_root / "uploads" / "twice.jpg"
+    upload = stack.blob_root / upload_area("kafka-test", "twice-1") / "twice.jpg"
+    upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_bytes(small_photo)
     request = ImagePromptRequest(
         request_id="twice-1",
@@ -184,22 +187,22 @@ def test_the_same_request_twice_makes_one_job_and_one_video(
         prompt="birds over a park",
         output=SMALL_OUTPUT,
     )
-    job_id = job_id_for("kafka-test", "twice-1")
     for _ in range(2):
-        produce(bootstrap, settings.topic(REQUESTS), request.SerializeToString(), job_id.encode())
-    assert wait_for(client, job_id).state == JobState.READY
-    # The API's idempotency key finds the same job too.
-    again = client.submit(small_photo, "", creator_id="kafka-test", request_id="twice-1")
+        produce(bootstrap, settings.topic(REQUESTS), request.SerializeToString(), b"twice-1")
+    job_id = job_of_request(bootstrap, settings.topic(STATUS), "kafka-test", "twice-1")
+    kafka_test = stack.client("kafka-test")
+    assert wait_for(kafka_test, job_id).state == JobState.READY
+    # The API's idempotency key (scoped to the creator) finds the same job too.
+    again = kafka_test.submit(small_photo, "", request_id="twice-1")
     assert again.existing and again.job_id == job_id
+    other_creator = client.submit(small_photo, "", request_id="twice-1", output=SMALL_OUTPUT)
+    assert other_creator.job_id != job_id
     time.sleep(1.0)  # let any duplicate finish its way through
     events = statuses(bootstrap, settings.topic(STATUS), job_id)
     states = [JobState.Name(e.state) for e in events]
     assert states.count("ACCEPTED") == 1 and states.count("READY") == 1, states
-    assert sorted(p.name for p in (stack.blob_root / "videos" / job_id).iterdir()) == [
-        "generated.mp4",
-        "scored.mp4",
-        "signed.mp4",
-    ]
+    made = sorted(p.name.split("-")[0] for p in (stack.blob_root / "videos" / job_id).iterdir())
+    assert made == ["generated", "scored", "signed"]
 
 
 def test_a_service_killed_mid_job_recovers_and_the_job_completes(
@@ -256,20 +259,22 @@ def test_api_errors_for_unknown_jobs_and_bad_requests(
     assert size.value.reason_code == "OUTPUT_SIZE_OUT_OF_RANGE"
 
 
-@pytest.mark.parametrize(
-    ("ids", "code"),
-    [
-        ({"creator_id": "c" * 10_000}, "INVALID_CREATOR_ID"),
-        ({"creator_id": "nul\x00"}, "INVALID_CREATOR_ID"),
-        ({"request_id": "../../x"}, "INVALID_REQUEST_ID"),
-    ],
-)
+@pytest.mark.parametrize("request_id", ["../../x", "r" * 129, "nul\x00"])
 def test_the_api_bounds_ids_before_any_work(
-    client: AliveClient, small_photo: bytes, ids: dict[str, str], code: str
+    client: AliveClient, small_photo: bytes, request_id: str
 ) -> None:
     with pytest.raises(Rejected) as rejected:
-        client.submit(small_photo, "waves", output=SMALL_OUTPUT, **ids)  # type: ignore[arg-type]
-    assert rejected.value.reason_code == code
+        client.submit(small_photo, "waves", output=SMALL_OUTPUT, request_id=request_id)
+    assert rejected.value.reason_code == "INVALID_REQUEST_ID"
+
+
+@pytest.mark.parametrize("subject", ["c" * 200, "nul\x00", "../x"])
+def test_a_token_naming_no_valid_creator_is_refused(
+    stack: EmbeddedStack, small_photo: bytes, subject: str
+) -> None:
+    with stack.client(subject) as caller, pytest.raises(grpc.RpcError) as refused:
+        caller.submit(small_photo, "waves", output=SMALL_OUTPUT)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_a_huge_prompt_is_refused_by_its_size(client: AliveClient, small_photo: bytes) -> None:
@@ -328,7 +333,8 @@ def test_logs_never_contain_the_prompt(
 def test_the_api_answers_standard_health_checks_and_hides_reflection(
     stack: EmbeddedStack,
 ) -> None:
-    with grpc.insecure_channel(stack.api_target) as channel:
+    tls = grpc.ssl_channel_credentials(stack.api_keys.tls_ca.read_bytes())
+    with grpc.secure_channel(stack.api_target, tls) as channel:
         checker = health_pb2_grpc.HealthStub(channel)
         for service in ("", "alive.v1.Alive"):
             answer = checker.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -342,20 +348,19 @@ def test_the_api_answers_standard_health_checks_and_hides_reflection(
 
 
 def test_a_creator_over_the_in_flight_cap_is_told_to_retry(
-    client: AliveClient, small_photo: bytes
+    stack: EmbeddedStack, small_photo: bytes
 ) -> None:
     cap = IngestSettings().max_jobs_in_flight_per_creator
     creator = f"burst-{uuid.uuid4().hex[:8]}"
-    jobs = [
-        client.submit(small_photo, "waves", creator_id=creator, output=SMALL_OUTPUT).job_id
-        for _ in range(cap)
-    ]
+    client, other_client = stack.client(creator), stack.client(f"{creator}-b")
+    jobs = [client.submit(small_photo, "waves", output=SMALL_OUTPUT).job_id for _ in range(cap)]
     with pytest.raises(grpc.RpcError) as refused:
-        client.submit(small_photo, "waves", creator_id=creator, output=SMALL_OUTPUT)
+        client.submit(small_photo, "waves", output=SMALL_OUTPUT)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     trailers = dict(refused.value.trailing_metadata() or ())
     assert trailers["alive-reason-code"] == "CREATOR_JOBS_IN_FLIGHT"
     assert int(trailers["alive-retry-after-s"]) > 0
-    other = client.submit(small_photo, "waves", creator_id=f"{creator}-b", output=SMALL_OUTPUT)
-    for job_id in [*jobs, other.job_id]:
+    other = other_client.submit(small_photo, "waves", output=SMALL_OUTPUT)
+    for job_id in jobs:
         assert wait_for(client, job_id).state == JobState.READY
+    assert wait_for(other_client, other.job_id).state == JobState.READY

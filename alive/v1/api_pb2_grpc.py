@@ -55,6 +55,11 @@ class AliveStub:
                 request_serializer=alive_dot_v1_dot_api__pb2.PublishJobRequest.SerializeToString,
                 response_deserializer=alive_dot_v1_dot_api__pb2.JobView.FromString,
                 _registered_method=True)
+        self.Cancel = channel.unary_unary(
+                '/alive.v1.Alive/Cancel',
+                request_serializer=alive_dot_v1_dot_api__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=alive_dot_v1_dot_api__pb2.JobView.FromString,
+                _registered_method=True)
 
 
 class AliveServicer:
@@ -64,14 +69,15 @@ class AliveServicer:
         """Validates the photo and prompt, stores the photo and publishes an ImagePromptRequest to
         alive.requests. Bad input: INVALID_ARGUMENT with the reason code as the status message
         prefix and in the "alive-reason-code" trailer. The same (creator_id, request_id)
-        returns the existing job.
+        returns the existing job. Scope alive.submit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Get(self, request, context):
-        """The job's current state and its path so far. NOT_FOUND for an unknown job id.
+        """The job's current state and its path so far. NOT_FOUND for an unknown job id, or one
+        of another creator. Scope alive.read (alive.review: any creator's job).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -79,8 +85,8 @@ class AliveServicer:
 
     def Watch(self, request, context):
         """Streams the job's transitions: first those so far, then each new one, and ends after
-        a terminal state (PUBLISHED, REJECTED, VETOED, FAILED) or, when stop_at_ready is set,
-        after READY.
+        a terminal state (PUBLISHED, REJECTED, VETOED, FAILED, CANCELLED) or, when
+        stop_at_ready is set, after READY. Scope alive.read (alive.review: any creator's job).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,7 +94,16 @@ class AliveServicer:
 
     def Publish(self, request, context):
         """Asks for a READY job to go live on a Story: publishes a PublishRequest to
-        alive.publish-requests; the review service decides.
+        alive.publish-requests; the review service decides. Scope alive.publish.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Cancel(self, request, context):
+        """Ends a job that has not ended: it becomes CANCELLED, no later stage works on it and it
+        is never published. FAILED_PRECONDITION (JOB_ENDED) for a job already ended. Scope
+        alive.cancel.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,6 +130,11 @@ def add_AliveServicer_to_server(servicer, server):
             'Publish': grpc.unary_unary_rpc_method_handler(
                     servicer.Publish,
                     request_deserializer=alive_dot_v1_dot_api__pb2.PublishJobRequest.FromString,
+                    response_serializer=alive_dot_v1_dot_api__pb2.JobView.SerializeToString,
+            ),
+            'Cancel': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cancel,
+                    request_deserializer=alive_dot_v1_dot_api__pb2.CancelJobRequest.FromString,
                     response_serializer=alive_dot_v1_dot_api__pb2.JobView.SerializeToString,
             ),
     }
@@ -225,6 +245,33 @@ class Alive:
             target,
             '/alive.v1.Alive/Publish',
             alive_dot_v1_dot_api__pb2.PublishJobRequest.SerializeToString,
+            alive_dot_v1_dot_api__pb2.JobView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cancel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alive.v1.Alive/Cancel',
+            alive_dot_v1_dot_api__pb2.CancelJobRequest.SerializeToString,
             alive_dot_v1_dot_api__pb2.JobView.FromString,
             options,
             channel_credentials,

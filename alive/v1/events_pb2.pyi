@@ -51,10 +51,12 @@ class _JobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobState.Val
     """a checkpoint or the review said no"""
     FAILED: _JobState.ValueType  # 12
     """a stage could not process it (see alive.dlq)"""
+    CANCELLED: _JobState.ValueType  # 13
+    """the creator cancelled it (the gRPC API's Cancel)"""
 
 class JobState(_JobState, metaclass=_JobStateEnumTypeWrapper):
-    """Where a job is. Terminal: PUBLISHED, REJECTED, VETOED, FAILED. READY is not terminal:
-    a publish request may follow.
+    """Where a job is. Terminal: PUBLISHED, REJECTED, VETOED, FAILED, CANCELLED. READY is not
+    terminal: a publish request may follow.
     """
 
 JOB_STATE_UNSPECIFIED: JobState.ValueType  # 0
@@ -79,6 +81,8 @@ VETOED: JobState.ValueType  # 11
 """a checkpoint or the review said no"""
 FAILED: JobState.ValueType  # 12
 """a stage could not process it (see alive.dlq)"""
+CANCELLED: JobState.ValueType  # 13
+"""the creator cancelled it (the gRPC API's Cancel)"""
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
 class _Verdict:

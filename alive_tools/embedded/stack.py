@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +26,18 @@ from pathlib import Path
 from alive.kafka import ensure_topics
 from alive.pipeline import GENERATOR, INGEST, PIPELINE, PROVENANCE, REVIEW, StageSpec
 from alive.settings import ServiceSettings
+from alive_tools.client import AliveClient
 from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.embedded.ports import free_port
 from alive_tools.embedded.triton import TritonServer
-from alive_tools.keys import TRUST_FILE, ensure_key_dir
+from alive_tools.keys import (
+    TRUST_FILE,
+    ApiKeys,
+    ensure_api_keys,
+    ensure_key_dir,
+    mint_token,
+)
+from services.ingest.auth import CREATOR_SCOPES
 from services.provenance.certs import ensure_dev_chain
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +108,7 @@ class EmbeddedStack:
         self.cert_dir = self.workdir / "certs"
         self.key_dir = self.workdir / "keys"
         self.stage_keys: dict[str, Path] = {}
+        self.api_keys = ApiKeys.in_directory(self.key_dir)
         self.broker = EmbeddedBroker(self.logs / "broker.log")
         self.triton = TritonServer(
             self.model_repository, self.workdir / "triton", log_path=self.logs / "triton.log"
@@ -114,6 +123,20 @@ class EmbeddedStack:
     @property
     def trust_anchor(self) -> Path:
         return self.cert_dir / "root.pem"
+
+    def token(self, subject: str = "creator", scopes: Sequence[str] = CREATOR_SCOPES) -> str:
+        """A development token of this stack's issuer (for the CLI, tests, other tools)."""
+        return mint_token(self.api_keys.issuer_key, subject, scopes)
+
+    def client(
+        self, subject: str = "creator", scopes: Sequence[str] = CREATOR_SCOPES
+    ) -> AliveClient:
+        """A client of this stack's API over TLS, calling as ``subject``."""
+        return AliveClient(
+            self.api_target,
+            token=self.token(subject, scopes),
+            tls_ca=self.api_keys.tls_ca.read_bytes(),
+        )
 
     def settings(self) -> ServiceSettings:
         """Settings a client in this process uses to reach the stack's broker and blobs."""
@@ -138,6 +161,7 @@ class EmbeddedStack:
         # its root before provenance would have made it.
         ensure_dev_chain(self.cert_dir)
         self.stage_keys = ensure_key_dir(self.key_dir)
+        self.api_keys = ensure_api_keys(self.key_dir)
         self.api_port = free_port()
         for spec in PIPELINE:
             port = free_port()
@@ -153,8 +177,15 @@ class EmbeddedStack:
 
     def _own_settings(self, spec: StageSpec) -> dict[str, str]:
         """What this stack wires into a stage's own settings (its ports and paths)."""
+        api = self.api_keys
         wiring: dict[StageSpec, dict[str, str]] = {
-            INGEST: {"grpc_port": str(self.api_port)},
+            INGEST: {
+                "grpc_port": str(self.api_port),
+                "tls_cert_path": str(api.tls_cert),
+                "tls_key_path": str(api.tls_key),
+                "jwks_path": str(api.jwks),
+                "job_id_key_path": str(api.job_id_key),
+            },
             GENERATOR: {"triton_url": self.triton.grpc_url},
             PROVENANCE: {
                 "cert_dir": str(self.cert_dir),
@@ -225,6 +256,8 @@ class EmbeddedStack:
     def describe(self) -> dict[str, object]:
         return {
             "api": self.api_target,
+            "api_tls_ca": str(self.api_keys.tls_ca),
+            "token_issuer_key": str(self.api_keys.issuer_key),
             "kafka": self.broker.bootstrap_servers,
             "triton_grpc": self.triton.grpc_url,
             "triton_metrics": self.triton.metrics_url,

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from alive.jobs import video_key
+from alive.blobs import output_key
+from alive.jobs import video_prefix
 from alive.pipeline import AUDIO
 from alive.stage import Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job
@@ -42,7 +43,9 @@ class AudioStage(Stage[Job, AudioSettings]):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "scored.mp4"
             mux_audio(silent, soundtrack, rate, out)
-            ref = self.blobs.put_file(video_key(job.job_id, "scored"), out, "video/mp4")
+            ref = self.blobs.put_file(
+                output_key(video_prefix(job.job_id, "scored"), ".mp4"), out, "video/mp4"
+            )
         job.video.CopyFrom(ref)
         del job.soundscape_layers[:]
         job.soundscape_layers.extend(layers)

@@ -25,8 +25,8 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-from alive.blobs import BlobStore
-from alive.jobs import frame_count, video_key
+from alive.blobs import BlobStore, output_key
+from alive.jobs import frame_count, video_prefix
 from alive.pipeline import GENERATOR
 from alive.reasons import ReasonCode
 from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
@@ -113,7 +113,10 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
             path = Path(tmp) / "generated.mp4"
             await asyncio.to_thread(encode_h264, frames, spec.fps, path)
             ref = await asyncio.to_thread(
-                self.blobs.put_file, video_key(event.job_id, "generated"), path, "video/mp4"
+                self.blobs.put_file,
+                output_key(video_prefix(event.job_id, "generated"), ".mp4"),
+                path,
+                "video/mp4",
             )
         event.video.CopyFrom(ref)
         event.generation.CopyFrom(

@@ -8,6 +8,7 @@ from typing import Any
 from alive.service import Component, ServiceRuntime, serve
 from alive.stage import Stage
 from services.ingest.api import AliveApi, ApiServer
+from services.ingest.auth import TokenVerifier
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import IngestStage
 from services.ingest.status_view import StatusView
@@ -18,8 +19,17 @@ def build(
 ) -> tuple[Stage[Any, Any], Sequence[Component]]:
     view = StatusView(runtime.settings)
     runtime.health.add_readiness_check("status-view", lambda: view.ready)
-    api = AliveApi(settings, runtime.settings, runtime.blobs, runtime.producer, view)
     stage = IngestStage(settings, runtime.blobs)
+    api = AliveApi(
+        settings,
+        runtime.settings,
+        runtime.blobs,
+        runtime.ledger,
+        runtime.producer,
+        view,
+        stage.job_ids,
+        TokenVerifier.from_settings(settings),
+    )
     return stage, [view, ApiServer(settings, api)]
 
 

@@ -1,8 +1,10 @@
 """Alive's gRPC API (protos/alive/v1/api.proto; contract in docs/api.md).
 
-Submit validates with the same code as the Kafka intake, stores the upload in the blob
-store, and publishes an ImagePromptRequest to alive.requests plus a SUBMITTED status.
-Get and Watch serve the StatusView. Publish hands a READY job to the review service.
+Every call is authenticated (services/ingest/auth.py): the creator is the bearer token's,
+and a job of another creator is NOT_FOUND, as an unknown one is. Submit validates with the
+same code as the Kafka intake, stores the upload in the request's upload area and publishes
+an ImagePromptRequest to alive.requests plus a SUBMITTED status. Get and Watch serve the
+StatusView. Publish hands a READY job to the review service. Cancel ends a job.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import grpc
 from aiokafka import AIOKafkaProducer
@@ -18,8 +21,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
-from alive.blobs import BlobStore
-from alive.jobs import is_terminal
+from alive.blobs import BlobStore, StageLedger, output_key
+from alive.jobs import is_terminal, upload_area
 from alive.locks import KeyedLocks
 from alive.pipeline import PUBLISH_REQUESTS, REQUESTS, STATUS
 from alive.reasons import REASON_TRAILER, RETRY_AFTER_TRAILER, ReasonCode
@@ -27,6 +30,7 @@ from alive.settings import ServiceSettings
 from alive.telemetry import headers_with_trace, now_ms
 from alive.v1 import api_pb2, api_pb2_grpc
 from alive.v1.api_pb2 import (
+    CancelJobRequest,
     GetJobRequest,
     JobView,
     PublishJobRequest,
@@ -35,8 +39,9 @@ from alive.v1.api_pb2 import (
     WatchRequest,
 )
 from alive.v1.events_pb2 import ImagePromptRequest, JobState, PublishRequest, StatusEvent, Verdict
+from services.ingest.auth import Caller, Scope, TokenVerifier, Unauthenticated
 from services.ingest.settings import IngestSettings
-from services.ingest.stage import job_id_for
+from services.ingest.stage import JobIds
 from services.ingest.status_view import StatusView
 from services.ingest.validation import (
     InvalidInput,
@@ -57,34 +62,61 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         settings: IngestSettings,
         common: ServiceSettings,
         blobs: BlobStore,
+        ledger: StageLedger,
         producer: AIOKafkaProducer,
         view: StatusView,
+        job_ids: JobIds,
+        tokens: TokenVerifier,
     ) -> None:
         self._settings = settings
         self._common = common
         self._blobs = blobs
+        self._ledger = ledger
         self._producer = producer
         self._view = view
+        self._job_ids = job_ids
+        self._tokens = tokens
         self._submits = KeyedLocks()
+
+    async def _caller(self, context: grpc.aio.ServicerContext, scope: Scope) -> Caller:
+        """The authenticated caller, if the token allows ``scope``; else the call aborts."""
+        try:
+            caller = self._tokens.caller(context.invocation_metadata())
+        except Unauthenticated as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if not caller.may(scope):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"the token lacks {scope}")
+        return caller
+
+    async def _job(self, job_id: str, caller: Caller, context: grpc.aio.ServicerContext) -> JobView:
+        """The job if the caller may see it. Another creator's job is NOT_FOUND, word for
+        word as an unknown one, so that a caller cannot learn that it exists."""
+        view = self._view.get(job_id)
+        if view is None or not caller.may_see(view.creator_id):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
+        assert view is not None  # abort() raises
+        return view
 
     async def Submit(
         self, request: SubmitRequest, context: grpc.aio.ServicerContext
     ) -> SubmitResponse:
+        caller = await self._caller(context, Scope.SUBMIT)
         request_id = request.request_id or str(uuid.uuid4())
         try:
-            check_ids(request.creator_id, request_id)
+            check_ids(caller.creator_id, request_id)
         except InvalidInput as exc:
             await _abort_invalid(context, exc.reason_code, exc.detail)
-        job_id = job_id_for(request.creator_id, request_id)
+        job_id = self._job_ids.for_request(caller.creator_id, request_id)
         # The job's trace starts here; its context travels on in the Kafka headers.
         with tracer.start_as_current_span(
             "api.submit", kind=trace.SpanKind.SERVER, attributes={"alive.job_id": job_id}
         ):
-            return await self._submit(request, request_id, job_id, context)
+            return await self._submit(request, caller.creator_id, request_id, job_id, context)
 
     async def _submit(
         self,
         request: SubmitRequest,
+        creator_id: str,
         request_id: str,
         job_id: str,
         context: grpc.aio.ServicerContext,
@@ -93,7 +125,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             existing = self._view.get(job_id)
             if existing is not None:
                 return SubmitResponse(job_id=job_id, existing=True, job=existing)
-            await self._check_capacity(request.creator_id, context)
+            await self._check_capacity(creator_id, context)
             try:
                 await asyncio.to_thread(validate_photo, request.photo, self._settings)
                 normalise_prompt(request.prompt, self._settings)
@@ -102,13 +134,13 @@ class AliveApi(api_pb2_grpc.AliveServicer):
                 await _abort_invalid(context, exc.reason_code, exc.detail)
             upload = await asyncio.to_thread(
                 self._blobs.put_bytes,
-                f"uploads/{job_id}",
+                output_key(upload_area(creator_id, request_id) + "photo", ""),
                 request.photo,
                 "application/octet-stream",
             )
             event = ImagePromptRequest(
                 request_id=request_id,
-                creator_id=request.creator_id,
+                creator_id=creator_id,
                 photo=upload,
                 prompt=request.prompt,
                 output=request.output,
@@ -119,7 +151,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             status = StatusEvent(
                 job_id=job_id,
                 request_id=request_id,
-                creator_id=request.creator_id,
+                creator_id=creator_id,
                 state=JobState.SUBMITTED,
                 stage="api",
                 verdict=Verdict.PASS,
@@ -163,17 +195,14 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         )
 
     async def Get(self, request: GetJobRequest, context: grpc.aio.ServicerContext) -> JobView:
-        view = self._view.get(request.job_id)
-        if view is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id}")
-        assert view is not None  # abort() raises
-        return view
+        caller = await self._caller(context, Scope.READ)
+        return await self._job(request.job_id, caller, context)
 
     async def Watch(
         self, request: WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[StatusEvent]:
-        if self._view.get(request.job_id) is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id}")
+        caller = await self._caller(context, Scope.READ)
+        await self._job(request.job_id, caller, context)
         async for event in self._view.watch(request.job_id):
             yield event
             if is_terminal(event.state) or (
@@ -184,38 +213,93 @@ class AliveApi(api_pb2_grpc.AliveServicer):
     async def Publish(
         self, request: PublishJobRequest, context: grpc.aio.ServicerContext
     ) -> JobView:
-        view = self._view.get(request.job_id)
-        if view is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id}")
-        assert view is not None
+        caller = await self._caller(context, Scope.PUBLISH)
+        view = await self._job(request.job_id, caller, context)
+        if view.creator_id != caller.creator_id:  # a reviewer sees others' jobs, never posts them
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
         if view.state != JobState.READY:
-            code = ReasonCode.JOB_NOT_READY
-            context.set_trailing_metadata(((REASON_TRAILER, code),))
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"{code}: the job is {JobState.Name(view.state)}",
+            await _abort_precondition(
+                context, ReasonCode.JOB_NOT_READY, f"the job is {JobState.Name(view.state)}"
             )
         with tracer.start_as_current_span(
             "api.publish", kind=trace.SpanKind.SERVER, attributes={"alive.job_id": view.job_id}
         ):
-            await self._send_publish(request)
+            publish = PublishRequest(
+                job_id=view.job_id, requested_by=caller.subject, requested_at_ms=now_ms()
+            )
+            await self._producer.send_and_wait(
+                self._common.topic(PUBLISH_REQUESTS),
+                publish.SerializeToString(),
+                key=view.job_id.encode(),
+                headers=headers_with_trace(),
+            )
         return view
 
-    async def _send_publish(self, request: PublishJobRequest) -> None:
-        publish = PublishRequest(
-            job_id=request.job_id, requested_by=request.requested_by, requested_at_ms=now_ms()
+    async def Cancel(self, request: CancelJobRequest, context: grpc.aio.ServicerContext) -> JobView:
+        caller = await self._caller(context, Scope.CANCEL)
+        view = await self._job(request.job_id, caller, context)
+        if view.creator_id != caller.creator_id:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
+        if is_terminal(view.state):
+            await _abort_precondition(
+                context, ReasonCode.JOB_ENDED, f"the job is {JobState.Name(view.state)}"
+            )
+        # The mark first: a stage that reads the job after it does no more work on it.
+        await asyncio.to_thread(self._ledger.mark_cancelled, view.job_id)
+        status = StatusEvent(
+            job_id=view.job_id,
+            request_id=view.request_id,
+            creator_id=view.creator_id,
+            state=JobState.CANCELLED,
+            stage="api",
+            detail=f"cancelled by {caller.subject}",
+            at_ms=now_ms(),
         )
         await self._producer.send_and_wait(
-            self._common.topic(PUBLISH_REQUESTS),
-            publish.SerializeToString(),
-            key=request.job_id.encode(),
+            self._common.topic(STATUS),
+            status.SerializeToString(),
+            key=view.job_id.encode(),
             headers=headers_with_trace(),
         )
+        self._view.apply(status)
+        log.info("cancelled", extra={"job_id": view.job_id})
+        cancelled = self._view.get(view.job_id)
+        assert cancelled is not None
+        return cancelled
 
 
-async def _abort_invalid(context: grpc.aio.ServicerContext, code: ReasonCode, detail: str) -> None:
+async def _abort_invalid(
+    context: grpc.aio.ServicerContext, code: ReasonCode, detail: str
+) -> NoReturn:
     context.set_trailing_metadata(((REASON_TRAILER, code),))
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{code}: {detail}")
+    raise AssertionError("abort() raises")
+
+
+async def _abort_precondition(
+    context: grpc.aio.ServicerContext, code: ReasonCode, detail: str
+) -> NoReturn:
+    context.set_trailing_metadata(((REASON_TRAILER, code),))
+    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{code}: {detail}")
+    raise AssertionError("abort() raises")
+
+
+def server_credentials(settings: IngestSettings) -> grpc.ServerCredentials | None:
+    """TLS from settings (mutual when a client CA is set); None only when plaintext is
+    asked for explicitly (a mesh sidecar terminates TLS). Neither is a setup error."""
+    if settings.grpc_plaintext:
+        return None
+    if settings.tls_cert_path is None or settings.tls_key_path is None:
+        raise ValueError(
+            "the gRPC API needs ALIVE_INGEST__TLS_CERT_PATH and ALIVE_INGEST__TLS_KEY_PATH "
+            "(or ALIVE_INGEST__GRPC_PLAINTEXT=true behind a TLS-terminating mesh)"
+        )
+    client_ca = settings.tls_client_ca_path
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key_path.read_bytes(), settings.tls_cert_path.read_bytes())],
+        root_certificates=client_ca.read_bytes() if client_ca else None,
+        require_client_auth=client_ca is not None,
+    )
 
 
 class ApiServer:
@@ -236,9 +320,12 @@ class ApiServer:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if self._settings.grpc_reflection:
             reflection.enable_server_reflection((API_SERVICE, health.SERVICE_NAME), server)
-        self.port = server.add_insecure_port(
-            f"{self._settings.grpc_host}:{self._settings.grpc_port}"
-        )
+        address = f"{self._settings.grpc_host}:{self._settings.grpc_port}"
+        credentials = server_credentials(self._settings)
+        if credentials is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            self.port = server.add_secure_port(address, credentials)
         await server.start()
         for service in ("", API_SERVICE):  # "": the server as a whole
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)

@@ -1,7 +1,9 @@
-"""Ingest's settings (``ALIVE_INGEST__<FIELD>``): the gRPC address and the limits on what a
-submission may be."""
+"""Ingest's settings (``ALIVE_INGEST__<FIELD>``): the gRPC address, its TLS and token
+checks, the job id key, and the limits on what a submission may be."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
@@ -32,6 +34,22 @@ class IngestSettings(StageSettings):
     grpc_port: int = 50051
     # gRPC server reflection (lets tools such as grpcurl list the API): off unless asked for.
     grpc_reflection: bool = False
+    # TLS for the API: certificate chain and key (PEM). With a client CA, callers must also
+    # present a certificate it signed (mutual TLS, for service-to-service callers).
+    tls_cert_path: Path | None = None
+    tls_key_path: Path | None = None
+    tls_client_ca_path: Path | None = None
+    # Serve without TLS: only behind a mesh sidecar that terminates (m)TLS for it.
+    grpc_plaintext: bool = False
+    # Bearer tokens (services/ingest/auth.py): the issuer's public keys (a JWKS file; several
+    # during a rotation), and the issuer and audience every token must name.
+    jwks_path: Path | None = None
+    jwt_issuer: str = "alive-dev"
+    jwt_audience: str = "alive-api"
+    jwt_leeway_s: int = 30
+    # The secret (at least 32 bytes) that job ids are derived from: without it a job id
+    # cannot be guessed from a creator and request id.
+    job_id_key_path: Path | None = None
     max_photo_bytes: int = 20 * 1024 * 1024
     max_photo_pixels: int = 40_000_000
     min_photo_side: int = 64

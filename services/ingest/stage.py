@@ -3,17 +3,19 @@
 Consumes ImagePromptRequest from alive.requests (other services publish there, and so does
 Alive's own gRPC API). Validates the photo and prompt (services/ingest/validation.py),
 stores the normalised photo as a blob, resolves the output spec and seed, and emits a Job
-to alive.accepted. Rejects (state REJECTED, with a reason code) a photo or prompt that
-fails validation; dead-letters a request without request_id or creator_id.
+to alive.accepted. Takes a photo only from the request's own upload area (alive/jobs.py
+``upload_area``). Rejects (state REJECTED, with a reason code) a photo or prompt that fails
+validation; dead-letters a request without request_id or creator_id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
+import hmac
 
-from alive.blobs import BlobError
+from alive.blobs import BlobError, BlobStore, output_key
+from alive.jobs import upload_area
 from alive.pipeline import INGEST
 from alive.reasons import ReasonCode
 from alive.stage import JobIdentity, PermanentError, Stage, StageContext, Veto
@@ -27,13 +29,31 @@ from services.ingest.validation import (
     validate_photo,
 )
 
-# Job ids are uuid5 of (creator_id, request_id): the contract for callers who want to
-# compute the id of their own request (docs/topics.md).
-JOB_ID_NAMESPACE = uuid.UUID("6f1d8a8e-3b0c-5e55-9a51-a11fe0000000")
 
+class JobIds:
+    """Job ids: HMAC-SHA256 of (creator id, request id) under a secret key, 128 bits in hex.
 
-def job_id_for(creator_id: str, request_id: str) -> str:
-    return str(uuid.uuid5(JOB_ID_NAMESPACE, f"{creator_id}\x1f{request_id}"))
+    The same request of the same creator is always the same job (idempotency, per creator),
+    yet no one without the key can compute or guess a job id. A publisher on alive.requests
+    learns its job's id from alive.status, where every event names request and creator.
+    """
+
+    MIN_KEY_BYTES = 32
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < self.MIN_KEY_BYTES:
+            raise ValueError(f"the job id key must be at least {self.MIN_KEY_BYTES} bytes")
+        self._key = key
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings) -> JobIds:
+        if settings.job_id_key_path is None:
+            raise ValueError("set ALIVE_INGEST__JOB_ID_KEY_PATH (a secret of 32+ bytes)")
+        return cls(settings.job_id_key_path.read_bytes().strip())
+
+    def for_request(self, creator_id: str, request_id: str) -> str:
+        message = f"{creator_id}\x1f{request_id}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
 
 
 def seed_for(job_id: str) -> int:
@@ -43,22 +63,30 @@ def seed_for(job_id: str) -> int:
 class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
     spec = INGEST
 
+    def __init__(self, settings: IngestSettings, blobs: BlobStore) -> None:
+        super().__init__(settings, blobs)
+        self.job_ids = JobIds.from_settings(settings)
+
     def identify(self, event: ImagePromptRequest) -> JobIdentity:
         try:
             check_ids(event.creator_id, event.request_id)
         except InvalidInput as exc:  # names no job: dead-lettered, no status
             raise PermanentError(exc.reason_code, exc.detail) from exc
-        return JobIdentity(
-            job_id_for(event.creator_id, event.request_id), event.request_id, event.creator_id
-        )
+        job_id = self.job_ids.for_request(event.creator_id, event.request_id)
+        return JobIdentity(job_id, event.request_id, event.creator_id)
 
     async def process(self, event: ImagePromptRequest, ctx: StageContext) -> Job | Veto:
         job_id = ctx.identity.job_id
         key = self.blobs.key_for(event.photo.uri)
-        if key is None or not key.startswith("uploads/"):
+        area = upload_area(event.creator_id, event.request_id)
+        if key is None:
             return Veto.of(
-                ReasonCode.PHOTO_REF_OUTSIDE_STORE,
-                "the photo must be under uploads/ in Alive's blob store",
+                ReasonCode.PHOTO_REF_OUTSIDE_STORE, "the photo must be in Alive's blob store"
+            )
+        if not key.startswith(area):
+            return Veto.of(
+                ReasonCode.PHOTO_REF_NOT_OWN_UPLOAD,
+                "the photo must be under this request's upload area, uploads/<creator>/<request>/",
             )
         try:
             data = await asyncio.to_thread(self.blobs.get_bytes, event.photo)
@@ -73,7 +101,7 @@ class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
         except InvalidInput as exc:
             return Veto((exc.finding,))
         photo_ref = await asyncio.to_thread(
-            self.blobs.put_bytes, f"photos/{job_id}.png", photo.png, "image/png"
+            self.blobs.put_bytes, output_key(f"photos/{job_id}", ".png"), photo.png, "image/png"
         )
         return Job(
             job_id=job_id,

@@ -58,7 +58,7 @@ _NOT_FOR_TRAINING = {
 class GenerationFacts:
     """What the manifest records about a job; the prompt only as its SHA-256, never its text."""
 
-    job_id: str
+    asset_id: str  # not the job id: nothing in a public manifest opens the job in the API
     model_name: str
     model_version: str
     prompt_sha256: str
@@ -129,7 +129,7 @@ def _manifest(facts: GenerationFacts, photo_sha256: str) -> dict[str, Any]:
         "when": facts.created_at,
     }
     generation = {
-        "job_id": facts.job_id,
+        "asset_id": facts.asset_id,
         "model": {"name": facts.model_name, "version": facts.model_version},
         "prompt_sha256": facts.prompt_sha256,
         "source_photo_sha256": photo_sha256,
@@ -138,7 +138,7 @@ def _manifest(facts: GenerationFacts, photo_sha256: str) -> dict[str, Any]:
     }
     return {
         "claim_generator_info": [{"name": "Alive", "version": ALIVE_VERSION}],
-        "title": f"alive-{facts.job_id}.mp4",
+        "title": f"alive-{facts.asset_id}.mp4",
         "format": "video/mp4",
         "assertions": [
             {"label": "c2pa.actions.v2", "data": {"actions": [created]}},

@@ -17,8 +17,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alive.blobs import BlobStore
-from alive.jobs import video_key
+from alive.blobs import BlobStore, output_key
+from alive.jobs import asset_id, video_prefix
 from alive.pipeline import PIPELINE, PROVENANCE
 from alive.provenance import verify_video
 from alive.reasons import ReasonCode
@@ -53,14 +53,15 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
     def _sign(self, job: Job) -> Job:
         assert self._signer is not None
         facts = GenerationFacts(
-            job_id=job.job_id,
+            asset_id=asset_id(job.job_id),
             model_name=job.generation.model_name,
             model_version=job.generation.model_version,
             prompt_sha256=hashlib.sha256(job.prompt.encode()).hexdigest(),
+            # From the checked, signed verdicts, not the unsigned stage records.
             moderation={
-                record.stage: Verdict.Name(record.verdict).lower()
-                for record in job.stages
-                if PIPELINE.is_checkpoint(record.stage)
+                a.stage: Verdict.Name(a.verdict).lower()
+                for a in job.attestations
+                if PIPELINE.is_checkpoint(a.stage)
             },
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
@@ -76,7 +77,9 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
                     ReasonCode.PROVENANCE_NOT_TRUSTED,
                     f"signed file verifies as {check.state}: {', '.join(check.failure_codes)}",
                 )
-            ref = self.blobs.put_file(video_key(job.job_id, "signed"), signed, "video/mp4")
+            ref = self.blobs.put_file(
+                output_key(video_prefix(job.job_id, "signed"), ".mp4"), signed, "video/mp4"
+            )
         job.video.CopyFrom(ref)
         job.provenance.CopyFrom(
             ProvenanceInfo(

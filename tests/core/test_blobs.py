@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from alive.blobs import BlobError, LocalBlobStore, StageLedger
+from alive.blobs import BlobError, LocalBlobStore, StageLedger, output_key
 from alive.reasons import ReasonCode
 from alive.v1.events_pb2 import BlobRef
 
@@ -21,13 +22,26 @@ def test_round_trip_under_a_root_with_spaces(tmp_path: Path) -> None:
     assert store.local_path(ref) == tmp_path / "blob root" / "videos" / "job 1" / "signed.mp4"
 
 
-def test_outputs_are_write_once(tmp_path: Path) -> None:
+def test_outputs_are_created_never_taken_over(tmp_path: Path) -> None:
+    """Whatever is already at a key (a planted file, a link) is refused, not read as the
+    write's result, and stays as it was."""
     store = LocalBlobStore(tmp_path)
-    first = store.put_bytes("videos/j/signed.mp4", b"first signature", "video/mp4")
-    again = store.put_bytes("videos/j/signed.mp4", b"second signature", "video/mp4")
-    assert again == first
-    assert store.get_bytes(again) == b"first signature"
+    (tmp_path / "videos" / "j").mkdir(parents=True)
+    (tmp_path / "videos" / "j" / "planted.mp4").write_bytes(b"planted")
+    (tmp_path / "videos" / "j" / "link.mp4").symlink_to(tmp_path / "elsewhere")
+    for name in ("planted.mp4", "link.mp4"):
+        with pytest.raises(BlobError) as exists:
+            store.put_bytes(f"videos/j/{name}", b"mine", "video/mp4")
+        assert exists.value.reason_code == ReasonCode.BLOB_EXISTS
+    assert (tmp_path / "videos" / "j" / "planted.mp4").read_bytes() == b"planted"
+    assert not (tmp_path / "elsewhere").exists()
     assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+def test_output_keys_are_fresh_and_unguessable() -> None:
+    keys = {output_key("videos/j/signed", ".mp4") for _ in range(100)}
+    assert len(keys) == 100
+    assert all(re.fullmatch(r"videos/j/signed-[0-9a-f]{32}\.mp4", k) for k in keys)
 
 
 def test_refs_outside_the_store_are_refused(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from services.provenance.signing import GenerationFacts, VideoSigner, label_ai_g
 from tests.support import write_clip
 
 FACTS = GenerationFacts(
-    job_id="job-verify",
+    asset_id="asset-verify",
     model_name="alive-motion",
     model_version="0.3.1",
     prompt_sha256="0" * 64,
@@ -90,7 +90,7 @@ def test_signed_file_is_trusted(signed: Path, anchor: bytes) -> None:
     assert check.generator == FACTS.model_name
     assert check.ingredient_relationships == ("inputTo",)
     assert check.alive_assertion is not None
-    assert check.alive_assertion["job_id"] == FACTS.job_id
+    assert check.alive_assertion["asset_id"] == FACTS.asset_id
 
 
 def test_trust_anchor_is_applied(signed: Path, anchor: bytes, tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ def test_appended_bytes_are_invalid(signed: Path, anchor: bytes, tmp_path: Path)
 
 def test_edited_manifest_is_invalid(signed: Path, anchor: bytes, tmp_path: Path) -> None:
     data = signed.read_bytes()
-    offset = data.index(FACTS.job_id.encode())
+    offset = data.index(FACTS.asset_id.encode())
     check = verify_video(_tampered(signed, tmp_path, offset), anchor)
     assert check.state == "Invalid"
     assert check.failure_codes

@@ -11,8 +11,12 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from hypothesis import HealthCheck, given
+from hypothesis import settings as fuzzing
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from alive.attestation import Keyring
 from alive.blobs import LocalBlobStore, StageLedger
 from alive.kafka import ensure_topics, make_consumer, make_producer
 from alive.locks import KeyedLocks
@@ -166,6 +170,7 @@ async def toy(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[ToyRig]:
         producer,
         StageLedger(blobs),
         StageMetrics("toy", CollectorRegistry()),
+        Keyring(None),  # the toy stage attests nothing and requires nothing
     )
     task = asyncio.create_task(runner.run())
     yield ToyRig(stage, settings, runner)
@@ -268,3 +273,63 @@ async def test_no_record_stops_the_stage(toy: ToyRig) -> None:
     }
     assert DLQ_PAYLOAD_REF in dlq[b"big"]
     assert toy.runner.ready
+
+
+_HOSTILE_RECORDS = st.lists(
+    st.one_of(
+        st.binary(max_size=4096),
+        st.builds(
+            # "fuzz ..." so that a prompt never asks the toy stage to sleep or crash.
+            lambda job_id, prompt, creator: Job(
+                job_id=job_id, prompt=f"fuzz {prompt}", creator_id=creator
+            ).SerializeToString(),
+            st.one_of(st.text(max_size=300), st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True)),
+            st.text(max_size=200),
+            st.text(max_size=200),
+        ),
+        # Valid wire format of another message type, and a Job with its bytes cut short.
+        st.builds(lambda n: StatusEvent(job_id="x" * n).SerializeToString(), st.integers(0, 500)),
+        st.builds(
+            lambda n: Job(job_id="cut", prompt="p" * 50).SerializeToString()[:n], st.integers(1, 20)
+        ),
+    ),
+    min_size=5,
+    max_size=20,
+)
+
+
+@fuzzing(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(values=_HOSTILE_RECORDS)
+async def test_fuzzed_records_on_the_broker_never_stop_the_stage(
+    toy: ToyRig, values: list[bytes]
+) -> None:
+    """Random bytes, protobufs and hostile field values through the real runner and broker:
+    the stage keeps running, each record is processed or dead-lettered, and the next valid
+    job completes."""
+    run = uuid.uuid4().hex[:8]
+    keys = [f"{run}-{i}".encode() for i in range(len(values))]
+    await toy.send_raw(list(zip(keys, values, strict=True)))
+    await toy.send([Job(job_id=f"after-{run}", prompt="pass")])
+    job_ids = [_job_id_of(value) for value in values]
+    for _ in range(150):  # records on other partitions may still be on their way
+        statuses = [StatusEvent.FromString(r.value) for r in await toy.read(toy.topic(STATUS))]
+        handled = {s.job_id for s in statuses}
+        dead = {r.key for r in await toy.read(toy.topic(DLQ))}
+        unaccounted = [
+            (key, value[:80])
+            for key, value, job_id in zip(keys, values, job_ids, strict=True)
+            if key not in dead and job_id not in handled
+        ]
+        if f"after-{run}" in handled and not unaccounted:
+            break
+        await asyncio.sleep(0.1)
+    assert not unaccounted
+    assert any(s.job_id == f"after-{run}" and s.state == JobState.PHOTO_CLEARED for s in statuses)
+    assert toy.runner.ready
+
+
+def _job_id_of(value: bytes) -> str | None:
+    try:
+        return Job.FromString(value).job_id
+    except Exception:  # not a Job at all: it must be in the dead-letter topic
+        return None

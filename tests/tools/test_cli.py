@@ -36,7 +36,7 @@ def test_a_missing_photo_is_a_clear_error(
         photo=tmp_path / "missing.jpg", prompt="", width=0, height=0, fps=0, duration_ms=0,
         seed=None, out=tmp_path,
     )  # fmt: skip
-    with AliveClient("127.0.0.1:1") as client:  # never reached
+    with AliveClient("127.0.0.1:1", token=None, tls_ca=None) as client:  # never reached
         code = cli._submit_and_show(client, args, None, tmp_path, publish=False)  # type: ignore[arg-type]
     assert code == cli.NO_PHOTO
     error = capsys.readouterr().err

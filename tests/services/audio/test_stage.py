@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from alive.blobs import LocalBlobStore
@@ -29,7 +30,7 @@ async def test_a_silent_video_gets_a_soundtrack_chosen_from_the_prompt(tmp_path:
     assert out.statuses[0].state == JobState.SCORED
     (scored,) = out.jobs
     assert {"rain", "waves"} <= set(scored.soundscape_layers)
-    assert scored.video.uri.endswith("videos/a1/scored.mp4")
+    assert re.search(r"/videos/a1/scored-[0-9a-f]{32}\.mp4$", scored.video.uri)
     info = probe_mp4(blobs.local_path(scored.video))
     assert info.audio_codec == "aac" and info.frame_count == 12
     assert abs((info.audio_duration_s or 0) - 1.0) < 0.05

@@ -1,64 +1,279 @@
-"""Alive's gRPC API served in process (a real gRPC server and producer on the test broker),
-with a status view fed by hand: the caps on jobs under way."""
+"""Alive's gRPC API served in process (a real gRPC server over TLS and a producer on the test
+broker), with a status view fed by hand: who may call, whose jobs they see, the caps on jobs
+under way, and Cancel."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from alive.blobs import LocalBlobStore
+from alive.blobs import LocalBlobStore, StageLedger
 from alive.kafka import ensure_topics, make_producer
 from alive.settings import ServiceSettings
-from alive.v1.api_pb2 import SubmitRequest
+from alive.v1.api_pb2 import (
+    CancelJobRequest,
+    GetJobRequest,
+    PublishJobRequest,
+    SubmitRequest,
+    WatchRequest,
+)
 from alive.v1.api_pb2_grpc import AliveStub
 from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent
 from alive_tools.embedded.broker import EmbeddedBroker
-from services.ingest.api import AliveApi, ApiServer
+from alive_tools.keys import DEV_KID, ApiKeys, DevCa, ensure_api_keys, key_pem, mint_token
+from services.ingest.api import AliveApi, ApiServer, server_credentials
+from services.ingest.auth import CREATOR_CLAIM, CREATOR_SCOPES, Scope, TokenVerifier
 from services.ingest.settings import IngestSettings
+from services.ingest.stage import JobIds
 from services.ingest.status_view import StatusView
 from tests.support import photo_bytes
 
 
+@dataclass
+class Api:
+    stub: AliveStub
+    view: StatusView
+    keys: ApiKeys
+    ledger: StageLedger
+
+    def as_(self, subject: str, scopes: tuple[str, ...] = CREATOR_SCOPES, **claims: str) -> Auth:
+        token = mint_token(self.keys.issuer_key, subject, scopes, claims=claims)
+        return (("authorization", f"Bearer {token}"),)
+
+
+Auth = tuple[tuple[str, str], ...]
+
+
 @pytest.fixture
-async def api(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> AsyncIterator[tuple[AliveStub, StatusView]]:
+async def api(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Api]:
     common = ServiceSettings(
         kafka={"bootstrap_servers": broker.bootstrap_servers},  # type: ignore[arg-type]
-        blob_root=tmp_path,
+        blob_root=tmp_path / "blobs",
     )
     await ensure_topics(common)
-    settings = IngestSettings(grpc_port=0, max_jobs_in_flight=2, max_jobs_in_flight_per_creator=5)
+    keys = ensure_api_keys(tmp_path / "keys")
+    settings = IngestSettings(
+        grpc_port=0,
+        max_jobs_in_flight=4,
+        max_jobs_in_flight_per_creator=5,
+        tls_cert_path=keys.tls_cert,
+        tls_key_path=keys.tls_key,
+        jwks_path=keys.jwks,
+        job_id_key_path=keys.job_id_key,
+    )
     view = StatusView(common)
     producer = make_producer(common, "api-test")
     await producer.start()
-    server = ApiServer(
-        settings, AliveApi(settings, common, LocalBlobStore(tmp_path), producer, view)
+    blobs = LocalBlobStore(common.blob_root)
+    ledger = StageLedger(blobs)
+    handlers = AliveApi(
+        settings,
+        common,
+        blobs,
+        ledger,
+        producer,
+        view,
+        JobIds.from_settings(settings),
+        TokenVerifier.from_settings(settings),
     )
+    server = ApiServer(settings, handlers)
     await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield AliveStub(channel), view
+    credentials = grpc.ssl_channel_credentials(keys.tls_ca.read_bytes())
+    async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
+        yield Api(AliveStub(channel), view, keys, ledger)
     await server.stop()
     await producer.stop()
 
 
-async def test_everyone_together_over_the_cap_are_told_to_retry(
-    api: tuple[AliveStub, StatusView],
-) -> None:
-    stub, view = api
-    for job_id, creator in (("j1", "alice"), ("j2", "bob")):
-        view.apply(StatusEvent(job_id=job_id, creator_id=creator, state=JobState.GENERATED))
-    request = SubmitRequest(
-        photo=photo_bytes(), creator_id="carol", request_id="r1", output=OutputSpec()
+def ready_job(api: Api, job_id: str = "j1", creator: str = "alice") -> str:
+    api.view.apply(
+        StatusEvent(job_id=job_id, creator_id=creator, request_id="r", state=JobState.READY)
     )
+    return job_id
+
+
+async def code_of(call: Callable[[], object]) -> grpc.StatusCode:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await stub.Submit(request, timeout=10)
+        result = call()
+        if hasattr(result, "__aiter__"):
+            async for _ in result:  # type: ignore[attr-defined]
+                pass
+        else:
+            await result  # type: ignore[misc]
+    code: grpc.StatusCode = refused.value.code()
+    return code
+
+
+def issuer(keys: ApiKeys) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(keys.issuer_key.read_bytes(), None)
+    assert isinstance(key, Ed25519PrivateKey)
+    return key
+
+
+def forged_token(signer: Ed25519PrivateKey, keys: ApiKeys, **changes: object) -> str:
+    """A good token's claims, changed as asked, signed by ``signer``."""
+    good = mint_token(keys.issuer_key, "alice", CREATOR_SCOPES)
+    claims = {**jwt.decode(good, options={"verify_signature": False}), **changes}
+    return jwt.encode(claims, signer, algorithm="EdDSA", headers={"kid": DEV_KID})
+
+
+async def test_a_call_without_a_valid_token_is_unauthenticated(api: Api) -> None:
+    job_id = ready_job(api)
+    get = GetJobRequest(job_id=job_id)
+    assert await code_of(lambda: api.stub.Get(get, timeout=5)) == grpc.StatusCode.UNAUTHENTICATED
+    bad = {
+        "not a jwt": "not-a-jwt",
+        "another key": forged_token(Ed25519PrivateKey.generate(), api.keys),
+        "expired": forged_token(issuer(api.keys), api.keys, exp=1, iat=0),
+        "other audience": forged_token(issuer(api.keys), api.keys, aud="someone-else"),
+        "other issuer": forged_token(issuer(api.keys), api.keys, iss="evil"),
+        "unsigned": jwt.encode({"sub": "alice"}, None, algorithm="none"),  # type: ignore[arg-type]
+    }
+    for why, token in bad.items():
+        metadata = (("authorization", f"Bearer {token}"),)
+        code = await code_of(lambda m=metadata: api.stub.Get(get, timeout=5, metadata=m))  # type: ignore[misc]
+        assert code == grpc.StatusCode.UNAUTHENTICATED, why
+    assert (await api.stub.Get(get, timeout=5, metadata=api.as_("alice"))).job_id == job_id
+
+
+async def test_another_creator_cannot_see_or_touch_a_job(api: Api) -> None:
+    job_id = ready_job(api, creator="alice")
+    mallory = api.as_("mallory")
+    calls = {
+        "get": lambda: api.stub.Get(GetJobRequest(job_id=job_id), timeout=5, metadata=mallory),
+        "watch": lambda: api.stub.Watch(WatchRequest(job_id=job_id), timeout=5, metadata=mallory),
+        "publish": lambda: api.stub.Publish(
+            PublishJobRequest(job_id=job_id), timeout=5, metadata=mallory
+        ),
+        "cancel": lambda: api.stub.Cancel(
+            CancelJobRequest(job_id=job_id), timeout=5, metadata=mallory
+        ),
+    }
+    unknown = GetJobRequest(job_id="no-such-job")
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await api.stub.Get(unknown, timeout=5, metadata=mallory)
+    for name, call in calls.items():
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            result = call()
+            if name == "watch":
+                async for _ in result:  # type: ignore[attr-defined]
+                    pass
+            else:
+                await result  # type: ignore[misc]
+        # Exactly what an unknown job gets: nothing tells that the job exists.
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND, name
+        assert refused.value.details() == missing.value.details(), name
+    assert api.view.get(job_id).state == JobState.READY  # type: ignore[union-attr]
+    assert not api.ledger.is_cancelled(job_id)
+
+
+async def test_scopes_limit_what_a_token_may_do(api: Api) -> None:
+    job_id = ready_job(api, creator="alice")
+    read_only = api.as_("alice", (Scope.READ,))
+    publish = PublishJobRequest(job_id=job_id)
+    code = await code_of(lambda: api.stub.Publish(publish, timeout=5, metadata=read_only))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    reviewer = api.as_("reviewer-1", (Scope.REVIEW, Scope.READ))
+    seen = await api.stub.Get(GetJobRequest(job_id=job_id), timeout=5, metadata=reviewer)
+    assert seen.creator_id == "alice"  # the review tools read any creator's job …
+    code = await code_of(
+        lambda: api.stub.Publish(publish, timeout=5, metadata=api.as_("reviewer-1"))
+    )
+    assert code == grpc.StatusCode.NOT_FOUND  # … but post nothing in a creator's name
+
+
+async def test_the_creator_comes_from_the_token_or_a_trusted_services_claim(api: Api) -> None:
+    request = SubmitRequest(photo=photo_bytes(), request_id="r1", output=OutputSpec())
+    mine = await api.stub.Submit(request, timeout=10, metadata=api.as_("alice"))
+    assert mine.job.creator_id == "alice"
+    # The same request id of another creator is another job: ids are scoped to creators.
+    theirs = await api.stub.Submit(request, timeout=10, metadata=api.as_("bob"))
+    assert theirs.job_id != mine.job_id and not theirs.existing
+    platform = api.as_("story-service", (Scope.SERVICE, Scope.SUBMIT), **{CREATOR_CLAIM: "carol"})
+    on_behalf = await api.stub.Submit(request, timeout=10, metadata=platform)
+    assert on_behalf.job.creator_id == "carol"
+    # A creator's token cannot claim to act for someone else.
+    impostor = api.as_("mallory", CREATOR_SCOPES, **{CREATOR_CLAIM: "alice"})
+    again = await api.stub.Submit(request, timeout=10, metadata=impostor)
+    assert again.job.creator_id == "mallory" and again.job_id != mine.job_id
+
+
+async def test_everyone_together_over_the_cap_are_told_to_retry(api: Api) -> None:
+    for job_id, creator in (("j1", "alice"), ("j2", "bob"), ("j3", "bob"), ("j4", "dan")):
+        api.view.apply(StatusEvent(job_id=job_id, creator_id=creator, state=JobState.GENERATED))
+    request = SubmitRequest(photo=photo_bytes(), request_id="r1", output=OutputSpec())
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await api.stub.Submit(request, timeout=10, metadata=api.as_("carol"))
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     trailers = dict(refused.value.trailing_metadata() or ())
     assert trailers["alive-reason-code"] == "JOBS_IN_FLIGHT"
-    view.apply(StatusEvent(job_id="j2", creator_id="bob", state=JobState.READY))
-    accepted = await stub.Submit(request, timeout=10)
+    api.view.apply(StatusEvent(job_id="j2", creator_id="bob", state=JobState.READY))
+    accepted = await api.stub.Submit(request, timeout=10, metadata=api.as_("carol"))
     assert not accepted.existing and accepted.job.state == JobState.SUBMITTED
+
+
+async def test_a_creator_cancels_a_job_once(api: Api) -> None:
+    job_id = ready_job(api, creator="alice")
+    cancel = CancelJobRequest(job_id=job_id)
+    cancelled = await api.stub.Cancel(cancel, timeout=5, metadata=api.as_("alice"))
+    assert cancelled.state == JobState.CANCELLED and cancelled.terminal
+    assert api.ledger.is_cancelled(job_id)
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await api.stub.Cancel(cancel, timeout=5, metadata=api.as_("alice"))
+    assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert dict(ended.value.trailing_metadata() or ())["alive-reason-code"] == "JOB_ENDED"
+
+
+def test_the_api_will_not_serve_plaintext_unless_told_to() -> None:
+    with pytest.raises(ValueError, match="TLS_CERT_PATH"):
+        server_credentials(IngestSettings())
+    assert server_credentials(IngestSettings(grpc_plaintext=True)) is None
+
+
+async def test_with_a_client_ca_only_callers_with_its_certificate_get_through(
+    tmp_path: Path,
+) -> None:
+    keys = ensure_api_keys(tmp_path / "keys")
+    clients_ca = DevCa.new("platform services CA")
+    (tmp_path / "clients-ca.pem").write_bytes(clients_ca.cert_pem)
+    settings = IngestSettings(
+        grpc_port=0,
+        tls_cert_path=keys.tls_cert,
+        tls_key_path=keys.tls_key,
+        tls_client_ca_path=tmp_path / "clients-ca.pem",
+    )
+    # Only the transport is under test: the handlers are never reached.
+    server = ApiServer(settings, AliveApi(settings, *([None] * 7)))  # type: ignore[arg-type]
+    await server.start()
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    callers = {
+        "with its certificate": grpc.ssl_channel_credentials(
+            keys.tls_ca.read_bytes(),
+            key_pem(client_key),
+            clients_ca.issue(client_key, "story-service", server=False),
+        ),
+        "without a certificate": grpc.ssl_channel_credentials(keys.tls_ca.read_bytes()),
+    }
+    answers = {}
+    try:
+        for name, credentials in callers.items():
+            address = f"127.0.0.1:{server.port}"
+            async with grpc.aio.secure_channel(address, credentials) as channel:
+                check = health_pb2_grpc.HealthStub(channel).Check
+                try:
+                    await check(health_pb2.HealthCheckRequest(), timeout=5)
+                    answers[name] = "served"
+                except grpc.aio.AioRpcError as exc:
+                    answers[name] = exc.code().name
+    finally:
+        await server.stop()
+    assert answers == {"with its certificate": "served", "without a certificate": "UNAVAILABLE"}

@@ -25,7 +25,7 @@ from tests.support import write_clip
 
 PROMPT = "a lighthouse at dusk, waves rolling in"
 FACTS = GenerationFacts(
-    job_id="job-0001",
+    asset_id="a1b2c3",
     model_name="alive-motion",
     model_version="0.3.1",
     prompt_sha256=hashlib.sha256(PROMPT.encode()).hexdigest(),
@@ -120,7 +120,7 @@ def test_alive_assertion_round_trips_without_the_prompt(
 ) -> None:
     assertion = verify_video(signed, chain.root_cert.read_bytes()).alive_assertion
     assert assertion == {
-        "job_id": FACTS.job_id,
+        "asset_id": FACTS.asset_id,
         "model": {"name": FACTS.model_name, "version": FACTS.model_version},
         "prompt_sha256": FACTS.prompt_sha256,
         "source_photo_sha256": hashlib.sha256(photo.read_bytes()).hexdigest(),
@@ -135,7 +135,7 @@ def test_alive_assertion_round_trips_without_the_prompt(
 def test_manifest_shape(signed: Path) -> None:
     manifest = _manifest(signed)
     assert manifest["claim_generator_info"][0]["name"] == "Alive"
-    assert manifest["title"] == f"alive-{FACTS.job_id}.mp4"
+    assert manifest["title"] == f"alive-{FACTS.asset_id}.mp4"
     assertions = {a["label"]: a["data"] for a in manifest["assertions"]}
     first = assertions["c2pa.actions.v2"]["actions"][0]
     assert first["action"] == "c2pa.created"
