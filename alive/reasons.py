@@ -45,6 +45,7 @@ class ReasonCode(StrEnum):
     # Photo checkpoint vetoes (PHOTO_UNDECODABLE and PHOTO_TOO_SMALL too).
     PHOTO_BLANK = "PHOTO_BLANK"
     PHOTO_SEXUAL = "PHOTO_SEXUAL"
+    PHOTO_MINOR_SAFETY = "PHOTO_MINOR_SAFETY"
     PHOTO_TEXT = "PHOTO_TEXT"
     # Prompt checkpoint vetoes, one per policy category (services/moderation/policy.yaml).
     PROMPT_SEXUAL = "PROMPT_SEXUAL"
@@ -69,6 +70,7 @@ class ReasonCode(StrEnum):
     VIDEO_NO_AUDIO = "VIDEO_NO_AUDIO"
     AUDIO_DURATION_MISMATCH = "AUDIO_DURATION_MISMATCH"
     VIDEO_SEXUAL = "VIDEO_SEXUAL"
+    VIDEO_MINOR_SAFETY = "VIDEO_MINOR_SAFETY"
     VIDEO_TEXT = "VIDEO_TEXT"
     # Any stage that needs earlier stages' signed decisions (alive/attestation.py).
     ATTESTATION_MISSING = "ATTESTATION_MISSING"

@@ -57,11 +57,18 @@ class StageKeys:
         }
         return Keyring(self.private.get(stage), trusted)
 
-    def attest(self, job: Job, *stages: str, verdict: Verdict.ValueType = Verdict.PASS) -> Job:
+    def attest(
+        self,
+        job: Job,
+        *stages: str,
+        verdict: Verdict.ValueType = Verdict.PASS,
+        scores: Mapping[str, float] | None = None,
+    ) -> Job:
         """Adds the attestations ``stages`` would have made on ``job`` as it is now (for a
-        test that starts a job part-way down the pipeline)."""
+        test that starts a job part-way down the pipeline), with ``scores`` when given."""
         for name in stages:
-            attestation = self.keyring(name).attest(PIPELINE.stage(name), job, verdict, {})
+            spec = PIPELINE.stage(name)
+            attestation = self.keyring(name).attest(spec, job, verdict, {}, scores)
             job.attestations.append(attestation)
         return job
 

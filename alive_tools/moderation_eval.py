@@ -1,4 +1,4 @@
-"""``make eval``: the prompt checkpoint measured on a labelled set of prompts.
+"""``make eval``: the prompt and photo checkpoints measured on labelled sets.
 
 Each prompt goes through the moderation-prompt service's own code path (its stage, through
 the same event processor the runner uses, alive_tools.testing.StageHarness), so what is
@@ -9,6 +9,12 @@ stdout and out/eval.json: {"items": [{"decision": "allow|review|block", "reason_
 
 "review" means the job goes on, held for a person before it is published: it is counted as
 caught in ``recall_caught`` and as not blocked in ``false_block_rate``.
+
+Photos (``--photos``, tests/data/moderation/photos.jsonl by default) go through the
+moderation-photo service's code path the same way; an item names a photo beside the file and
+may have it changed in code first (alive_tools/photo_cases.py). Their items and summary are
+under "photos" in out/eval.json. Photo categories are the reason codes' labels (e.g. the
+photo's text judged as self_harm counts under PHOTO_TEXT's findings).
 """
 
 from __future__ import annotations
@@ -26,14 +32,17 @@ from typing import Any
 
 from alive.blobs import LocalBlobStore
 from alive.v1.events_pb2 import Job, Verdict
+from alive_tools.photo_cases import make_case
 from alive_tools.testing import StageHarness
+from services.moderation.photo.settings import PhotoCheckpointSettings
+from services.moderation.photo.stage import PhotoCheckpoint
 from services.moderation.policy import load_policy
 from services.moderation.prompt.settings import PromptCheckpointSettings
 from services.moderation.prompt.stage import PromptCheckpoint
 
-DEFAULT_SET = (
-    Path(__file__).resolve().parents[1] / "tests" / "data" / "moderation" / "prompts.jsonl"
-)
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "moderation"
+DEFAULT_SET = DATA / "prompts.jsonl"
+DEFAULT_PHOTOS = DATA / "photos.jsonl"
 
 
 @dataclass(frozen=True)
@@ -46,18 +55,31 @@ class Judged:
 async def judge_all(prompts: list[str], settings: PromptCheckpointSettings) -> list[Judged]:
     with tempfile.TemporaryDirectory() as folder:
         harness = StageHarness(PromptCheckpoint(settings, LocalBlobStore(Path(folder))))
-        judged = []
-        for i, prompt in enumerate(prompts):
-            started = time.perf_counter()
-            out = await harness.send(harness.upstream(Job(job_id=f"eval-{i}", prompt=prompt)))
-            seconds = time.perf_counter() - started
-            if out.vetoes:
-                judged.append(Judged("block", list(out.vetoes[0].reason_codes), seconds))
-            else:
-                (status,) = out.statuses
-                decision = "review" if status.verdict == Verdict.REVIEW else "allow"
-                judged.append(Judged(decision, list(status.reason_codes), seconds))
-        return judged
+        jobs = [Job(job_id=f"eval-{i}", prompt=prompt) for i, prompt in enumerate(prompts)]
+        return [await _judge(harness, job) for job in jobs]
+
+
+async def judge_photos(photos: list[bytes]) -> list[Judged]:
+    with tempfile.TemporaryDirectory() as folder:
+        blobs = LocalBlobStore(Path(folder))
+        async with StageHarness(PhotoCheckpoint(PhotoCheckpointSettings(), blobs)) as harness:
+            jobs = [
+                Job(job_id=f"eval-{i}", photo=blobs.put_bytes(f"eval/{i}.png", data, "image/png"))
+                for i, data in enumerate(photos)
+            ]
+            return [await _judge(harness, job) for job in jobs]
+
+
+async def _judge(harness: StageHarness, job: Job) -> Judged:
+    """One job through the checkpoint, as the earlier stages would have passed it on."""
+    started = time.perf_counter()
+    out = await harness.send(harness.upstream(job))
+    seconds = time.perf_counter() - started
+    if out.vetoes:
+        return Judged("block", list(out.vetoes[0].reason_codes), seconds)
+    (status,) = out.statuses
+    decision = "review" if status.verdict == Verdict.REVIEW else "allow"
+    return Judged(decision, list(status.reason_codes), seconds)
 
 
 def summarise(
@@ -102,14 +124,14 @@ def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def read_items(path: Path) -> list[dict[str, str]]:
+def read_items(path: Path, key: str = "prompt") -> list[dict[str, str]]:
     items = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         item = json.loads(line)
-        if not isinstance(item.get("prompt"), str) or item.get("label") not in ("allow", "block"):
-            raise SystemExit(f"{path}:{number}: needs a string 'prompt' and 'label' allow|block")
+        if not isinstance(item.get(key), str) or item.get("label") not in ("allow", "block"):
+            raise SystemExit(f"{path}:{number}: needs a string {key!r} and 'label' allow|block")
         item.setdefault("category", "none")
         items.append(item)
     return items
@@ -118,6 +140,7 @@ def read_items(path: Path) -> list[dict[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prompts", type=Path, default=DEFAULT_SET)
+    parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
     parser.add_argument("--out", type=Path, default=Path("out/eval.json"))
     args = parser.parse_args(argv)
     items = read_items(args.prompts)
@@ -126,13 +149,25 @@ def main(argv: list[str] | None = None) -> int:
     judged = asyncio.run(judge_all([i["prompt"] for i in items], settings))
     labels = {str(code): label for code, label in policy.labels().items()}
     summary = summarise(items, judged, labels, policy.version)
+    photo_items = read_items(args.photos, key="photo")
+    photos = [make_case(item, args.photos.parent / "photos") for item in photo_items]
+    photo_judged = asyncio.run(judge_photos(photos))
+    photo_labels = {**labels, "PHOTO_TEXT": "text", "PHOTO_BLANK": "quality"}
+    photo_labels["PHOTO_TOO_SMALL"] = "quality"
+    photo_summary = summarise(photo_items, photo_judged, photo_labels, policy.version)
     report = {
         "items": [{"decision": j.decision, "reason_codes": j.reason_codes} for j in judged],
         "summary": summary,
+        "photos": {
+            "items": [
+                {"decision": j.decision, "reason_codes": j.reason_codes} for j in photo_judged
+            ],
+            "summary": photo_summary,
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    json.dump(summary, sys.stdout, indent=2)
+    json.dump({"prompts": summary, "photos": photo_summary}, sys.stdout, indent=2)
     print(f"\nwrote {args.out}")
     return 0
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import av
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from alive.jobs import SETTLED_STATES
 from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent
 from alive_tools.client import AliveClient
+from alive_tools.photo_cases import with_text
 
 # Small enough to keep the suite fast, big enough to show motion: 12 frames of 96x160.
 SMALL_OUTPUT = OutputSpec(width=96, height=160, fps=12, duration_ms=1000)
@@ -132,9 +133,11 @@ def write_clip(
     frames: int = 12,
     audio_length: float | None = 1.0,
     text: str = "",
+    image: np.ndarray | None = None,
 ) -> None:
-    """A small H.264 yuv420p clip at 12 fps with moving content, ``text`` written on every
-    frame, and an AAC track ``audio_length`` times as long as the video (None: none)."""
+    """A small H.264 yuv420p clip at 12 fps with moving content (or ``image``, drifting),
+    ``text`` written on every frame, and an AAC track ``audio_length`` times as long as the
+    video (None: none)."""
     fps, rate = 12, 48_000
     y, x = np.mgrid[0:height, 0:width]
     with av.open(str(path), "w") as out:
@@ -142,7 +145,10 @@ def write_clip(
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         audio = None if audio_length is None else out.add_stream("aac", rate=rate, layout="stereo")
         for t in range(frames):
-            rgb = np.stack([(x * 4 + t * 16) % 256, (y * 2) % 256, np.full_like(x, 128)], -1)
+            if image is not None:
+                rgb = np.roll(image[:height, :width], t, axis=1)
+            else:
+                rgb = np.stack([(x * 4 + t * 16) % 256, (y * 2) % 256, np.full_like(x, 128)], -1)
             frame = with_text(rgb.astype(np.uint8), text) if text else rgb.astype(np.uint8)
             out.mux(video.encode(av.VideoFrame.from_ndarray(frame, "rgb24")))
         out.mux(video.encode())
@@ -154,15 +160,3 @@ def write_clip(
         sound.sample_rate = rate
         out.mux(audio.encode(sound))
         out.mux(audio.encode())
-
-
-def with_text(image: np.ndarray, text: str) -> np.ndarray:
-    """``image`` with ``text`` written across its middle, large, white on a dark band."""
-    picture = Image.fromarray(image)
-    draw = ImageDraw.Draw(picture)
-    height, width = image.shape[:2]
-    size = max(12, width // max(8, len(text) // 2 + 2))
-    font = ImageFont.load_default(size=size)
-    draw.rectangle((0, height // 2 - size, width, height // 2 + size), fill=(20, 20, 20))
-    draw.text((size // 2, height // 2 - size // 2), text, fill=(255, 255, 255), font=font)
-    return np.asarray(picture)

@@ -450,8 +450,9 @@ Global___Job: _TypeAlias = Job  # noqa: Y015
 @_typing.final
 class Attestation(_message.Message):
     """A stage's signed statement about one job: it gave this verdict on the blob (or prompt)
-    with this sha256, under these policy and model versions. Ed25519 over the fields 1-7 in
-    the encoding alive/attestation.py defines; key_id names the stage key that signed.
+    with this sha256, under these policy and model versions, with these scores. Ed25519 over
+    every field but key_id and signature, in the encoding alive/attestation.py defines;
+    key_id names the stage key that signed.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -476,6 +477,26 @@ class Attestation(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class ScoresEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     STAGE_FIELD_NUMBER: _builtins.int
     JOB_ID_FIELD_NUMBER: _builtins.int
     CREATOR_ID_FIELD_NUMBER: _builtins.int
@@ -485,6 +506,7 @@ class Attestation(_message.Message):
     VERSIONS_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    SCORES_FIELD_NUMBER: _builtins.int
     stage: _builtins.str
     job_id: _builtins.str
     creator_id: _builtins.str
@@ -499,6 +521,10 @@ class Attestation(_message.Message):
     def versions(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """e.g. policy, model"""
 
+    @_builtins.property
+    def scores(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """what the decision rested on (later stages may use them)"""
+
     def __init__(
         self,
         *,
@@ -511,10 +537,11 @@ class Attestation(_message.Message):
         versions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         key_id: _builtins.str = ...,
         signature: _builtins.bytes = ...,
+        scores: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "job_id", b"job_id", "key_id", b"key_id", "signature", b"signature", "stage", b"stage", "subject", b"subject", "subject_sha256", b"subject_sha256", "verdict", b"verdict", "versions", b"versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "job_id", b"job_id", "key_id", b"key_id", "scores", b"scores", "signature", b"signature", "stage", b"stage", "subject", b"subject", "subject_sha256", b"subject_sha256", "verdict", b"verdict", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,6 +1,6 @@
 """What the photo and video checkpoints share: their settings, the models they load at start
-(readiness waits for them), and how a score or a text read from an image becomes block,
-review or allow under the policy."""
+(readiness waits for them), and how a score, the faces or a text read from an image become
+block, review or allow under the policy."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from alive.reasons import Finding, ReasonCode
 from alive.settings import StageSettings
 from alive.stage import Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job
+from services.moderation.faces import Face, FaceAges
 from services.moderation.nsfw import NsfwModel
 from services.moderation.ocr import TextReader
 from services.moderation.policy import DEFAULT_POLICY, Action, Policy, load_policy
@@ -56,22 +57,42 @@ class Verdicts:
 
 
 class ImageModels:
-    """The NSFW model, OCR and the prompt rules for text, loaded once per process."""
+    """The NSFW model, faces and apparent age, OCR and the prompt rules for text, loaded once
+    per process."""
 
     def __init__(self, policy: Policy, nsfw_model_path: Path | None) -> None:
         rules = policy.image
         self.policy = policy
         self.nsfw = NsfwModel(nsfw_model_path)
+        self.faces = FaceAges(rules.faces.min_face_fraction)
         self.ocr = TextReader(rules.ocr_max_side, rules.ocr_min_score)
         self.text_rules = PromptClassifier(policy)
 
     async def load(self) -> None:
         await asyncio.to_thread(self.nsfw.load)
+        await asyncio.to_thread(self.faces.load)
         await asyncio.to_thread(self.ocr.load)
 
     @property
     def ready(self) -> bool:
-        return self.nsfw.ready and self.ocr.ready
+        return self.nsfw.ready and self.faces.ready and self.ocr.ready
+
+    def judge_faces(
+        self, faces: list[Face], nsfw: float, code: ReasonCode, scores: dict[str, float]
+    ) -> tuple[Action | None, Finding]:
+        """Records the faces in ``scores`` (later stages read them from the attestation) and
+        blocks a possible minor together with any sexual signal, below the nsfw thresholds
+        too: the sexual_minor rule."""
+        rules = self.policy.image.faces
+        scores["faces"] = len(faces)
+        if not faces:
+            return None, Finding(code, "")
+        youngest = min(face.apparent_age for face in faces)
+        scores["apparent_min_age"] = round(youngest, 1)
+        if youngest < rules.minor_age_below and nsfw >= rules.minor_nsfw_at:
+            detail = f"a face of apparent age {youngest:.0f} and nsfw score {nsfw:.2f}"
+            return "block", Finding(code, detail)
+        return None, Finding(code, "")
 
     def judge_text(
         self, images: list[npt.NDArray[np.uint8]], code: ReasonCode

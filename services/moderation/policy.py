@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from alive.reasons import ReasonCode
 
@@ -59,8 +66,26 @@ class MinorWithSexual(_Strict):
     minor_terms: tuple[str, ...] = Field(min_length=1)
 
 
+class FaceWithAction(_Strict):
+    label: str
+    reason_code: ReasonCode
+    action: Action
+    terms: tuple[str, ...] = Field(min_length=1)
+
+
 class PromptRules(_Strict):
     minor_with_sexual: MinorWithSexual
+    face_with_action: FaceWithAction
+
+
+class SemanticRules(_Strict):
+    review_at: float = Field(ge=0, le=1)
+    margin: float = Field(ge=0, le=1)
+    harm_below: float = Field(ge=0, le=1)
+    benign_at: float = Field(ge=0, le=1)
+    benign_margin: float = Field(ge=0, le=1)
+    examples: dict[str, tuple[str, ...]] = Field(min_length=1)
+    benign: tuple[str, ...] = Field(min_length=1)
 
 
 class PromptPolicy(_Strict):
@@ -70,7 +95,15 @@ class PromptPolicy(_Strict):
     language_reason_code: ReasonCode
     categories: dict[str, TermCategory] = Field(min_length=1)
     patterns: dict[str, PatternCategory] = Field(default_factory=dict)
+    semantic: SemanticRules
     rules: PromptRules
+
+    @model_validator(mode="after")
+    def _examples_name_categories(self) -> PromptPolicy:
+        unknown = sorted(set(self.semantic.examples) - set(self.categories))
+        if unknown:
+            raise ValueError(f"semantic examples for categories that do not exist: {unknown}")
+        return self
 
 
 class NsfwThresholds(_Strict):
@@ -78,9 +111,16 @@ class NsfwThresholds(_Strict):
     review_at: float = Field(ge=0, le=1)
 
 
+class FacePolicy(_Strict):
+    min_face_fraction: float = Field(gt=0, le=1)
+    minor_age_below: float = Field(gt=0)
+    minor_nsfw_at: float = Field(ge=0, le=1)
+
+
 class ImagePolicy(_Strict):
     blank_max_stddev: float = Field(ge=0)
     nsfw: NsfwThresholds
+    faces: FacePolicy
     video_frames_per_second: float = Field(gt=0)
     ocr_max_side: int = Field(ge=32)
     ocr_min_score: float = Field(ge=0, le=1)
@@ -107,6 +147,7 @@ class Policy(_Strict):
         ]
         labels = {spec.reason_code: spec.label or key for key, spec in named}
         labels[rules.rules.minor_with_sexual.reason_code] = rules.rules.minor_with_sexual.label
+        labels[rules.rules.face_with_action.reason_code] = rules.rules.face_with_action.label
         labels[rules.language_reason_code] = "language"
         return labels
 

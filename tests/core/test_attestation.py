@@ -50,6 +50,7 @@ def test_attestations_over_the_job_as_it_stands_hold() -> None:
         (lambda j: setattr(j.video, "sha256", PHOTO_SHA), "video is not the one it judged"),
         (lambda j: setattr(j.attestations[0], "verdict", Verdict.PASS + 1), "does not verify"),
         (lambda j: j.attestations[2].versions.update(model="other"), "does not verify"),
+        (lambda j: j.attestations[0].scores.update(apparent_min_age=30.0), "does not verify"),
         (lambda j: setattr(j.attestations[1], "signature", b"\0" * 64), "does not verify"),
     ],
 )

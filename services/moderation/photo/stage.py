@@ -6,8 +6,10 @@ blank: no colour channel varies more than the policy allows (PHOTO_BLANK). Score
 content with the open_nsfw model (services/moderation/nsfw.py) and reads text written in
 the photo (services/moderation/ocr.py), judged by the prompt rules: at the policy's
 thresholds it vetoes (PHOTO_SEXUAL, PHOTO_TEXT) or passes the job marked for a person.
-Records ``colour_stddev`` and ``nsfw`` as scores. Not here yet: apparent age and faces (the
-rest of issue 6).
+Finds faces and their apparent age (services/moderation/faces.py): a possible minor with any
+sexual signal is blocked (PHOTO_MINOR_SAFETY). Records ``colour_stddev``, ``nsfw``,
+``faces`` and ``apparent_min_age`` as scores; they are signed in its attestation, and the
+prompt checkpoint judges the prompt with them.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class PhotoCheckpoint(ImageCheckpoint[PhotoCheckpointSettings]):
             Finding(ReasonCode.PHOTO_SEXUAL, f"nsfw score {score:.2f}"),
         )
         pixels = np.asarray(image)
+        faces = await asyncio.to_thread(self.models.faces.faces, pixels)
+        verdicts.add(
+            *self.models.judge_faces(faces, score, ReasonCode.PHOTO_MINOR_SAFETY, ctx.scores)
+        )
         verdicts.add(
             *await asyncio.to_thread(self.models.judge_text, [pixels], ReasonCode.PHOTO_TEXT)
         )

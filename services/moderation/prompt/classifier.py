@@ -4,10 +4,11 @@ block, with the reason codes of every category that matched.
 Layers, in order: the policy's term lists per category, on folded words (alive/text.py) and
 their stems, where a term inside one of the category's benign phrases does not count
 ("water gun", "kill the lights"); written-out personal data (patterns); the rule that a minor
-together with anything sexual is blocked as sexual_minor; and language identification,
-which sends prompts in languages the lists do not cover to a person instead of letting them
-through unread. Not here yet: a semantic classifier (sentence embeddings) and named-entity
-recognition; they come with the rest of the moderation work (issue 6).
+(named in the prompt, or an apparent minor in the photo) together with anything sexual is
+blocked as sexual_minor; the rule that a prompt making an identifiable person in the photo
+act or speak goes to a person; and language identification, which sends prompts in
+languages the lists do not cover to a person instead of letting them through unread. Not
+here: named-entity recognition (no offline model on this project's package list).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from py3langid.langid import MODEL_FILE, LanguageIdentifier
 from alive.reasons import Finding, ReasonCode
 from alive.text import is_latin_word, match_tokens, merge_look_alikes, strip_invisible
 from services.moderation.policy import Action, Policy
+from services.moderation.prompt.semantic import SemanticJudge, bundled_model_dir, encoder_for
 
 Decision = Literal["allow", "review", "block"]
 Phrase = tuple[str, ...]
@@ -85,6 +87,14 @@ class _Category:
 
 
 @dataclass(frozen=True)
+class PhotoFacts:
+    """What the photo checkpoint found that a prompt is judged with (its signed scores)."""
+
+    faces: int = 0
+    apparent_minor: bool = False
+
+
+@dataclass(frozen=True)
 class PromptDecision:
     decision: Decision
     findings: tuple[Finding, ...]
@@ -118,20 +128,31 @@ class PromptClassifier:
         minors = rules.rules.minor_with_sexual
         self._minor_code = minors.reason_code
         self._minor_terms = tuple(p for p in map(phrase, minors.minor_terms) if p)
+        acting = rules.rules.face_with_action
+        self._acting = (acting.label, acting.reason_code, acting.action)
+        self._acting_terms = tuple(p for p in map(phrase, acting.terms) if p)
+        self._semantic = SemanticJudge(rules.semantic, encoder_for(bundled_model_dir()))
         self._languages = set(rules.languages)
         self._identifier = LanguageIdentifier.from_pickled_model(MODEL_FILE, norm_probs=True)
 
-    def classify(self, prompt: str, check_language: bool = True) -> PromptDecision:
-        """Judges ``prompt``; ``check_language`` False for text read from an image, where
-        OCR's stray letters say nothing about the language."""
+    def classify(
+        self, prompt: str, check_language: bool = True, photo: PhotoFacts | None = None
+    ) -> PromptDecision:
+        """Judges ``prompt``, with what the photo checkpoint found in the photo when given;
+        ``check_language`` False for text read from an image, where OCR's stray letters say
+        nothing about the language."""
         words = phrase(prompt)
+        photo = photo or PhotoFacts()
         hits: list[tuple[str, ReasonCode, Action]] = [
             (c.name, c.reason_code, c.action) for c in self._categories if c.matches(words)
         ]
-        if any(code == ReasonCode.PROMPT_SEXUAL for _, code, _ in hits) and any(
-            next(occurrences(words, term), None) is not None for term in self._minor_terms
+        hits = self._weigh_meaning(prompt, hits) if words else hits
+        if any(code == ReasonCode.PROMPT_SEXUAL for _, code, _ in hits) and (
+            photo.apparent_minor or self._mentions(words, self._minor_terms)
         ):
             hits.append(("sexual_minor", self._minor_code, "block"))
+        if photo.faces and self._mentions(words, self._acting_terms):
+            hits.append(self._acting)
         visible = strip_invisible(prompt)
         hits += [
             (name, spec.reason_code, spec.action)
@@ -151,6 +172,28 @@ class PromptClassifier:
             decision = "review"
         categories = tuple(dict.fromkeys(name for name, _, _ in hits))
         return PromptDecision(decision, findings, categories, language, self.policy.version)
+
+    def _weigh_meaning(
+        self, prompt: str, hits: list[tuple[str, ReasonCode, Action]]
+    ) -> list[tuple[str, ReasonCode, Action]]:
+        """The semantic layer: a term hit that reads benign goes to a person instead of being
+        blocked; a prompt near a category no term matched goes to a person."""
+        near = self._semantic.nearness(prompt)
+        weighed: list[tuple[str, ReasonCode, Action]] = [
+            (name, code, "review" if self._semantic.reads_benign(near, name) else action)
+            for name, code, action in hits
+        ]
+        matched = {name for name, _, _ in hits}
+        weighed += [
+            (c.name, c.reason_code, "review")
+            for c in self._categories
+            if c.name not in matched and self._semantic.flags(near, c.name)
+        ]
+        return weighed
+
+    @staticmethod
+    def _mentions(words: Sequence[str], terms: Sequence[Phrase]) -> bool:
+        return any(next(occurrences(words, term), None) is not None for term in terms)
 
     def _language(self, prompt: str, words: Sequence[str]) -> tuple[str, bool]:
         """The prompt's language ("und" where too short to tell) and whether the lists

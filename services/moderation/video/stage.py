@@ -53,6 +53,10 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
             rules.nsfw_decision(score),
             Finding(ReasonCode.VIDEO_SEXUAL, f"highest frame nsfw score {score:.2f}"),
         )
+        faces = await asyncio.to_thread(self.models.faces.in_all, frames)
+        verdicts.add(
+            *self.models.judge_faces(faces, score, ReasonCode.VIDEO_MINOR_SAFETY, ctx.scores)
+        )
         spread = np.linspace(0, len(frames) - 1, rules.video_text_frames).round().astype(int)
         with_text = [frames[i] for i in sorted(set(spread))]
         verdicts.add(

@@ -122,3 +122,37 @@ async def test_harmless_text_in_the_photo_passes(tmp_path: Path) -> None:
     landscape = np.asarray(Image.open(io.BytesIO(photo_bytes(480, 360))))
     out = await check(tmp_path, png(with_text(landscape, "HAPPY BIRTHDAY")))
     assert out.statuses[0].state == JobState.PHOTO_CLEARED
+
+
+PHOTOS = Path(__file__).parents[2] / "data" / "moderation" / "photos"
+
+
+def faces_policy(tmp_path: Path, minor_age_below: float, minor_nsfw_at: float) -> Path:
+    text = DEFAULT_POLICY.read_text()
+    text = text.replace("minor_age_below: 21", f"minor_age_below: {minor_age_below}")
+    text = text.replace("minor_nsfw_at: 0.2", f"minor_nsfw_at: {minor_nsfw_at}")
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "policy.yaml").write_text(text)
+    return tmp_path / "policy.yaml"
+
+
+async def test_faces_and_apparent_age_are_recorded_and_signed(tmp_path: Path) -> None:
+    out = await check(tmp_path, (PHOTOS / "astronaut.jpg").read_bytes())
+    (job,) = out.jobs
+    assert job.stages[-1].scores["faces"] == 1
+    (signed,) = [a for a in job.attestations if a.stage == "moderation-photo"]
+    assert signed.scores["faces"] == 1 and 25 < signed.scores["apparent_min_age"] < 50
+
+
+async def test_a_possible_minor_with_any_sexual_signal_is_blocked_below_the_nsfw_thresholds(
+    tmp_path: Path,
+) -> None:
+    """The rule, with the policy's age line moved above the (adult) astronaut's apparent age:
+    her photo's small nsfw score, far under review_at, then blocks as sexual_minor."""
+    photo = (PHOTOS / "astronaut.jpg").read_bytes()
+    blocked = await check(tmp_path / "a", photo, policy_path=faces_policy(tmp_path / "a", 60, 0.0))
+    assert list(blocked.vetoes[0].reason_codes) == [ReasonCode.PHOTO_MINOR_SAFETY]
+    assert "apparent age" in blocked.vetoes[0].detail
+    # The same apparent minor with no sexual signal at all passes.
+    passed = await check(tmp_path / "b", photo, policy_path=faces_policy(tmp_path / "b", 60, 1.0))
+    assert passed.statuses[0].state == JobState.PHOTO_CLEARED

@@ -55,7 +55,8 @@ def test_every_prompt_code_has_a_rule() -> None:
     in_policy = (
         set(first_terms())
         | {p.reason_code for p in rules.patterns.values()}
-        | {rules.rules.minor_with_sexual.reason_code, rules.language_reason_code}
+        | {rules.rules.minor_with_sexual.reason_code, rules.rules.face_with_action.reason_code}
+        | {rules.language_reason_code}
     )
     assert in_policy == prompt_codes
 
@@ -74,3 +75,51 @@ async def test_a_prompt_for_a_person_passes_marked_review(harness: StageHarness)
     assert list(record.reason_codes) == [ReasonCode.PROMPT_LANGUAGE_NOT_COVERED]
     assert out.statuses[0].state == JobState.PROMPT_CLEARED
     assert "сделай" not in out.statuses[0].detail
+
+
+@pytest.mark.parametrize(
+    ("photo", "prompt", "verdict", "codes"),
+    [
+        # An apparent minor in the photo makes anything sexual sexual_minor.
+        (
+            {"faces": 1, "apparent_min_age": 12.0},
+            "a sexy pose",
+            "block",
+            ["PROMPT_SEXUAL", "PROMPT_MINOR_SAFETY"],
+        ),
+        ({"faces": 1, "apparent_min_age": 34.0}, "a sexy pose", "block", ["PROMPT_SEXUAL"]),
+        # An identifiable face asked to speak or act: a person looks first.
+        (
+            {"faces": 1, "apparent_min_age": 34.0},
+            "make her wave and smile",
+            "review",
+            ["PROMPT_REAL_PERSON"],
+        ),
+        ({"faces": 0}, "make her wave and smile", "pass", []),
+        ({"faces": 2, "apparent_min_age": 40.0}, "waves at dusk", "pass", []),
+    ],
+)
+async def test_the_prompt_is_judged_with_what_the_photo_checkpoint_signed(
+    harness: StageHarness, photo: dict[str, float], prompt: str, verdict: str, codes: list[str]
+) -> None:
+    job = harness.keys.attest(Job(job_id="q4", prompt=prompt), "moderation-photo", scores=photo)
+    out = await harness.send(job)
+    if verdict == "block":
+        assert sorted(out.vetoes[0].reason_codes) == sorted(codes)
+    else:
+        record = out.jobs[0].stages[-1]
+        expected = Verdict.REVIEW if verdict == "review" else Verdict.PASS
+        assert (record.verdict, list(record.reason_codes)) == (expected, codes)
+
+
+async def test_photo_facts_count_only_when_signed(harness: StageHarness) -> None:
+    """A forged minor-free record in the job's stage records changes nothing: the prompt
+    checkpoint reads the photo checkpoint's signed scores."""
+    job = harness.keys.attest(
+        Job(job_id="q5", prompt="a sexy pose"),
+        "moderation-photo",
+        scores={"faces": 1, "apparent_min_age": 12.0},
+    )
+    job.stages.add(stage="moderation-photo", scores={"apparent_min_age": 40.0})
+    out = await harness.send(job)
+    assert ReasonCode.PROMPT_MINOR_SAFETY in out.vetoes[0].reason_codes

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from alive.blobs import LocalBlobStore
 from alive.reasons import ReasonCode
@@ -88,3 +90,24 @@ async def test_harmful_text_on_every_frame_is_blocked(tmp_path: Path) -> None:
         out = await harness.send(harness.upstream(Job(job_id="v3", video=video, output=spec)))
     assert list(out.vetoes[0].reason_codes) == [ReasonCode.VIDEO_TEXT]
     assert "self_harm" in out.vetoes[0].detail
+
+
+async def test_a_possible_minor_on_the_frames_with_any_sexual_signal_is_blocked(
+    tmp_path: Path,
+) -> None:
+    """The sexual_minor rule on sampled frames, with the policy's age line moved above the
+    (adult) astronaut's apparent age and its sexual-signal line at zero."""
+    photo = Path(__file__).parents[2] / "data" / "moderation" / "photos" / "astronaut.jpg"
+    face = np.asarray(Image.open(photo).convert("RGB"))
+    write_clip(tmp_path / "face.mp4", width=512, height=512, image=face)
+    policy = tmp_path / "policy.yaml"
+    text = DEFAULT_POLICY.read_text().replace("minor_age_below: 21", "minor_age_below: 60")
+    policy.write_text(text.replace("minor_nsfw_at: 0.2", "minor_nsfw_at: 0.0"))
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    video = blobs.put_file("videos/v4/signed.mp4", tmp_path / "face.mp4", "video/mp4")
+    spec = OutputSpec(width=512, height=512, fps=12, duration_ms=1000)
+    stage = VideoCheckpoint(VideoCheckpointSettings(policy_path=policy), blobs)
+    async with StageHarness(stage) as harness:
+        out = await harness.send(harness.upstream(Job(job_id="v4", video=video, output=spec)))
+    assert list(out.vetoes[0].reason_codes) == [ReasonCode.VIDEO_MINOR_SAFETY]
+    assert "apparent age" in out.vetoes[0].detail
