@@ -72,6 +72,7 @@ class ReasonCode(StrEnum):
     VIDEO_SEXUAL = "VIDEO_SEXUAL"
     VIDEO_MINOR_SAFETY = "VIDEO_MINOR_SAFETY"
     VIDEO_TEXT = "VIDEO_TEXT"
+    VIDEO_SPEECH = "VIDEO_SPEECH"
     # Any stage that needs earlier stages' signed decisions (alive/attestation.py).
     ATTESTATION_MISSING = "ATTESTATION_MISSING"
     ATTESTATION_INVALID = "ATTESTATION_INVALID"

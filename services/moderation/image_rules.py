@@ -99,9 +99,16 @@ class ImageModels:
     ) -> tuple[Action | None, Finding]:
         """Reads the images' text and judges it as a prompt (without language review)."""
         text = "\n".join(self.ocr.read(image) for image in images).strip()
+        return self.judge_words(text, code, "text in the image")
+
+    def judge_words(
+        self, text: str, code: ReasonCode, source: str
+    ) -> tuple[Action | None, Finding]:
+        """Judges words read or heard as a prompt would be (without language review); the
+        finding names categories, never the words."""
         judged = self.text_rules.classify(text, check_language=False)
         action: Action | None = None if judged.decision == "allow" else judged.decision
-        detail = "text in the image matches policy: " + ", ".join(judged.categories)
+        detail = f"{source} matches policy: " + ", ".join(judged.categories)
         return action, Finding(code, detail)
 
 

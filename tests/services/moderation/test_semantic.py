@@ -1,5 +1,5 @@
-"""The semantic layer: the sentence encoder (all-MiniLM-L6-v2 in numpy) and how nearness to
-the policy's examples weighs a prompt."""
+"""The prompt's meaning and the people it names: the sentence encoder (all-MiniLM-L6-v2 in
+numpy), how nearness to the policy's examples weighs a prompt, and named-entity recognition."""
 
 from __future__ import annotations
 
@@ -71,3 +71,18 @@ def test_examples_for_an_unknown_category_stop_the_policy(tmp_path: Path) -> Non
     )
     with pytest.raises(ValueError, match="semantic examples for categories that do not exist"):
         load_policy(bad)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "decision", "codes"),
+    [
+        ("make Angela Merkel announce her resignation", "block", ["PROMPT_DECEPTION"]),
+        ("Serena Williams waving at the crowd", "review", ["PROMPT_REAL_PERSON"]),
+        ("my grandmother waving at the crowd", "allow", []),
+    ],
+)
+def test_people_the_prompt_names_go_to_a_person_or_are_deception_when_made_to_speak(
+    classifier: PromptClassifier, prompt: str, decision: str, codes: list[str]
+) -> None:
+    judged = classifier.classify(prompt)
+    assert (judged.decision, [str(c) for c in judged.reason_codes]) == (decision, codes)

@@ -12,6 +12,7 @@ from alive.blobs import LocalBlobStore
 from alive.reasons import ReasonCode
 from alive.v1.events_pb2 import Job, JobState, OutputSpec
 from alive_tools.testing import Emitted, StageHarness
+from services.moderation.image_rules import ImageModels
 from services.moderation.policy import DEFAULT_POLICY, load_policy
 from services.moderation.video.settings import VideoCheckpointSettings
 from services.moderation.video.stage import VideoCheckpoint, sampled_frames
@@ -111,3 +112,32 @@ async def test_a_possible_minor_on_the_frames_with_any_sexual_signal_is_blocked(
         out = await harness.send(harness.upstream(Job(job_id="v4", video=video, output=spec)))
     assert list(out.vetoes[0].reason_codes) == [ReasonCode.VIDEO_MINOR_SAFETY]
     assert "apparent age" in out.vetoes[0].detail
+
+
+async def test_a_soundtrack_without_speech_is_not_transcribed(tmp_path: Path) -> None:
+    out = await check(tmp_path)  # a tone: the voice detector hears no speech
+    assert out.jobs[0].stages[-1].scores["speech_words"] == 0
+
+
+async def test_heard_words_are_judged_by_the_prompt_rules(tmp_path: Path) -> None:
+    """With the policy set to transcribe every soundtrack, the recogniser runs for real on
+    the clip's tone ("beep beep ..."): harmless words pass and are counted."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        DEFAULT_POLICY.read_text().replace("always_transcribe: false", "always_transcribe: true")
+    )
+    out = await check(tmp_path, policy_path=policy)
+    assert out.statuses[0].state == JobState.READY
+    assert out.jobs[0].stages[-1].scores["speech_words"] > 0
+
+
+def test_speech_is_judged_like_a_prompt() -> None:
+    """What the checkpoint does with a transcript (no recording of speech ships in a package
+    here, so the recogniser's side of this is covered by the test above)."""
+    models = ImageModels(load_policy(), None)
+    action, finding = models.judge_words(
+        "you should kill yourself", ReasonCode.VIDEO_SPEECH, "speech in the video"
+    )
+    assert action == "block" and finding.code == ReasonCode.VIDEO_SPEECH
+    assert "self_harm" in finding.detail and "kill" not in finding.detail
+    assert models.judge_words("what a lovely day", ReasonCode.VIDEO_SPEECH, "speech")[0] is None
