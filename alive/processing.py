@@ -131,7 +131,12 @@ def status_event(
 
 
 def veto_event(
-    spec: StageSpec, identity: JobIdentity, veto: Veto, scores: Mapping[str, float], at_ms: int
+    spec: StageSpec,
+    identity: JobIdentity,
+    veto: Veto,
+    scores: Mapping[str, float],
+    at_ms: int,
+    versions: Mapping[str, str] | None = None,
 ) -> VetoEvent:
     return VetoEvent(
         job_id=identity.job_id,
@@ -140,6 +145,7 @@ def veto_event(
         scores={**scores, **veto.scores},
         detail=veto.detail,
         at_ms=at_ms,
+        versions=versions or {},
     )
 
 
@@ -378,6 +384,7 @@ class EventProcessor:
                 finished_at_ms=finished,
                 reason_codes=[f.code for f in ctx.review],
                 scores=ctx.scores,
+                versions=self.stage.versions(),
             )
         )
         if spec.attests is not None:
@@ -397,7 +404,7 @@ class EventProcessor:
 
     async def _emit_veto(self, veto: Veto, ctx: StageContext) -> None:
         spec, at = self.spec, now_ms()
-        event = veto_event(spec, ctx.identity, veto, ctx.scores, at)
+        event = veto_event(spec, ctx.identity, veto, ctx.scores, at, self.stage.versions())
         status = status_event(spec, ctx, spec.veto_state, spec.veto_verdict, veto.findings, at)
         await self._send(ctx.identity, [(VETOES, event), (STATUS, status)])
         self.ledger.put(

@@ -127,4 +127,9 @@ class ImageCheckpoint(Stage[Job, SettingsT]):
         return self.models.ready
 
     def versions(self) -> Mapping[str, str]:
-        return {"policy": self.policy.version, "nsfw": "open_nsfw", "ocr": "rapidocr-pp-ocr"}
+        return {
+            "policy": self.policy.version,
+            "nsfw": "open_nsfw",
+            "faces": "opencv-haar-frontalface+dlib-age-v1",
+            "ocr": "rapidocr-pp-ocr",
+        }

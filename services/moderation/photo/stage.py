@@ -49,21 +49,23 @@ class PhotoCheckpoint(ImageCheckpoint[PhotoCheckpointSettings]):
             return Veto.of(
                 ReasonCode.PHOTO_BLANK, f"colour spread {spread:.2f}", {"colour_stddev": spread}
             )
-        verdicts = Verdicts()
-        (score,) = await asyncio.to_thread(self.models.nsfw.scores, [image])
+        pixels = np.asarray(image)
+        # The three models side by side: onnxruntime and OpenCV release the GIL.
+        (score,), faces, text = await asyncio.gather(
+            asyncio.to_thread(self.models.nsfw.scores, [image]),
+            asyncio.to_thread(self.models.faces.faces, pixels),
+            asyncio.to_thread(self.models.judge_text, [pixels], ReasonCode.PHOTO_TEXT),
+        )
         ctx.scores["nsfw"] = round(score, 4)
+        verdicts = Verdicts()
         verdicts.add(
             rules.nsfw_decision(score),
             Finding(ReasonCode.PHOTO_SEXUAL, f"nsfw score {score:.2f}"),
         )
-        pixels = np.asarray(image)
-        faces = await asyncio.to_thread(self.models.faces.faces, pixels)
         verdicts.add(
             *self.models.judge_faces(faces, score, ReasonCode.PHOTO_MINOR_SAFETY, ctx.scores)
         )
-        verdicts.add(
-            *await asyncio.to_thread(self.models.judge_text, [pixels], ReasonCode.PHOTO_TEXT)
-        )
+        verdicts.add(*text)
         return verdicts.outcome(ctx, {"nsfw": score}) or event
 
 

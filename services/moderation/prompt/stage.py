@@ -20,7 +20,7 @@ from alive.pipeline import MODERATION_PHOTO, MODERATION_PROMPT
 from alive.stage import Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job
 from services.moderation.policy import load_policy
-from services.moderation.prompt.classifier import PhotoFacts, PromptClassifier
+from services.moderation.prompt.classifier import NER_MODEL, PhotoFacts, PromptClassifier
 from services.moderation.prompt.settings import PromptCheckpointSettings
 
 
@@ -42,7 +42,11 @@ class PromptCheckpoint(Stage[Job, PromptCheckpointSettings]):
         )
 
     def versions(self) -> Mapping[str, str]:
-        return {"policy": self.classifier.policy.version}
+        return {
+            "policy": self.classifier.policy.version,
+            "meaning": "all-MiniLM-L6-v2",
+            "names": NER_MODEL,
+        }
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         decision = self.classifier.classify(event.prompt, photo=self._photo_facts(event))

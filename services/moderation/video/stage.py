@@ -17,6 +17,7 @@ detector hears some (services/moderation/speech.py), judged by the prompt rules
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -47,6 +48,9 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
     def is_ready(self) -> bool:
         return super().is_ready() and self.speech.ready
 
+    def versions(self) -> Mapping[str, str]:
+        return {**super().versions(), "speech": "whisper-tiny.en+silero-vad"}
+
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:
             path = await asyncio.to_thread(self.blobs.local_path, event.video)
@@ -61,23 +65,26 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
         rules = self.policy.image
         indices = sampled_frames(info.frame_count, info.fps, rules)
         frames = await asyncio.to_thread(read_frames, path, indices)
-        verdicts = Verdicts()
-        score = max(await asyncio.to_thread(self.models.nsfw.scores, list(frames)))
+        spread = np.linspace(0, len(frames) - 1, rules.video_text_frames).round().astype(int)
+        with_text = [frames[i] for i in sorted(set(spread))]
+        # The models side by side: onnxruntime, OpenCV and CTranslate2 release the GIL.
+        scores, faces, text, heard = await asyncio.gather(
+            asyncio.to_thread(self.models.nsfw.scores, list(frames)),
+            asyncio.to_thread(self.models.faces.in_all, frames),
+            asyncio.to_thread(self.models.judge_text, with_text, ReasonCode.VIDEO_TEXT),
+            asyncio.to_thread(self.speech.transcript, path),
+        )
+        score = max(scores)
         ctx.scores["nsfw_max"] = round(score, 4)
+        verdicts = Verdicts()
         verdicts.add(
             rules.nsfw_decision(score),
             Finding(ReasonCode.VIDEO_SEXUAL, f"highest frame nsfw score {score:.2f}"),
         )
-        faces = await asyncio.to_thread(self.models.faces.in_all, frames)
         verdicts.add(
             *self.models.judge_faces(faces, score, ReasonCode.VIDEO_MINOR_SAFETY, ctx.scores)
         )
-        spread = np.linspace(0, len(frames) - 1, rules.video_text_frames).round().astype(int)
-        with_text = [frames[i] for i in sorted(set(spread))]
-        verdicts.add(
-            *await asyncio.to_thread(self.models.judge_text, with_text, ReasonCode.VIDEO_TEXT)
-        )
-        heard = await asyncio.to_thread(self.speech.transcript, path)
+        verdicts.add(*text)
         ctx.scores["speech_words"] = len(heard.split()) if heard else 0
         if heard:
             verdicts.add(

@@ -15,7 +15,7 @@ from alive.v1.events_pb2 import Job, JobState, Verdict
 from alive_tools.testing import Emitted, StageHarness
 from services.moderation.photo.settings import PhotoCheckpointSettings
 from services.moderation.photo.stage import PhotoCheckpoint
-from services.moderation.policy import DEFAULT_POLICY
+from services.moderation.policy import DEFAULT_POLICY, load_policy
 from tests.support import photo_bytes, with_text
 
 
@@ -140,6 +140,7 @@ async def test_faces_and_apparent_age_are_recorded_and_signed(tmp_path: Path) ->
     out = await check(tmp_path, (PHOTOS / "astronaut.jpg").read_bytes())
     (job,) = out.jobs
     assert job.stages[-1].scores["faces"] == 1
+    assert job.stages[-1].versions["policy"] == load_policy().version
     (signed,) = [a for a in job.attestations if a.stage == "moderation-photo"]
     assert signed.scores["faces"] == 1 and 25 < signed.scores["apparent_min_age"] < 50
 
@@ -153,6 +154,9 @@ async def test_a_possible_minor_with_any_sexual_signal_is_blocked_below_the_nsfw
     blocked = await check(tmp_path / "a", photo, policy_path=faces_policy(tmp_path / "a", 60, 0.0))
     assert list(blocked.vetoes[0].reason_codes) == [ReasonCode.PHOTO_MINOR_SAFETY]
     assert "apparent age" in blocked.vetoes[0].detail
+    # The decision names the policy and models it was made under.
+    assert blocked.vetoes[0].versions["policy"] == load_policy().version
+    assert set(blocked.vetoes[0].versions) == {"policy", "nsfw", "faces", "ocr"}
     # The same apparent minor with no sexual signal at all passes.
     passed = await check(tmp_path / "b", photo, policy_path=faces_policy(tmp_path / "b", 60, 1.0))
     assert passed.statuses[0].state == JobState.PHOTO_CLEARED
