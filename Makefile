@@ -40,7 +40,7 @@ test-fast: $(BIN)/.installed
 lint: $(BIN)/.installed proto-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy alive alive_tools services
+	$(BIN)/mypy alive alive_tools services benchmarks
 	$(BIN)/mypy models/alive_animator/1
 
 # Rewrites the parts of docs/ generated from the code (the topic map).

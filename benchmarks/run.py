@@ -141,13 +141,14 @@ async def moderation_latency(blob_root: Path, video: BlobRef, rounds: int) -> di
     results: dict[str, object] = {}
     for name, (stage, jobs) in cases.items():
         async with StageHarness(stage) as harness:
-            await harness.send(
-                Job(job_id="warm-up", prompt="x", photo=photo, video=video, output=spec)
-            )
+            warm_up = Job(job_id="warm-up", prompt="x", photo=photo, video=video, output=spec)
+            await harness.send(harness.upstream(warm_up))
             times = []
             for job in jobs:
+                signed = harness.upstream(job)  # as the earlier stages pass it on
                 started = time.perf_counter()
-                await harness.send(job)
+                out = await harness.send(signed)
+                assert out.statuses, f"{name}: no decision"
                 times.append((time.perf_counter() - started) * 1000)
         times.sort()
         results[name] = {
@@ -170,7 +171,7 @@ def main() -> None:
         stack = EmbeddedStack(Path(tmp))
         with stack:
             results["stack_start_s"] = round(time.monotonic() - started, 2)
-            with AliveClient(stack.api_target) as client:
+            with stack.client() as client:
                 client.submit(photo, "warm up", output=OutputSpec(width=96, height=160))
                 sequential = []
                 t0 = time.monotonic()
