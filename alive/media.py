@@ -1,10 +1,15 @@
-"""Shared media helpers: probe MP4 files by decoding them and read video frames as RGB arrays."""
+"""Shared media helpers: encode RGB frames to H.264 MP4, probe MP4 files by decoding them and
+read video frames as RGB arrays. The generator's models encode next to themselves with these
+(only compressed video crosses the network), and the stages check what they receive."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -162,3 +167,62 @@ def read_frames(path: Path, indices: Sequence[int] | None = None) -> npt.NDArray
     if not wanted:
         return np.zeros((0, stream.height, stream.width, 3), dtype=np.uint8)
     return np.stack([frames[i] for i in wanted])
+
+
+def encode_h264(
+    frames: npt.NDArray[np.uint8],
+    fps: int,
+    out_path: Path,
+    *,
+    crf: int = 23,
+    preset: str = "veryfast",
+) -> None:
+    """Write uint8 RGB frames [T, H, W, 3] to `out_path` as H.264 at `fps`.
+
+    Every input frame becomes exactly one output frame and the file lasts exactly T / fps s.
+    """
+    if frames.ndim != 4 or frames.shape[3] != 3:
+        raise ValueError(f"frames must be [T, H, W, 3], got shape {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8, got {frames.dtype}")
+    count, height, width = frames.shape[:3]
+    if count == 0:
+        raise ValueError("no frames to encode")
+    if height % 2 or width % 2:
+        # yuv420p subsamples chroma 2x2, so libx264 rejects odd dimensions.
+        raise ValueError(f"frame size must be even, got {width}x{height}")
+    if not 0 < fps <= 240:
+        raise ValueError(f"fps must be in 1..240, got {fps}")
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # faststart puts the moov atom first so players can start before the whole file arrives.
+    with av.open(str(out_path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": preset})
+        stream.width = width
+        stream.height = height
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, fps)
+        for index in range(count):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[index]), format="rgb24")
+            frame.pts = index
+            frame.time_base = Fraction(1, fps)
+            out.mux(stream.encode(frame.reformat(format="yuv420p")))
+        out.mux(stream.encode(None))
+
+
+def encode_h264_bytes(frames: npt.NDArray[np.uint8], fps: int, **options: Any) -> bytes:
+    """``encode_h264`` to bytes. Through a temporary file: faststart rewrites the file, which
+    FFmpeg does only by name."""
+    with tempfile.TemporaryDirectory(prefix="alive-encode-") as folder:
+        path = Path(folder) / "video.mp4"
+        encode_h264(frames, fps, path, **options)
+        return path.read_bytes()
+
+
+def probe_mp4_bytes(data: bytes) -> MediaInfo:
+    """``probe_mp4`` of MP4 bytes (a model's answer, before it is stored)."""
+    with tempfile.TemporaryDirectory(prefix="alive-probe-") as folder:
+        path = Path(folder) / "video.mp4"
+        path.write_bytes(data)
+        return probe_mp4(path)

@@ -14,6 +14,9 @@ class GeneratorSettings(StageSettings):
     model_name: str = "alive_animator"
     # One inference may take this long before it counts as a (transient) failure.
     infer_timeout_s: float = 300.0
+    # Debugging: fetch the raw frames and encode here, as before the model encoded next to
+    # itself (the frames are 170 MB per default job on the wire).
+    raw_frames: bool = False
     # Several jobs in flight let Triton's dynamic batcher fill a batch.
     max_in_flight: int = 8
     # Triton unavailable is the transient error this service expects: ride out a restart

@@ -1,10 +1,13 @@
-"""Generator: animates the cleared photo into video frames on Triton, encodes them as H.264.
+"""Generator: animates the cleared photo into a video on Triton.
 
 Consumes Job from alive.prompt-cleared; emits it to alive.generated with ``video`` (a silent
 MP4 blob) and ``generation`` (model name, version, frame count). Calls the model
 ``alive_animator`` (models/) over gRPC with tritonclient's asyncio client; Triton batches
-concurrent requests. Triton unreachable or overloaded is a TransientError (retried); a
-model that rejects its input is a PermanentError. Never vetoes.
+concurrent requests. The model encodes the video next to itself and answers with the MP4;
+the generator checks its frames and size and stores it (with ``raw_frames``, for debugging,
+it fetches the frames and encodes them here). Triton unreachable or overloaded is a
+TransientError (retried); a model that rejects its input, or answers with a video unlike
+the one asked for, is a PermanentError. Never vetoes.
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ import asyncio
 import contextlib
 import io
 import logging
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -27,11 +28,11 @@ from tritonclient.utils import InferenceServerException
 
 from alive.blobs import BlobStore, output_key
 from alive.jobs import frame_count, video_prefix
+from alive.media import MediaError, encode_h264_bytes, probe_mp4_bytes
 from alive.pipeline import GENERATOR
 from alive.reasons import ReasonCode
 from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
 from alive.v1.events_pb2 import GenerationInfo, Job
-from services.generator.encoding import encode_h264
 from services.generator.framing import fit_to_frame
 from services.generator.settings import GeneratorSettings
 
@@ -108,29 +109,25 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         image = await asyncio.to_thread(
             lambda: fit_to_frame(Image.open(io.BytesIO(photo_bytes)), spec.width, spec.height)
         )
-        frames = await self._animate(image, event.prompt, event.seed, frame_count(spec), spec.fps)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "generated.mp4"
-            await asyncio.to_thread(encode_h264, frames, spec.fps, path)
-            ref = await asyncio.to_thread(
-                self.blobs.put_file,
-                output_key(video_prefix(event.job_id, "generated"), ".mp4"),
-                path,
-                "video/mp4",
-            )
+        count = frame_count(spec)
+        video = await self._animate(image, event.prompt, event.seed, count, spec.fps)
+        await asyncio.to_thread(checked_video, video, count, image.shape)
+        key = output_key(video_prefix(event.job_id, "generated"), ".mp4")
+        ref = await asyncio.to_thread(self.blobs.put_bytes, key, video, "video/mp4")
         event.video.CopyFrom(ref)
         event.generation.CopyFrom(
             GenerationInfo(
                 model_name=self.settings.model_name,
                 model_version=self._model_version or "1",
-                frame_count=int(frames.shape[0]),
+                frame_count=count,
             )
         )
         return event
 
     async def _animate(
         self, image: npt.NDArray[np.uint8], prompt: str, seed: int, num_frames: int, fps: int
-    ) -> npt.NDArray[np.uint8]:
+    ) -> bytes:
+        """The MP4 the model made (or, with ``raw_frames``, encoded here from its frames)."""
         assert self._client is not None
         inputs = [
             _input("IMAGE", image[np.newaxis], "UINT8"),
@@ -139,18 +136,22 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
             _input("NUM_FRAMES", np.array([[num_frames]], dtype=np.int32), "INT32"),
             _input("FPS", np.array([[fps]], dtype=np.int32), "INT32"),
         ]
+        wanted = "FRAMES" if self.settings.raw_frames else "VIDEO"
         try:
             result = await self._client.infer(
                 self.settings.model_name,
                 inputs,
-                outputs=[InferRequestedOutput("FRAMES")],
+                outputs=[InferRequestedOutput(wanted)],
                 client_timeout=self.settings.infer_timeout_s,
             )
         except InferenceServerException as exc:
             raise triton_error(exc) from exc
         except grpc.RpcError as exc:
             raise TransientError(f"Triton unreachable: {exc}") from exc
-        return checked_frames(result.as_numpy("FRAMES"), num_frames, image.shape)
+        if self.settings.raw_frames:
+            frames = checked_frames(result.as_numpy("FRAMES"), num_frames, image.shape)
+            return await asyncio.to_thread(encode_h264_bytes, frames, fps)
+        return the_video(result.as_numpy("VIDEO"))
 
 
 def triton_error(exc: InferenceServerException) -> TransientError | PermanentError:
@@ -169,6 +170,32 @@ def checked_frames(
             ReasonCode.MODEL_BAD_OUTPUT, f"unexpected frames shape {getattr(frames, 'shape', None)}"
         )
     return np.ascontiguousarray(frames[0])
+
+
+def the_video(videos: npt.NDArray[np.object_] | None) -> bytes:
+    """The one MP4 of a batch-of-one answer."""
+    if videos is None or videos.shape != (1, 1) or not isinstance(videos[0, 0], bytes):
+        shape = getattr(videos, "shape", None)
+        raise PermanentError(ReasonCode.MODEL_BAD_OUTPUT, f"unexpected VIDEO output {shape}")
+    video: bytes = videos[0, 0]
+    return video
+
+
+def checked_video(video: bytes, num_frames: int, image_shape: tuple[int, ...]) -> None:
+    """Refuses an MP4 that does not decode to the frames and size asked for: what the model
+    answered is checked before it is stored and sent on."""
+    try:
+        info = probe_mp4_bytes(video)
+    except MediaError as exc:
+        detail = f"the video does not decode: {exc}"
+        raise PermanentError(ReasonCode.MODEL_BAD_OUTPUT, detail) from exc
+    height, width = image_shape[:2]
+    if (info.frame_count, info.height, info.width) != (num_frames, height, width):
+        raise PermanentError(
+            ReasonCode.MODEL_BAD_OUTPUT,
+            f"{info.frame_count} frames of {info.width}x{info.height}, "
+            f"asked {num_frames} of {width}x{height}",
+        )
 
 
 def _input(name: str, value: npt.NDArray[np.uint8], datatype: str) -> InferInput:

@@ -39,7 +39,7 @@ class TextReader:
                     # Upright text is what matters here; skipping the angle classifier
                     # halves the time. Detection on at most max_side pixels.
                     "Global.use_cls": False,
-                    "Global.log_level": "warning",
+                    "Global.log_level": "error",  # not a warning per photo without text
                     "Det.limit_type": "max",
                     "Det.limit_side_len": self._max_side,
                 }

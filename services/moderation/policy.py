@@ -134,7 +134,7 @@ class ImagePolicy(_Strict):
     video_frames_per_second: float = Field(gt=0)
     ocr_max_side: int = Field(ge=32)
     ocr_min_score: float = Field(ge=0, le=1)
-    video_text_frames: int = Field(ge=1)
+    video_detail_frames: int = Field(ge=1)
 
     def nsfw_decision(self, score: float) -> Action | None:
         """block, review, or None (allow) for a sexual-content score."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -16,6 +17,8 @@ import numpy as np
 import pytest
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
+
+from alive.media import probe_mp4_bytes, read_frames
 
 VERSION_DIR = Path(__file__).resolve().parents[2] / "models" / "alive_animator" / "1"
 sys.path.insert(0, str(VERSION_DIR))  # as Triton's python backend sees the model's modules
@@ -104,9 +107,13 @@ class _Response:
 @dataclass
 class _Request:
     tensors: dict[str, np.ndarray]
+    outputs: tuple[str, ...] = ("VIDEO", "FRAMES")
 
     def is_cancelled(self) -> bool:
         return False
+
+    def requested_output_names(self) -> list[str]:
+        return list(self.outputs)
 
 
 @pytest.fixture
@@ -155,10 +162,15 @@ def started(adapter: ModuleType, config: dict[str, Any]) -> Any:
     return model
 
 
-def request_for(config: dict[str, Any], **item: Any) -> _Request:
-    """A request carrying ``batch_of(**item)`` under the input names ``config`` declares."""
+def request_for(
+    config: dict[str, Any], outputs: tuple[str, ...] | None = None, **item: Any
+) -> _Request:
+    """A request carrying ``batch_of(**item)`` under the input names ``config`` declares,
+    asking for ``outputs`` (default: every output the config declares)."""
     arrays = batch_of(**item)
-    return _Request({tensor["name"]: arrays[tensor["name"].lower()] for tensor in config["input"]})
+    inputs = {tensor["name"]: arrays[tensor["name"].lower()] for tensor in config["input"]}
+    asked = outputs or tuple(tensor["name"] for tensor in config["output"])
+    return _Request(inputs, asked)
 
 
 @pytest.mark.parametrize("renamed", [False, True])
@@ -166,16 +178,48 @@ def test_the_adapter_uses_the_tensor_names_the_config_declares(
     adapter: ModuleType, renamed: bool
 ) -> None:
     config = model_config()
-    if renamed:  # any case of read_batch's names for the inputs, any name for the output
+    if renamed:  # any case of read_batch's names for the inputs, any names for the outputs
         for tensor in config["input"]:
             tensor["name"] = tensor["name"].lower()
-        config["output"][0]["name"] = "VIDEO"
+        for tensor in config["output"]:
+            tensor["name"] = f"OUT_{tensor['name']}"
+    video_name, frames_name = (f"OUT_{n}" if renamed else n for n in ("VIDEO", "FRAMES"))
     image = landscape(48, 32)
     (response,) = started(adapter, config).execute([request_for(config, image=image)])
     assert response.error is None
+    tensors = {tensor.name: tensor.array for tensor in response.output_tensors}
+    expected = animator_render.animate(image, "clouds", 3, 4, 8)
+    assert np.array_equal(tensors[frames_name][0], expected)
+    video = probe_mp4_bytes(tensors[video_name][0, 0])
+    assert (video.frame_count, video.width, video.height) == (4, 32, 48)
+
+
+def test_only_the_encoded_video_is_sent_unless_the_frames_are_asked_for(
+    adapter: ModuleType,
+) -> None:
+    """The raw frames (170 MB at the default size) never leave the model unless asked for."""
+    config = model_config()
+    image = landscape(48, 32)
+    request = request_for(config, outputs=("VIDEO",), image=image, num_frames=12)
+    (response,) = started(adapter, config).execute([request])
     (tensor,) = response.output_tensors
-    assert tensor.name == ("VIDEO" if renamed else "FRAMES")
-    assert np.array_equal(tensor.array[0], animator_render.animate(image, "clouds", 3, 4, 8))
+    assert tensor.name == "VIDEO" and tensor.array.shape == (1, 1)
+    data = tensor.array[0, 0]
+    assert len(data) < expected_raw_bytes(12, 48, 32) and data[4:8] == b"ftyp"
+    first = read_frames_bytes(data)[0].astype(int)
+    original = animator_render.animate(image, "clouds", 3, 12, 8)[0].astype(int)
+    assert np.abs(first - original).mean() < 12  # H.264 at crf 23: close, not exact
+
+
+def expected_raw_bytes(frames: int, height: int, width: int) -> int:
+    return frames * height * width * 3
+
+
+def read_frames_bytes(data: bytes) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "v.mp4"
+        path.write_bytes(data)
+        return read_frames(path)
 
 
 def test_a_bad_request_gets_a_clear_error_and_the_others_in_its_batch_are_served(
@@ -191,14 +235,17 @@ def test_a_bad_request_gets_a_clear_error_and_the_others_in_its_batch_are_served
     assert [error.code for error in errors] == [_TritonError.INVALID_ARG] * 2
     assert errors[0].message == "NUM_FRAMES must be 1..600, got 0"
     assert errors[1].message.startswith("IMAGE must be uint8 H x W x 3, got float32")
-    assert responses[2].error is None and responses[2].output_tensors[0].array.shape[1] == 4
+    assert responses[2].error is None
+    frames = next(t for t in responses[2].output_tensors if t.name == "FRAMES")
+    assert frames.array.shape[1] == 4
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda config: config["input"][0].update(name="PHOTO"), "do not match"),
-        (lambda config: config["output"].append({"name": "AUDIO"}), "one output"),
+        (lambda config: config["output"].append({"name": "AUDIO"}), "two outputs"),
+        (lambda config: config["output"].pop(0), "two outputs"),
         (
             lambda config: config["parameters"]["model_version"].update(string_value="other"),
             "model_version",

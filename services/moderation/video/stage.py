@@ -65,13 +65,13 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
         rules = self.policy.image
         indices = sampled_frames(info.frame_count, info.fps, rules)
         frames = await asyncio.to_thread(read_frames, path, indices)
-        spread = np.linspace(0, len(frames) - 1, rules.video_text_frames).round().astype(int)
-        with_text = [frames[i] for i in sorted(set(spread))]
+        spread = np.linspace(0, len(frames) - 1, rules.video_detail_frames).round().astype(int)
+        detail = [frames[i] for i in sorted(set(spread))]  # for text and faces
         # The models side by side: onnxruntime, OpenCV and CTranslate2 release the GIL.
         scores, faces, text, heard = await asyncio.gather(
             asyncio.to_thread(self.models.nsfw.scores, list(frames)),
-            asyncio.to_thread(self.models.faces.in_all, frames),
-            asyncio.to_thread(self.models.judge_text, with_text, ReasonCode.VIDEO_TEXT),
+            asyncio.to_thread(self.models.faces.in_all, detail),
+            asyncio.to_thread(self.models.judge_text, detail, ReasonCode.VIDEO_TEXT),
             asyncio.to_thread(self.speech.transcript, path),
         )
         score = max(scores)

@@ -8,10 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from alive.media import probe_mp4, read_frames
+from alive.media import encode_h264, probe_mp4, read_frames
 from services.audio.mux import mux_audio
 from services.audio.soundscape import render
-from services.generator.encoding import encode_h264
 
 AAC_FRAME_S = 1024 / 48000
 

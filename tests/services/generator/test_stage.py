@@ -11,7 +11,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from alive.blobs import LocalBlobStore
-from alive.media import probe_mp4
+from alive.media import encode_h264_bytes, probe_mp4
 from alive.reasons import ReasonCode
 from alive.stage import PermanentError, TransientError
 from alive.v1.events_pb2 import Job, JobState, OutputSpec
@@ -19,7 +19,7 @@ from alive_tools.embedded.ports import free_port
 from alive_tools.embedded.triton import TritonServer
 from alive_tools.testing import StageHarness
 from services.generator.settings import GeneratorSettings
-from services.generator.stage import GeneratorStage, checked_frames, triton_error
+from services.generator.stage import GeneratorStage, checked_frames, checked_video, triton_error
 from tests.support import SMALL_FRAMES, SMALL_OUTPUT, photo_bytes
 
 REPOSITORY = Path(__file__).resolve().parents[3] / "models"
@@ -36,11 +36,13 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
         yield server
 
 
+@pytest.mark.parametrize("raw_frames", [False, True])
 async def test_the_model_animates_the_photo_into_a_silent_video(
-    triton: TritonServer, tmp_path: Path
+    triton: TritonServer, tmp_path: Path, raw_frames: bool
 ) -> None:
+    """The model encodes next to itself (or, for debugging, sends its raw frames)."""
     blobs = LocalBlobStore(tmp_path)
-    settings = GeneratorSettings(triton_url=triton.grpc_url)
+    settings = GeneratorSettings(triton_url=triton.grpc_url, raw_frames=raw_frames)
     async with StageHarness(GeneratorStage(settings, blobs)) as harness:
         out = await harness.send(harness.upstream(prompt_cleared(blobs)))
     assert out.statuses[0].state == JobState.GENERATED
@@ -91,6 +93,24 @@ def test_output_of_another_shape_is_a_bad_output(frames: np.ndarray | None) -> N
     with pytest.raises(PermanentError) as error:
         checked_frames(frames, 4, (8, 8, 3))
     assert error.value.reason_code == ReasonCode.MODEL_BAD_OUTPUT
+
+
+@pytest.mark.parametrize(
+    ("video", "why"),
+    [
+        (b"not an mp4", "does not decode"),
+        (encode_h264_bytes(np.zeros((3, 8, 8, 3), np.uint8), 8), "3 frames of 8x8, asked 4"),
+        (encode_h264_bytes(np.zeros((4, 8, 6, 3), np.uint8), 8), "4 frames of 6x8, asked 4"),
+    ],
+)
+def test_a_video_unlike_the_one_asked_for_is_a_bad_output(video: bytes, why: str) -> None:
+    with pytest.raises(PermanentError) as error:
+        checked_video(video, 4, (8, 8, 3))
+    assert error.value.reason_code == ReasonCode.MODEL_BAD_OUTPUT and why in error.value.detail
+
+
+def test_a_video_as_asked_for_passes() -> None:
+    checked_video(encode_h264_bytes(np.zeros((4, 8, 8, 3), np.uint8), 8), 4, (8, 8, 3))
 
 
 def test_output_of_the_asked_shape_is_the_video() -> None:

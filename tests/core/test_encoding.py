@@ -10,8 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from alive.media import probe_mp4, read_frames
-from services.generator.encoding import encode_h264
+from alive.media import encode_h264, probe_mp4, read_frames
 
 
 def _frames(count: int, height: int, width: int) -> npt.NDArray[Any]:
