@@ -42,6 +42,7 @@ lint: $(BIN)/.installed proto-check
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy alive alive_tools services benchmarks
 	$(BIN)/mypy models/alive_animator/1
+	$(BIN)/mypy models/i2v_diffusion/1
 
 # Rewrites the parts of docs/ generated from the code (the topic map).
 docs: $(BIN)/.installed

@@ -11,7 +11,13 @@ class GeneratorSettings(StageSettings):
     model_config = stage_settings_config(GENERATOR)
 
     triton_url: str = "127.0.0.1:8001"
+    # The model that makes videos: alive_animator (procedural, the embedded default) or
+    # i2v_diffusion (a diffusers image-to-video pipeline; docs/models.md).
     model_name: str = "alive_animator"
+    # For a diffusion model (sent when its config declares these inputs).
+    diffusion_steps: int = 30
+    guidance: float = 3.0
+    negative_prompt: str = "worst quality, inconsistent motion, blurry, jittery, distorted"
     # One inference may take this long before it counts as a (transient) failure.
     infer_timeout_s: float = 300.0
     # Debugging: fetch the raw frames and encode here, as before the model encoded next to

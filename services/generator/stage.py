@@ -17,6 +17,7 @@ import contextlib
 import io
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import grpc
 import numpy as np
@@ -46,6 +47,11 @@ _TRANSIENT = {
     "StatusCode.CANCELLED",
     "StatusCode.INTERNAL",
 }
+# The inputs a video model may declare (models/*/config.pbtxt): the first five every model
+# takes; the diffusion model's come from settings.
+KNOWN_INPUTS = frozenset(
+    {"IMAGE", "PROMPT", "SEED", "NUM_FRAMES", "FPS", "NEGATIVE_PROMPT", "STEPS", "GUIDANCE"}
+)
 _MAX_MESSAGE = 2**31 - 1  # frames are large (576x1024x96 RGB is 170 MB)
 
 
@@ -56,6 +62,7 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         super().__init__(settings, blobs)
         self._client: InferenceServerClient | None = None
         self._model_version = ""
+        self._inputs: tuple[str, ...] = ()
         self._triton_ready = False
         self._watch: asyncio.Task[None] | None = None
 
@@ -89,15 +96,46 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
                 ready = await self._client.is_server_ready() and await self._client.is_model_ready(
                     name
                 )
-                if ready and not self._model_version:
-                    config = await self._client.get_model_config(name, as_json=True)
-                    params = config["config"].get("parameters", {})
-                    version = params.get("model_version", {}).get("string_value", "")
-                    self._model_version = version or "1"
+                if ready:
+                    await self._model_inputs()
                 self._triton_ready = bool(ready)
-            except InferenceServerException:
+            except (InferenceServerException, PermanentError) as exc:
+                if isinstance(exc, PermanentError):
+                    log.error("the model cannot be served", extra={"error": exc.detail})
                 self._triton_ready = False
             await asyncio.sleep(2.0)
+
+    def _diffusion_values(self) -> dict[str, tuple[npt.NDArray[Any], str]]:
+        settings = self.settings
+        negative = settings.negative_prompt.encode()
+        return {
+            "NEGATIVE_PROMPT": (np.array([[negative]], dtype=np.object_), "BYTES"),
+            "STEPS": (np.array([[settings.diffusion_steps]], dtype=np.int32), "INT32"),
+            "GUIDANCE": (np.array([[settings.guidance]], dtype=np.float32), "FP32"),
+        }
+
+    async def _model_inputs(self) -> tuple[str, ...]:
+        """The model's inputs, read from its config once (with its version). A model that
+        declares one the generator cannot fill is refused: PermanentError."""
+        assert self._client is not None
+        if not self._inputs:
+            name = self.settings.model_name
+            try:
+                config = (await self._client.get_model_config(name, as_json=True))["config"]
+            except InferenceServerException as exc:
+                raise triton_error(exc) from exc
+            names = tuple(tensor["name"] for tensor in config.get("input", []))
+            unknown = sorted(set(names) - KNOWN_INPUTS)
+            if unknown:
+                raise PermanentError(
+                    ReasonCode.MODEL_REJECTED_INPUT,
+                    f"{name} takes inputs the generator cannot fill: {unknown}",
+                )
+            params = config.get("parameters", {})
+            version = params.get("model_version", {}).get("string_value", "")
+            self._model_version = version or "1"
+            self._inputs = names
+        return self._inputs
 
     def versions(self) -> Mapping[str, str]:
         return {"model": self.settings.model_name, "model_version": self._model_version or "1"}
@@ -129,13 +167,15 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
     ) -> bytes:
         """The MP4 the model made (or, with ``raw_frames``, encoded here from its frames)."""
         assert self._client is not None
-        inputs = [
-            _input("IMAGE", image[np.newaxis], "UINT8"),
-            _input("PROMPT", np.array([[prompt.encode()]], dtype=np.object_), "BYTES"),
-            _input("SEED", np.array([[seed & (2**63 - 1)]], dtype=np.int64), "INT64"),
-            _input("NUM_FRAMES", np.array([[num_frames]], dtype=np.int32), "INT32"),
-            _input("FPS", np.array([[fps]], dtype=np.int32), "INT32"),
-        ]
+        values = {
+            "IMAGE": (image[np.newaxis], "UINT8"),
+            "PROMPT": (np.array([[prompt.encode()]], dtype=np.object_), "BYTES"),
+            "SEED": (np.array([[seed & (2**63 - 1)]], dtype=np.int64), "INT64"),
+            "NUM_FRAMES": (np.array([[num_frames]], dtype=np.int32), "INT32"),
+            "FPS": (np.array([[fps]], dtype=np.int32), "INT32"),
+            **self._diffusion_values(),
+        }
+        inputs = [_input(name, *values[name]) for name in await self._model_inputs()]
         wanted = "FRAMES" if self.settings.raw_frames else "VIDEO"
         try:
             result = await self._client.infer(

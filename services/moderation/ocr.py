@@ -42,6 +42,8 @@ class TextReader:
                     "Global.log_level": "error",  # not a warning per photo without text
                     "Det.limit_type": "max",
                     "Det.limit_side_len": self._max_side,
+                    # One thread: the checkpoints run OCR beside the other models.
+                    "EngineConfig.onnxruntime.intra_op_num_threads": 1,
                 }
             )
         except Exception as exc:

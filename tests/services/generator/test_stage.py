@@ -3,6 +3,8 @@ and, without a server, how it treats Triton's answers."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from alive.v1.events_pb2 import Job, JobState, OutputSpec
 from alive_tools.embedded.ports import free_port
 from alive_tools.embedded.triton import TritonServer
 from alive_tools.testing import StageHarness
+from alive_tools.tiny_diffusion import build_tiny_ltx
 from services.generator.settings import GeneratorSettings
 from services.generator.stage import GeneratorStage, checked_frames, checked_video, triton_error
 from tests.support import SMALL_FRAMES, SMALL_OUTPUT, photo_bytes
@@ -116,3 +119,43 @@ def test_a_video_as_asked_for_passes() -> None:
 def test_output_of_the_asked_shape_is_the_video() -> None:
     frames = np.arange(4 * 8 * 8 * 3, dtype=np.uint8).reshape(1, 4, 8, 8, 3)
     assert np.array_equal(checked_frames(frames, 4, (8, 8, 3)), frames[0])
+
+
+@pytest.fixture(scope="module")
+def diffusion_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """Triton serving i2v_diffusion from a copy of the repository whose config points at a
+    tiny pipeline folder: the production loading path, with toy weights."""
+    repository = tmp_path_factory.mktemp("repository")
+    weights = build_tiny_ltx(tmp_path_factory.mktemp("weights") / "tiny-ltx")
+    model = repository / "i2v_diffusion"
+    shutil.copytree(
+        REPOSITORY / "i2v_diffusion", model, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    config = model / "config.pbtxt"
+    unset = 'key: "weights_path"\n    value: { string_value: "" }'
+    assert unset in config.read_text()
+    config.write_text(
+        config.read_text().replace(unset, unset.replace('""', json.dumps(str(weights))))
+    )
+    workdir = tmp_path_factory.mktemp("triton")
+    with TritonServer(repository, workdir, models=["i2v_diffusion"]) as server:
+        yield server
+
+
+async def test_the_diffusion_model_serves_a_job_through_triton(
+    diffusion_triton: TritonServer, tmp_path: Path
+) -> None:
+    blobs = LocalBlobStore(tmp_path)
+    settings = GeneratorSettings(
+        triton_url=diffusion_triton.grpc_url, model_name="i2v_diffusion", diffusion_steps=2
+    )
+    async with StageHarness(GeneratorStage(settings, blobs)) as harness:
+        out = await harness.send(harness.upstream(prompt_cleared(blobs)))
+    assert out.statuses[0].state == JobState.GENERATED, out.dead_letters
+    (job,) = out.jobs
+    assert (job.generation.model_name, job.generation.model_version) == (
+        "i2v_diffusion",
+        "ltx-video",
+    )
+    info = probe_mp4(blobs.local_path(job.video))
+    assert (info.width, info.height, info.frame_count) == (96, 160, SMALL_FRAMES)

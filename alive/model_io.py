@@ -1,0 +1,64 @@
+"""What every video model in the Triton repository (models/) reads and answers.
+
+Inputs: the model's config.pbtxt names them, and each goes to the model's batch reader as
+the keyword of its lower-cased name. Outputs: two, told apart by type: the video
+(TYPE_STRING: the MP4's bytes per item) and the frames (TYPE_UINT8). The model encodes next
+to itself, so only compressed video crosses the network unless a request asks for the
+frames.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from alive.media import encode_h264_bytes
+
+
+def input_names(config: dict[str, Any], reader: Callable[..., Any]) -> list[str]:
+    """The input tensors' names as the model config declares them; they must be ``reader``'s
+    keywords, in any case, or the model stops at load, not at its first request."""
+    inputs = [tensor["name"] for tensor in config.get("input", [])]
+    taken = list(inspect.signature(reader).parameters)
+    if sorted(name.lower() for name in inputs) != sorted(taken):
+        raise ValueError(f"config.pbtxt inputs {inputs} do not match {[n.upper() for n in taken]}")
+    return inputs
+
+
+@dataclass(frozen=True)
+class VideoOutputs:
+    video: str
+    frames: str
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> VideoOutputs:
+        """The output names a model config declares; refuses a config without exactly the
+        two (the model then stops at load, not at its first request)."""
+        outputs = config.get("output", [])
+        by_type = {tensor.get("data_type"): tensor["name"] for tensor in outputs}
+        if len(outputs) != 2 or set(by_type) != {"TYPE_STRING", "TYPE_UINT8"}:
+            raise ValueError(
+                "config.pbtxt must declare two outputs: the video (TYPE_STRING) and the "
+                f"frames (TYPE_UINT8), got {outputs}"
+            )
+        return cls(by_type["TYPE_STRING"], by_type["TYPE_UINT8"])
+
+    def tensors(
+        self,
+        requested: Sequence[str],
+        videos: Sequence[npt.NDArray[np.uint8]],
+        fps: Sequence[int],
+    ) -> list[tuple[str, npt.NDArray[Any]]]:
+        """(name, array) of each output the request asked for, for a request's videos."""
+        out: list[tuple[str, npt.NDArray[Any]]] = []
+        if self.video in requested:
+            encoded = [[encode_h264_bytes(v, rate)] for v, rate in zip(videos, fps, strict=True)]
+            out.append((self.video, np.array(encoded, dtype=np.object_)))
+        if self.frames in requested:
+            out.append((self.frames, np.stack(list(videos))))
+        return out
