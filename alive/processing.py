@@ -26,7 +26,15 @@ from alive.jobs import MAX_ID_CHARS, valid_id
 from alive.pipeline import DLQ, STATUS, VETOES, StageSpec, Topic
 from alive.reasons import Finding, ReasonCode
 from alive.settings import ServiceSettings, StageSettings
-from alive.stage import JobIdentity, PermanentError, Stage, StageContext, TransientError, Veto
+from alive.stage import (
+    Cancelled,
+    JobIdentity,
+    PermanentError,
+    Stage,
+    StageContext,
+    TransientError,
+    Veto,
+)
 from alive.telemetry import StageMetrics, context_from_headers, headers_with_trace, now_ms
 from alive.v1.events_pb2 import (
     Job,
@@ -202,6 +210,7 @@ class _Outcome:
     passed: Job | None = None
     veto: Veto | None = None
     failure: PermanentError | None = None
+    cancelled: bool = False
 
 
 class EventProcessor:
@@ -267,7 +276,12 @@ class EventProcessor:
                 log.info("cancelled; skipping", extra={"job_id": identity.job_id})
                 self._count("cancelled")
                 return
-            ctx = StageContext(identity=identity, attempt=1, started_at_ms=started_ms)
+            ctx = StageContext(
+                identity=identity,
+                attempt=1,
+                started_at_ms=started_ms,
+                cancelled=lambda: self.ledger.is_cancelled(identity.job_id),
+            )
             outcome = self._check_attestations(event) or await self._process_with_retries(
                 event, ctx
             )
@@ -338,6 +352,9 @@ class EventProcessor:
         elif outcome.failure is not None:
             await self._fail(record, outcome.failure, ctx)
             self._count("failed")
+        elif outcome.cancelled:  # stopped part-way: its CANCELLED status is already out
+            log.info("cancelled while processing", extra={"job_id": ctx.identity.job_id})
+            self._count("cancelled")
 
     async def _process_with_retries(self, event: Message, ctx: StageContext) -> _Outcome:
         for attempt in range(1, self.retry.max_attempts + 1):
@@ -363,6 +380,8 @@ class EventProcessor:
             except PermanentError as exc:
                 self.metrics.errors.labels(self.spec.name, "permanent").inc()
                 return _Outcome(failure=exc)
+            except Cancelled:
+                return _Outcome(cancelled=True)
             except Exception as exc:  # a bug or an unexpected input: never drop the job
                 log.exception("stage raised", extra={"job_id": ctx.identity.job_id})
                 self.metrics.errors.labels(self.spec.name, "permanent").inc()

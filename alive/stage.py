@@ -12,7 +12,7 @@ runner's job. alive_tools.testing.StageHarness runs a stage in process, without 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
@@ -64,16 +64,25 @@ class TransientError(Exception):
     """A retry with backoff may help (e.g. Triton unavailable)."""
 
 
+class Cancelled(Exception):
+    """The job was cancelled while the stage worked on it: nothing is sent on (its
+    CANCELLED status is already out)."""
+
+
 @dataclass
 class StageContext:
     """Per-event facts a stage may use; the scores it records on a pass, and the findings
-    for which a passed job must be looked at by a person before it is published."""
+    for which a passed job must be looked at by a person before it is published.
+    ``cancelled`` tells whether the job's creator has cancelled it since (it reads the
+    store: call it off the event loop, and not in a tight loop); a stage doing long work
+    checks it and raises ``Cancelled``."""
 
     identity: JobIdentity
     attempt: int
     started_at_ms: int
     scores: dict[str, float] = field(default_factory=dict)
     review: list[Finding] = field(default_factory=list)
+    cancelled: Callable[[], bool] = lambda: False
 
 
 class Stage(ABC, Generic[EventT, SettingsT]):

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import grpc
@@ -32,7 +32,7 @@ from alive.jobs import frame_count, video_prefix
 from alive.media import MediaError, encode_h264_bytes, probe_mp4_bytes
 from alive.pipeline import GENERATOR
 from alive.reasons import ReasonCode
-from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
+from alive.stage import Cancelled, PermanentError, Stage, StageContext, TransientError, Veto
 from alive.v1.events_pb2 import GenerationInfo, Job
 from services.generator.framing import fit_to_frame
 from services.generator.settings import GeneratorSettings
@@ -105,6 +105,21 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
                 self._triton_ready = False
             await asyncio.sleep(2.0)
 
+    async def _until_cancelled(self, work: Awaitable[bytes], ctx: StageContext) -> bytes:
+        """``work``, unless the job is cancelled first: then the inference is cancelled too
+        (tritonclient cancels the gRPC call; Triton marks the request cancelled and the
+        model stops at its next check) and the job ends here."""
+        task = asyncio.ensure_future(work)
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=self.settings.cancel_check_s)
+            if done:
+                return task.result()
+            if await asyncio.to_thread(ctx.cancelled):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                raise Cancelled("cancelled during generation")
+
     def _diffusion_values(self) -> dict[str, tuple[npt.NDArray[Any], str]]:
         settings = self.settings
         negative = settings.negative_prompt.encode()
@@ -148,7 +163,9 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
             lambda: fit_to_frame(Image.open(io.BytesIO(photo_bytes)), spec.width, spec.height)
         )
         count = frame_count(spec)
-        video = await self._animate(image, event.prompt, event.seed, count, spec.fps)
+        video = await self._until_cancelled(
+            self._animate(image, event.prompt, event.seed, count, spec.fps), ctx
+        )
         await asyncio.to_thread(checked_video, video, count, image.shape)
         key = output_key(video_prefix(event.job_id, "generated"), ".mp4")
         ref = await asyncio.to_thread(self.blobs.put_bytes, key, video, "video/mp4")

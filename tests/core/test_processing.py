@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as fuzzing
 from hypothesis import strategies as st
 
-from alive.blobs import LocalBlobStore
+from alive.blobs import LocalBlobStore, StageLedger
 from alive.pipeline import ACCEPTED, PHOTO_CLEARED, StageSpec
 from alive.processing import (
     DLQ_JOB_ID,
@@ -23,7 +23,15 @@ from alive.processing import (
 )
 from alive.reasons import Finding, ReasonCode
 from alive.settings import StageSettings
-from alive.stage import JobIdentity, PermanentError, Stage, StageContext, TransientError, Veto
+from alive.stage import (
+    Cancelled,
+    JobIdentity,
+    PermanentError,
+    Stage,
+    StageContext,
+    TransientError,
+    Veto,
+)
 from alive.v1.events_pb2 import BlobRef, Job, JobState, Verdict
 from alive_tools.testing import StageHarness
 
@@ -31,7 +39,8 @@ ECHO = StageSpec("echo", "tests.core", ACCEPTED, PHOTO_CLEARED, JobState.PHOTO_C
 
 
 class EchoStage(Stage[Job, StageSettings]):
-    """Does what the prompt says: 'transient N' fails N times, 'crash', 'permanent', 'veto'."""
+    """Does what the prompt says: 'transient N' fails N times, 'crash', 'permanent', 'veto',
+    'cancel me' (cancels its own job, then notices)."""
 
     spec = ECHO
 
@@ -46,6 +55,10 @@ class EchoStage(Stage[Job, StageSettings]):
             raise TransientError("down")
         if verb == "crash":
             raise KeyError("bug")
+        if verb == "cancel":
+            StageLedger(self.blobs).mark_cancelled(event.job_id)
+            if ctx.cancelled():
+                raise Cancelled("noticed")
         if verb == "permanent":
             raise PermanentError(ReasonCode.MODEL_BAD_OUTPUT, "cannot")
         if verb == "veto":
@@ -231,3 +244,13 @@ async def test_fuzz_every_record_ends_in_exactly_one_outcome(value: bytes) -> No
         assert len(out.dead_letters) + len(out.statuses) == 1
         after = await harness.send(Job(job_id="valid-after-fuzz", prompt="hi"))
         assert after.jobs
+
+
+async def test_a_job_cancelled_while_processed_ends_with_nothing_sent(
+    harness: StageHarness,
+) -> None:
+    out = await harness.send(Job(job_id="c1", prompt="cancel me"))
+    assert not (out.jobs or out.statuses or out.vetoes or out.dead_letters)
+    assert harness.metrics.events_out.labels("echo", "cancelled")._value.get() == 1
+    again = await harness.send(Job(job_id="c1", prompt="hi"))  # redelivered: skipped
+    assert not again.statuses

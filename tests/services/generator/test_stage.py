@@ -3,6 +3,7 @@ and, without a server, how it treats Triton's answers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import Iterator
@@ -159,3 +160,26 @@ async def test_the_diffusion_model_serves_a_job_through_triton(
     )
     info = probe_mp4(blobs.local_path(job.video))
     assert (info.width, info.height, info.frame_count) == (96, 160, SMALL_FRAMES)
+
+
+async def test_a_job_cancelled_during_generation_is_stopped_and_sends_nothing(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    """A default-size job (seconds of rendering) whose creator cancels it: the generator
+    cancels its inference and the job ends with nothing stored or sent."""
+    blobs = LocalBlobStore(tmp_path)
+    settings = GeneratorSettings(triton_url=triton.grpc_url, cancel_check_s=0.1)
+    default = OutputSpec(width=576, height=1024, fps=24, duration_ms=4000)
+    async with StageHarness(GeneratorStage(settings, blobs)) as harness:
+        job = harness.upstream(prompt_cleared(blobs, default))
+
+        async def cancel_soon() -> None:
+            await asyncio.sleep(0.3)
+            harness.ledger.mark_cancelled(job.job_id)
+
+        canceller = asyncio.create_task(cancel_soon())
+        out = await harness.send(job)
+        await canceller
+    assert not (out.jobs or out.statuses or out.dead_letters)
+    assert harness.metrics.events_out.labels("generator", "cancelled")._value.get() == 1
+    assert not await asyncio.to_thread(lambda: list(tmp_path.glob("videos/**/*.mp4")))
