@@ -1,0 +1,165 @@
+"""The serving path around a model, measured with a fixed-cost stand-in (benchmarks/standin:
+2 s a batch plus 20 ms an item, max batch 8, small outputs), and the pipeline against the
+naive loop it replaces.
+
+- ``generator_batching``: the generator stage, through the same event processor the service
+  runs, with 8 jobs in flight (its default), against the stand-in with dynamic batching
+  and against the same stand-in with every request executed alone.
+- ``naive_loop``: what a user might write instead, one process per core: load the photo,
+  call the animator, encode; no Kafka, no Triton.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tritonclient.grpc.aio import InferenceServerClient
+
+from alive.blobs import LocalBlobStore
+from alive.v1.events_pb2 import Job, JobState, OutputSpec
+from alive_tools.embedded.triton import TritonServer
+from alive_tools.testing import StageHarness
+from services.generator.settings import GeneratorSettings
+from services.generator.stage import GeneratorStage
+
+STANDIN = Path(__file__).resolve().parent / "standin"
+ANIMATOR = Path(__file__).resolve().parents[1] / "models" / "alive_animator" / "1"
+SMALL = OutputSpec(width=96, height=160, fps=12, duration_ms=1000)
+IN_FLIGHT = GeneratorSettings().max_in_flight
+
+
+def _repository(folder: Path) -> Path:
+    """The stand-in twice: batched as shipped, and unbatched (no dynamic batcher)."""
+    shutil.copytree(STANDIN, folder / "standin", ignore=shutil.ignore_patterns("__pycache__"))
+    unbatched = folder / "standin_unbatched"
+    shutil.copytree(STANDIN, unbatched, ignore=shutil.ignore_patterns("__pycache__"))
+    config = (unbatched / "config.pbtxt").read_text().replace('"standin"', '"standin_unbatched"')
+    start = config.index("dynamic_batching")
+    end = config.index("}", start) + 1
+    (unbatched / "config.pbtxt").write_text(config[:start] + config[end:])
+    return folder
+
+
+async def _run(url: str, model: str, jobs: int, photo: bytes, folder: Path) -> dict[str, Any]:
+    blobs = LocalBlobStore(folder / model)
+    stage = GeneratorStage(GeneratorSettings(triton_url=url, model_name=model), blobs)
+    limit = asyncio.Semaphore(IN_FLIGHT)
+    per_job: list[float] = []
+    async with StageHarness(stage) as harness:
+
+        async def one(i: int) -> None:
+            stored = blobs.put_bytes(f"photos/{model}-{i}.jpg", photo, "image/jpeg")
+            job = Job(job_id=f"{model}-{i}", prompt="waves", photo=stored, output=SMALL, seed=i)
+            job = harness.upstream(job)
+            async with limit:
+                started = time.perf_counter()
+                out = await harness.send(job)
+                per_job.append(time.perf_counter() - started)
+            assert out.statuses and out.statuses[0].state == JobState.GENERATED, out.dead_letters
+
+        await one(10_000)  # warm up
+        per_job.clear()
+        before = await _model_stats(url, model)
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(jobs)))
+        wall = time.perf_counter() - started
+        after = await _model_stats(url, model)
+    batches = {
+        size: count - before["batches"].get(size, 0)
+        for size, count in after["batches"].items()
+        if count > before["batches"].get(size, 0)
+    }
+    compute_s = after["compute_s"] - before["compute_s"]
+    per_execution_s = compute_s / (after["executions"] - before["executions"])
+    ratios = sorted(t / per_execution_s for t in per_job)
+    return {
+        "jobs": jobs,
+        "wall_s": round(wall, 2),
+        "jobs_per_min": round(60 * jobs / wall, 1),
+        "executions_by_batch_size": batches,
+        "model_s_per_execution": round(per_execution_s, 3),
+        # The stage's time per job over the model's time for a batch (the mean execution):
+        # what the serving path adds to the model, queueing for a batch included.
+        "generator_overhead_ratio_p50": round(statistics.median(ratios), 3),
+        "generator_overhead_ratio_p99": round(ratios[int(0.99 * (len(ratios) - 1))], 3),
+        "model_busy_fraction": round(compute_s / wall, 3),
+    }
+
+
+async def _model_stats(url: str, model: str) -> dict[str, Any]:
+    """Triton's counters for the model: executions, batches by size, compute seconds."""
+    client = InferenceServerClient(url)
+    stats = (await client.get_inference_statistics(model, as_json=True))["model_stats"][0]
+    await client.close()
+    batch_stats = stats.get("batch_stats", [])
+    compute_ns = sum(
+        int(b[part]["ns"])
+        for b in batch_stats
+        for part in ("compute_input", "compute_infer", "compute_output")
+    )
+    return {
+        "executions": int(stats.get("execution_count", 0)),
+        "batches": {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in batch_stats},
+        "compute_s": compute_ns / 1e9,
+    }
+
+
+def generator_batching(photo: bytes, jobs: int = 48) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        repository = _repository(folder / "repository")
+        models = ["standin", "standin_unbatched"]
+        with TritonServer(repository, folder / "triton", models=models) as server:
+            batched = asyncio.run(_run(server.grpc_url, "standin", jobs, photo, folder))
+            alone = asyncio.run(
+                _run(server.grpc_url, "standin_unbatched", jobs // 4, photo, folder)
+            )
+    return {
+        "batched": batched,
+        "unbatched": alone,
+        "batching_speedup": round(batched["jobs_per_min"] / alone["jobs_per_min"], 2),
+        "generator_overhead_ratio_p50": batched["generator_overhead_ratio_p50"],
+        "generator_overhead_ratio_p99": batched["generator_overhead_ratio_p99"],
+        "model_busy_fraction": batched["model_busy_fraction"],
+    }
+
+
+def _naive_worker(args: tuple[bytes, int, int, str]) -> int:
+    """One process of the naive loop: photo -> frames -> MP4, ``count`` times."""
+    photo, count, first_seed, out = args
+    sys.path.insert(0, str(ANIMATOR))
+    import io
+
+    from animator_render import animate  # the same animation code the model runs
+    from PIL import Image
+
+    from alive.media import encode_h264
+    from services.generator.framing import fit_to_frame
+
+    for seed in range(first_seed, first_seed + count):
+        image = fit_to_frame(Image.open(io.BytesIO(photo)), 576, 1024)
+        frames = animate(image, "make this photo come alive", seed, 96, 24)
+        encode_h264(frames, 24, Path(out) / f"{seed}.mp4")
+    return count
+
+
+def naive_loop(photo: bytes, jobs: int) -> dict[str, Any]:
+    """Default-size jobs (576x1024, 96 frames) by one process per core."""
+    processes = os.cpu_count() or 1
+    per_process = max(1, jobs // processes)
+    with tempfile.TemporaryDirectory() as out:
+        work = [(photo, per_process, i * per_process, out) for i in range(processes)]
+        started = time.perf_counter()
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            done = sum(pool.map(_naive_worker, work))
+        wall = time.perf_counter() - started
+    return {"processes": processes, "jobs": done, "jobs_per_min": round(60 * done / wall, 2)}
