@@ -8,9 +8,8 @@ import importlib.util
 import json
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from alive.media import probe_mp4_bytes, read_frames
+from tests.models.backend_stand_in import BACKEND_UTILS, Request, TritonError
 
 VERSION_DIR = Path(__file__).resolve().parents[2] / "models" / "alive_animator" / "1"
 sys.path.insert(0, str(VERSION_DIR))  # as Triton's python backend sees the model's modules
@@ -82,50 +82,10 @@ def test_a_request_without_a_batch_dimension_is_refused() -> None:
 # The adapter, against a stand-in for the module Triton's python backend provides.
 
 
-class _TritonError:
-    CANCELLED, INVALID_ARG = "CANCELLED", "INVALID_ARG"
-
-    def __init__(self, message: str, code: str) -> None:
-        self.message, self.code = message, code
-
-
-@dataclass
-class _Tensor:
-    name: str
-    array: np.ndarray
-
-    def as_numpy(self) -> np.ndarray:
-        return self.array
-
-
-@dataclass
-class _Response:
-    output_tensors: list[_Tensor] = field(default_factory=list)
-    error: _TritonError | None = None
-
-
-@dataclass
-class _Request:
-    tensors: dict[str, np.ndarray]
-    outputs: tuple[str, ...] = ("VIDEO", "FRAMES")
-
-    def is_cancelled(self) -> bool:
-        return False
-
-    def requested_output_names(self) -> list[str]:
-        return list(self.outputs)
-
-
 @pytest.fixture
 def adapter(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """model.py, loaded by path as the backend loads it, with the backend's utilities faked."""
-    backend_utils = SimpleNamespace(
-        TritonError=_TritonError,
-        InferenceResponse=_Response,
-        Tensor=_Tensor,
-        get_input_tensor_by_name=lambda request, name: _Tensor(name, request.tensors[name]),
-    )
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", backend_utils)
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", BACKEND_UTILS)
     spec = importlib.util.spec_from_file_location(
         "alive_animator_adapter", VERSION_DIR / "model.py"
     )
@@ -164,13 +124,13 @@ def started(adapter: ModuleType, config: dict[str, Any]) -> Any:
 
 def request_for(
     config: dict[str, Any], outputs: tuple[str, ...] | None = None, **item: Any
-) -> _Request:
+) -> Request:
     """A request carrying ``batch_of(**item)`` under the input names ``config`` declares,
     asking for ``outputs`` (default: every output the config declares)."""
     arrays = batch_of(**item)
     inputs = {tensor["name"]: arrays[tensor["name"].lower()] for tensor in config["input"]}
     asked = outputs or tuple(tensor["name"] for tensor in config["output"])
-    return _Request(inputs, asked)
+    return Request(inputs, asked)
 
 
 @pytest.mark.parametrize("renamed", [False, True])
@@ -232,7 +192,7 @@ def test_a_bad_request_gets_a_clear_error_and_the_others_in_its_batch_are_served
     good = request_for(config, image=image)
     responses = started(adapter, config).execute([bad_length, bad_photo, good])
     errors = [response.error for response in responses[:2]]
-    assert [error.code for error in errors] == [_TritonError.INVALID_ARG] * 2
+    assert [error.code for error in errors] == [TritonError.INVALID_ARG] * 2
     assert errors[0].message == "NUM_FRAMES must be 1..600, got 0"
     assert errors[1].message.startswith("IMAGE must be uint8 H x W x 3, got float32")
     assert responses[2].error is None

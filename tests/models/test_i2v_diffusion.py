@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -20,43 +19,9 @@ from tritonclient.grpc import model_config_pb2
 
 from alive.media import probe_mp4_bytes
 from alive_tools.tiny_diffusion import build_tiny_ltx
+from tests.models.backend_stand_in import BACKEND_UTILS, Request, Response, TritonError
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "i2v_diffusion"
-
-
-class _TritonError:
-    CANCELLED, INVALID_ARG, INTERNAL = "CANCELLED", "INVALID_ARG", "INTERNAL"
-
-    def __init__(self, message: str, code: str) -> None:
-        self.message, self.code = message, code
-
-
-@dataclass
-class _Tensor:
-    name: str
-    array: np.ndarray
-
-    def as_numpy(self) -> np.ndarray:
-        return self.array
-
-
-@dataclass
-class _Response:
-    output_tensors: list[_Tensor] = field(default_factory=list)
-    error: _TritonError | None = None
-
-
-@dataclass
-class _Request:
-    tensors: dict[str, np.ndarray]
-    outputs: tuple[str, ...] = ("VIDEO", "FRAMES")
-    cancelled: bool = False
-
-    def is_cancelled(self) -> bool:
-        return self.cancelled
-
-    def requested_output_names(self) -> list[str]:
-        return list(self.outputs)
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +31,8 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(weights: Path) -> Any:
-    backend_utils = SimpleNamespace(
-        TritonError=_TritonError,
-        InferenceResponse=_Response,
-        Tensor=_Tensor,
-        get_input_tensor_by_name=lambda request, name: _Tensor(name, request.tensors[name]),
-    )
     saved = sys.modules.get("triton_python_backend_utils")
-    sys.modules["triton_python_backend_utils"] = backend_utils  # type: ignore[assignment]
+    sys.modules["triton_python_backend_utils"] = BACKEND_UTILS  # type: ignore[assignment]
     try:
         spec = importlib.util.spec_from_file_location("i2v_model", MODEL_DIR / "1" / "model.py")
         assert spec is not None and spec.loader is not None
@@ -111,7 +70,7 @@ def request(
     seed: int = 1,
     num_frames: int = 9,
     **options: Any,
-) -> _Request:
+) -> Request:
     tensors = {
         "IMAGE": image[np.newaxis],
         "PROMPT": np.array([[prompt.encode()]], dtype=np.object_),
@@ -122,12 +81,12 @@ def request(
         "STEPS": np.array([[options.get("steps", 2)]], np.int32),
         "GUIDANCE": np.array([[3.0]], np.float32),
     }
-    return _Request(
+    return Request(
         tensors, options.get("outputs", ("VIDEO", "FRAMES")), options.get("cancelled", False)
     )
 
 
-def frames_of(response: _Response) -> np.ndarray:
+def frames_of(response: Response) -> np.ndarray:
     assert response.error is None, response.error and response.error.message
     return next(t.array for t in response.output_tensors if t.name == "FRAMES")[0]
 
@@ -176,9 +135,9 @@ def test_a_bad_or_cancelled_request_fails_alone(model: Any) -> None:
     cancelled = request(photo(1), cancelled=True)
     good = request(photo(1))
     responses = model.execute([bad, cancelled, good])
-    assert responses[0].error.code == _TritonError.INVALID_ARG
+    assert responses[0].error.code == TritonError.INVALID_ARG
     assert responses[0].error.message == "NUM_FRAMES must be 1..257, got 0"
-    assert responses[1].error.code == _TritonError.CANCELLED
+    assert responses[1].error.code == TritonError.CANCELLED
     assert frames_of(responses[2]).shape == (9, 64, 64, 3)
 
 
