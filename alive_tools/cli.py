@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -173,20 +174,18 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    with _client(_running_stack()) as client:
-        try:
-            view = client.get(args.job_id)
-        except grpc.RpcError as exc:
-            console.print(f"[red]{exc.code().name}: {exc.details()}")
-            return 1
-    _print_path(view)
-    return 0
+    return _show_after(lambda client: client.get(args.job_id))
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    return _show_after(lambda client: client.cancel(args.job_id))
+
+
+def _show_after(call: Callable[[AliveClient], JobView]) -> int:
+    """Makes one call on the running stack and shows the job it answers with."""
     with _client(_running_stack()) as client:
         try:
-            view = client.cancel(args.job_id)
+            view = call(client)
         except grpc.RpcError as exc:
             console.print(f"[red]{exc.code().name}: {exc.details()}")
             return 1
