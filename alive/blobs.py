@@ -95,6 +95,7 @@ class LocalBlobStore(BlobStore):
             raise BlobError(ReasonCode.BLOB_EXISTS, f"{key!r} already exists") from exc
         finally:
             os.unlink(tmp)
+        _sync_folder(path.parent)
         return BlobRef(
             uri=path.as_uri(),
             sha256=hashlib.sha256(data).hexdigest(),
@@ -167,13 +168,17 @@ class LocalBlobStore(BlobStore):
         path = self._path_for_key(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._temporary(path, data), path)
+        _sync_folder(path.parent)
 
     @staticmethod
     def _temporary(path: Path, data: bytes) -> str:
-        """A temporary file beside ``path`` holding ``data`` (then renamed or linked)."""
+        """A temporary file beside ``path`` holding ``data``, on disk before it is renamed or
+        linked (a crash then leaves the whole file or none, never a torn one under a key)."""
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         return tmp
 
     def _path_for_key(self, key: str) -> Path:
@@ -186,6 +191,15 @@ class LocalBlobStore(BlobStore):
 
 
 _CANCELLED = "cancelled"  # a ledger folder of its own, beside the stages'
+
+
+def _sync_folder(folder: Path) -> None:
+    """Makes a new name in ``folder`` durable (the entry, not only the file's bytes)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class StageLedger:

@@ -361,7 +361,9 @@ class EventProcessor:
             ctx.attempt = attempt
             try:
                 result = await self.stage.process(event, ctx)
-            except TransientError as exc:
+            except (TransientError, OSError) as exc:
+                # OSError: the store or the network failed (a blob the store refuses is a
+                # BlobError, which stages turn into their own codes); a retry may help.
                 self.metrics.errors.labels(self.spec.name, "transient").inc()
                 if attempt == self.retry.max_attempts:
                     return _Outcome(failure=PermanentError(ReasonCode.RETRIES_EXHAUSTED, str(exc)))

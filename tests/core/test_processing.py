@@ -40,7 +40,7 @@ ECHO = StageSpec("echo", "tests.core", ACCEPTED, PHOTO_CLEARED, JobState.PHOTO_C
 
 class EchoStage(Stage[Job, StageSettings]):
     """Does what the prompt says: 'transient N' fails N times, 'crash', 'permanent', 'veto',
-    'cancel me' (cancels its own job, then notices)."""
+    'cancel me' (cancels its own job, then notices), 'io N' (an I/O error N times)."""
 
     spec = ECHO
 
@@ -53,6 +53,8 @@ class EchoStage(Stage[Job, StageSettings]):
         verb, _, arg = event.prompt.partition(" ")
         if verb == "transient" and self.calls <= int(arg):
             raise TransientError("down")
+        if verb == "io" and self.calls <= int(arg):
+            raise OSError(5, "Input/output error")  # the store, failing for a while
         if verb == "crash":
             raise KeyError("bug")
         if verb == "cancel":
@@ -254,3 +256,10 @@ async def test_a_job_cancelled_while_processed_ends_with_nothing_sent(
     assert harness.metrics.events_out.labels("echo", "cancelled")._value.get() == 1
     again = await harness.send(Job(job_id="c1", prompt="hi"))  # redelivered: skipped
     assert not again.statuses
+
+
+async def test_an_io_error_is_retried_like_a_transient_one(harness: StageHarness) -> None:
+    out = await harness.send(Job(job_id="io1", prompt="io 2"))
+    assert len(harness.retry_delays) == 2 and out.statuses[0].state == JobState.PHOTO_CLEARED
+    failed = await harness.send(Job(job_id="io2", prompt="io 99"))
+    assert [d.reason_code for d in failed.dead_letters] == [ReasonCode.RETRIES_EXHAUSTED]
