@@ -6,7 +6,9 @@ downloaded."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 # A small word-piece vocabulary is enough for a random text encoder; unknown words fall
 # back to letters.
@@ -15,6 +17,17 @@ _WORDS = (
     "rain snow wind sun sunset night city street cat dog bird birds tree trees fire light "
     "dance slowly drift move over at dusk"
 ).split()
+
+
+def small_t5_tokenizer(words: Sequence[str]) -> Any:
+    """A T5 tokenizer built in memory: ``words`` as word pieces, letters for the rest (a
+    random or timing-only text encoder needs no real vocabulary)."""
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces += [(f"\u2581{word}", -float(i)) for i, word in enumerate(words)]
+    pieces += [(letter, -100.0) for letter in "abcdefghijklmnopqrstuvwxyz\u2581"]
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
 
 
 def build_tiny_ltx(folder: Path, seed: int = 0) -> Path:
@@ -26,16 +39,13 @@ def build_tiny_ltx(folder: Path, seed: int = 0) -> Path:
         LTXImageToVideoPipeline,
         LTXVideoTransformer3DModel,
     )
-    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+    from transformers import T5Config, T5EncoderModel
 
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    pieces += [(f"\u2581{word}", -float(i)) for i, word in enumerate(_WORDS)]
-    pieces += [(letter, -100.0) for letter in "abcdefghijklmnopqrstuvwxyz\u2581"]
-    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0)
+    tokenizer = small_t5_tokenizer(_WORDS)
     torch.manual_seed(seed)
     text_encoder = T5EncoderModel(
         T5Config(
-            vocab_size=len(pieces),
+            vocab_size=len(tokenizer),
             d_model=32,
             d_kv=8,
             d_ff=37,

@@ -26,7 +26,9 @@ def main() -> None:
         LTXVideoTransformer3DModel,
     )
     from PIL import Image
-    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+    from transformers import T5Config, T5EncoderModel
+
+    from alive_tools.tiny_diffusion import small_t5_tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--height", type=int, default=512)
@@ -58,9 +60,7 @@ def main() -> None:
         .to(device, dtype)
         .eval()
     )
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    pieces += [(f"\u2581{w}", -float(i)) for i, w in enumerate("waves clouds over the sea".split())]
-    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0)
+    tokenizer = small_t5_tokenizer("waves clouds over the sea".split())
     pipe = LTXImageToVideoPipeline(
         transformer=transformer,
         vae=vae,

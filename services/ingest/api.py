@@ -105,7 +105,9 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         try:
             check_ids(caller.creator_id, request_id)
         except InvalidInput as exc:
-            await _abort_invalid(context, exc.reason_code, exc.detail)
+            await _abort_with_reason(
+                context, grpc.StatusCode.INVALID_ARGUMENT, exc.reason_code, exc.detail
+            )
         job_id = self._job_ids.for_request(caller.creator_id, request_id)
         # The job's trace starts here; its context travels on in the Kafka headers.
         with tracer.start_as_current_span(
@@ -131,7 +133,9 @@ class AliveApi(api_pb2_grpc.AliveServicer):
                 normalise_prompt(request.prompt, self._settings)
                 resolve_output(request.output, self._settings)
             except InvalidInput as exc:
-                await _abort_invalid(context, exc.reason_code, exc.detail)
+                await _abort_with_reason(
+                    context, grpc.StatusCode.INVALID_ARGUMENT, exc.reason_code, exc.detail
+                )
             upload = await asyncio.to_thread(
                 self._blobs.put_bytes,
                 output_key(upload_area(creator_id, request_id) + "photo", ""),
@@ -218,8 +222,11 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         if view.creator_id != caller.creator_id:  # a reviewer sees others' jobs, never posts them
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
         if view.state != JobState.READY:
-            await _abort_precondition(
-                context, ReasonCode.JOB_NOT_READY, f"the job is {JobState.Name(view.state)}"
+            await _abort_with_reason(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                ReasonCode.JOB_NOT_READY,
+                f"the job is {JobState.Name(view.state)}",
             )
         with tracer.start_as_current_span(
             "api.publish", kind=trace.SpanKind.SERVER, attributes={"alive.job_id": view.job_id}
@@ -241,8 +248,11 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         if view.creator_id != caller.creator_id:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
         if is_terminal(view.state):
-            await _abort_precondition(
-                context, ReasonCode.JOB_ENDED, f"the job is {JobState.Name(view.state)}"
+            await _abort_with_reason(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                ReasonCode.JOB_ENDED,
+                f"the job is {JobState.Name(view.state)}",
             )
         # The mark first: a stage that reads the job after it does no more work on it.
         await asyncio.to_thread(self._ledger.mark_cancelled, view.job_id)
@@ -268,19 +278,16 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         return cancelled
 
 
-async def _abort_invalid(
-    context: grpc.aio.ServicerContext, code: ReasonCode, detail: str
+async def _abort_with_reason(
+    context: grpc.aio.ServicerContext,
+    status: grpc.StatusCode,
+    code: ReasonCode,
+    detail: str,
 ) -> NoReturn:
+    """Ends the call with ``status``, the reason code first in the message and in the
+    ``alive-reason-code`` trailer."""
     context.set_trailing_metadata(((REASON_TRAILER, code),))
-    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{code}: {detail}")
-    raise AssertionError("abort() raises")
-
-
-async def _abort_precondition(
-    context: grpc.aio.ServicerContext, code: ReasonCode, detail: str
-) -> NoReturn:
-    context.set_trailing_metadata(((REASON_TRAILER, code),))
-    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{code}: {detail}")
+    await context.abort(status, f"{code}: {detail}")
     raise AssertionError("abort() raises")
 
 

@@ -66,7 +66,7 @@ class ImageModels:
         self.nsfw = NsfwModel(nsfw_model_path)
         self.faces = FaceAges(rules.faces.min_face_fraction)
         self.ocr = TextReader(rules.ocr_max_side, rules.ocr_min_score)
-        self.text_rules = PromptClassifier(policy)
+        self.text_rules = PromptClassifier(policy, find_names=False)
 
     async def load(self) -> None:
         await asyncio.to_thread(self.nsfw.load)

@@ -125,7 +125,9 @@ class PromptDecision:
 
 
 class PromptClassifier:
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, *, find_names: bool = True) -> None:
+        """``find_names`` False for text read from images and speech, which never goes
+        through named-entity recognition: the recogniser is then not loaded at all."""
         rules = policy.prompt
         self.policy = policy
         self._categories = [
@@ -149,7 +151,7 @@ class PromptClassifier:
         self._named = (named.label, named.reason_code, named.action)
         self._named_speech = (named.label, named.speech_reason_code, named.speech_action)
         self._speech_terms = tuple(p for p in map(phrase, named.speech_terms) if p)
-        self._ner = load_ner()
+        self._ner = load_ner() if find_names else None
         acting = rules.rules.face_with_action
         self._acting = (acting.label, acting.reason_code, acting.action)
         self._acting_terms = tuple(p for p in map(phrase, acting.terms) if p)
@@ -183,7 +185,13 @@ class PromptClassifier:
         ]
         language, understood = self._language(prompt, words) if check_language else ("und", True)
         # Names in English prompts only: in OCR text the recogniser mostly finds brands.
-        if check_language and language in ("en", "und") and words and self._names_a_person(visible):
+        if (
+            self._ner is not None
+            and check_language
+            and language in ("en", "und")
+            and words
+            and self._names_a_person(visible)
+        ):
             speech = self._mentions(words, self._speech_terms)
             hits.append(self._named_speech if speech else self._named)
         if not understood:
@@ -220,6 +228,7 @@ class PromptClassifier:
     def _names_a_person(self, prompt: str) -> bool:
         """Whether the English recogniser finds a person's name, written as a name (with a
         capital: the small model takes too many lower-case words for names)."""
+        assert self._ner is not None
         return any(
             entity.label_ == "PERSON" and entity.text[:1].isupper()
             for entity in self._ner(prompt).ents
