@@ -1,10 +1,11 @@
 """What every video model in the Triton repository (models/) reads and answers.
 
 Inputs: the model's config.pbtxt names them, and each goes to the model's batch reader as
-the keyword of its lower-cased name. Outputs: two, told apart by type: the video
-(TYPE_STRING: the MP4's bytes per item) and the frames (TYPE_UINT8). The model encodes next
-to itself, so only compressed video crosses the network unless a request asks for the
-frames.
+the keyword of its lower-cased name. Outputs, told apart by type: the video (TYPE_STRING:
+the MP4's bytes per item), the frames (TYPE_UINT8) and, for a decoupled model that reports
+its progress, [done, total] (TYPE_INT32) in responses before the final one. The model
+encodes next to itself, so only compressed video crosses the network unless a request asks
+for the frames.
 """
 
 from __future__ import annotations
@@ -30,23 +31,34 @@ def input_names(config: dict[str, Any], reader: Callable[..., Any]) -> list[str]
     return inputs
 
 
+_INT32 = "TYPE_INT32"
+
+
 @dataclass(frozen=True)
 class VideoOutputs:
     video: str
     frames: str
+    progress: str | None = None
 
     @classmethod
     def of(cls, config: dict[str, Any]) -> VideoOutputs:
-        """The output names a model config declares; refuses a config without exactly the
-        two (the model then stops at load, not at its first request)."""
+        """The output names a model config declares; refuses a config without the video and
+        the frames, or with anything else than a progress output (the model then stops at
+        load, not at its first request)."""
         outputs = config.get("output", [])
         by_type = {tensor.get("data_type"): tensor["name"] for tensor in outputs}
-        if len(outputs) != 2 or set(by_type) != {"TYPE_STRING", "TYPE_UINT8"}:
+        required = {"TYPE_STRING", "TYPE_UINT8"}
+        if len(by_type) != len(outputs) or not required <= set(by_type) <= {*required, _INT32}:
             raise ValueError(
-                "config.pbtxt must declare two outputs: the video (TYPE_STRING) and the "
-                f"frames (TYPE_UINT8), got {outputs}"
+                "config.pbtxt must declare two outputs, the video (TYPE_STRING) and the frames "
+                f"(TYPE_UINT8), and may add the progress (TYPE_INT32), got {outputs}"
             )
-        return cls(by_type["TYPE_STRING"], by_type["TYPE_UINT8"])
+        return cls(by_type["TYPE_STRING"], by_type["TYPE_UINT8"], by_type.get(_INT32))
+
+    def progress_tensor(self, done: int, total: int) -> tuple[str, npt.NDArray[np.int32]]:
+        """(name, [[done, total]]): a progress report's one output."""
+        assert self.progress is not None, "the model config declares no progress output"
+        return self.progress, np.array([[done, total]], dtype=np.int32)
 
     def tensors(
         self,

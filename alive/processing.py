@@ -39,6 +39,7 @@ from alive.telemetry import StageMetrics, context_from_headers, headers_with_tra
 from alive.v1.events_pb2 import (
     Job,
     JobState,
+    Progress,
     StageOutcome,
     StageRecord,
     StatusEvent,
@@ -213,6 +214,41 @@ class _Outcome:
     cancelled: bool = False
 
 
+class ProgressReporter:
+    """A stage's progress on one job, sent on alive.status as reports that are not
+    transitions: at most one per ``progress_interval_s``, and always the last step. Progress
+    is for people watching; a report Kafka refuses is logged and dropped."""
+
+    def __init__(self, processor: EventProcessor, identity: JobIdentity, started_ms: int) -> None:
+        self._processor = processor
+        self._identity = identity
+        self._started_ms = started_ms
+        self._interval_s = processor.stage.settings.progress_interval_s
+        self._last = -float("inf")
+
+    async def __call__(self, done: int, total: int, unit: str) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < self._interval_s:
+            return
+        self._last = now
+        identity = self._identity
+        report = StatusEvent(
+            job_id=identity.job_id,
+            request_id=identity.request_id,
+            creator_id=identity.creator_id,
+            stage=self._processor.spec.name,
+            at_ms=now_ms(),
+            stage_started_at_ms=self._started_ms,
+            progress=Progress(done=done, total=total, unit=unit),
+        )
+        try:
+            await self._processor.send_events(identity, [(STATUS, report)])
+        except Exception as exc:
+            log.warning(
+                "progress report not sent", extra={"job_id": identity.job_id, "error": str(exc)}
+            )
+
+
 class EventProcessor:
     """Takes one stage's records one at a time per job; the caller serialises per key."""
 
@@ -281,6 +317,7 @@ class EventProcessor:
                 attempt=1,
                 started_at_ms=started_ms,
                 cancelled=lambda: self.ledger.is_cancelled(identity.job_id),
+                report_progress=ProgressReporter(self, identity, started_ms),
             )
             outcome = self._check_attestations(event) or await self._process_with_retries(
                 event, ctx
@@ -414,7 +451,7 @@ class EventProcessor:
         status = status_event(spec, ctx, spec.passed_state, verdict, ctx.review, finished)
         if job.HasField("video"):
             status.video.CopyFrom(job.video)
-        await self._send(ctx.identity, [(spec.emits, job), (STATUS, status)])
+        await self.send_events(ctx.identity, [(spec.emits, job), (STATUS, status)])
         self.ledger.put(
             spec.name, ctx.identity.job_id, StageOutcome(passed=job).SerializeToString()
         )
@@ -427,7 +464,7 @@ class EventProcessor:
         spec, at = self.spec, now_ms()
         event = veto_event(spec, ctx.identity, veto, ctx.scores, at, self.stage.versions())
         status = status_event(spec, ctx, spec.veto_state, spec.veto_verdict, veto.findings, at)
-        await self._send(ctx.identity, [(VETOES, event), (STATUS, status)])
+        await self.send_events(ctx.identity, [(VETOES, event), (STATUS, status)])
         self.ledger.put(
             spec.name, ctx.identity.job_id, StageOutcome(vetoed=event).SerializeToString()
         )
@@ -443,7 +480,7 @@ class EventProcessor:
         status = status_event(
             self.spec, ctx, JobState.FAILED, Verdict.ERROR, (failure.finding,), now_ms()
         )
-        await self._send(ctx.identity, [(STATUS, status)])
+        await self.send_events(ctx.identity, [(STATUS, status)])
         self.ledger.put(
             self.spec.name,
             job_id,
@@ -473,7 +510,7 @@ class EventProcessor:
         self.metrics.dead_lettered.labels(self.spec.name).inc()
         log.warning("dead-lettered", extra={"reason_code": finding.code, **coords(record)})
 
-    async def _send(
+    async def send_events(
         self, identity: JobIdentity, events: Sequence[tuple[Topic[Any], Message]]
     ) -> None:
         """Produces the events keyed by the job, carrying the trace; all acknowledged or none

@@ -167,6 +167,8 @@ class StageSettings(BaseSettings):
     fields and sets ``model_config = stage_settings_config(<its StageSpec>)``."""
 
     max_in_flight: int = 4
+    # A stage doing long work reports its progress to the job's watchers at most this often.
+    progress_interval_s: float = 1.0
     # The stage's Ed25519 private key (PEM) for its attestations; required for a stage that
     # attests (alive/pipeline.py), a secret of that service alone.
     attestation_key_path: Path | None = None

@@ -12,7 +12,7 @@ runner's job. alive_tools.testing.StageHarness runs a stage in process, without 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
@@ -75,7 +75,9 @@ class StageContext:
     for which a passed job must be looked at by a person before it is published.
     ``cancelled`` tells whether the job's creator has cancelled it since (it reads the
     store: call it off the event loop, and not in a tight loop); a stage doing long work
-    checks it and raises ``Cancelled``."""
+    checks it and raises ``Cancelled``. ``report_progress(done, total, unit)`` tells the
+    job's watchers how far a long piece of work is (the runner limits how often it sends;
+    a report that cannot be sent is dropped, never an error)."""
 
     identity: JobIdentity
     attempt: int
@@ -83,6 +85,13 @@ class StageContext:
     scores: dict[str, float] = field(default_factory=dict)
     review: list[Finding] = field(default_factory=list)
     cancelled: Callable[[], bool] = lambda: False
+    report_progress: Callable[[int, int, str], Awaitable[None]] = field(
+        default=lambda done, total, unit: _nothing()
+    )
+
+
+async def _nothing() -> None:
+    """What a progress report does where nobody listens."""
 
 
 class Stage(ABC, Generic[EventT, SettingsT]):

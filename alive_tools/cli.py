@@ -42,7 +42,7 @@ from alive.pipeline import PIPELINE
 from alive.provenance import verify_video
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import JobView
-from alive.v1.events_pb2 import JobState, OutputSpec, Verdict
+from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent, Verdict
 from alive_tools.client import AliveClient, Rejected
 from alive_tools.embedded.stack import REPO_ROOT, EmbeddedStack
 from alive_tools.keys import mint_token
@@ -252,12 +252,16 @@ def _submit_and_show(
 def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool, shown: int = 0) -> JobView:
     """Shows progress until the job ends (or is READY); returns the job then. A terminal gets
     a progress bar naming the stage at work; a log (CI) gets one line per transition, from
-    the ``shown``-th on."""
+    the ``shown``-th on, and a line per progress report of a long stage (generation)."""
     events = client.watch(job_id, stop_at_ready=stop_at_ready)
     if not console.is_terminal:
-        started = time.monotonic()
-        for number, event in enumerate(events):
-            if number < shown:
+        started, transitions = time.monotonic(), 0
+        for event in events:
+            if event.HasField("progress"):
+                console.print(f"{time.monotonic() - started:6.1f} s  {_progress_text(event)}")
+                continue
+            transitions += 1
+            if transitions <= shown:
                 continue
             console.print(
                 f"{time.monotonic() - started:6.1f} s  {JobState.Name(event.state)}"
@@ -274,6 +278,9 @@ def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool, shown: int
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("waiting", total=len(STEPS_TO_READY))
         for event in events:
+            if event.HasField("progress"):
+                progress.update(task, description=f"{_progress_text(event)}…")
+                continue
             done = STEPS_TO_READY.index(event.state) + 1 if event.state in STEPS_TO_READY else 0
             working = PIPELINE.next_stage(event.state)
             progress.update(
@@ -282,6 +289,12 @@ def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool, shown: int
                 description=f"{working.name}…" if working else JobState.Name(event.state).lower(),
             )
     return client.get(job_id)
+
+
+def _progress_text(report: StatusEvent) -> str:
+    """e.g. "generator 12/30 steps"."""
+    progress = report.progress
+    return f"{report.stage} {progress.done}/{progress.total} {progress.unit}".rstrip()
 
 
 def _save_video(blobs: LocalBlobStore, view: JobView, out_dir: Path) -> Path:

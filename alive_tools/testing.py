@@ -51,6 +51,8 @@ class Emitted:
 
     outputs: list[Message] = field(default_factory=list)
     statuses: list[StatusEvent] = field(default_factory=list)
+    # Progress reports (status events that are not transitions), apart from the statuses.
+    progress: list[StatusEvent] = field(default_factory=list)
     vetoes: list[VetoEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
@@ -79,7 +81,9 @@ class _MemorySink:
                 continue
             assert topic.message is not None
             message = topic.message.FromString(record.value or b"")
-            if topic.key == STATUS.key:
+            if topic.key == STATUS.key and message.HasField("progress"):
+                self.emitted.progress.append(message)
+            elif topic.key == STATUS.key:
                 self.emitted.statuses.append(message)
             elif topic.key == VETOES.key:
                 self.emitted.vetoes.append(message)
@@ -146,4 +150,4 @@ class StageHarness:
         await self.stage.stop()
 
 
-_KINDS = ("outputs", "statuses", "vetoes", "dead_letters")
+_KINDS = ("outputs", "statuses", "progress", "vetoes", "dead_letters")

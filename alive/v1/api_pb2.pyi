@@ -181,6 +181,7 @@ class JobView(_message.Message):
     VIDEO_FIELD_NUMBER: _builtins.int
     REASON_CODES_FIELD_NUMBER: _builtins.int
     TERMINAL_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     request_id: _builtins.str
     creator_id: _builtins.str
@@ -198,6 +199,10 @@ class JobView(_message.Message):
     def reason_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """of the last transition"""
 
+    @_builtins.property
+    def progress(self) -> _events_pb2.Progress:
+        """the latest report of the stage at work, if any"""
+
     def __init__(
         self,
         *,
@@ -209,10 +214,11 @@ class JobView(_message.Message):
         video: _events_pb2.BlobRef | None = ...,
         reason_codes: _abc.Iterable[_builtins.str] | None = ...,
         terminal: _builtins.bool = ...,
+        progress: _events_pb2.Progress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["video", b"video"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress", "video", b"video"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "history", b"history", "job_id", b"job_id", "reason_codes", b"reason_codes", "request_id", b"request_id", "state", b"state", "terminal", b"terminal", "video", b"video"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "history", b"history", "job_id", b"job_id", "progress", b"progress", "reason_codes", b"reason_codes", "request_id", b"request_id", "state", b"state", "terminal", b"terminal", "video", b"video"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -617,6 +617,7 @@ class StatusEvent(_message.Message):
     AT_MS_FIELD_NUMBER: _builtins.int
     STAGE_STARTED_AT_MS_FIELD_NUMBER: _builtins.int
     VIDEO_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     request_id: _builtins.str
     creator_id: _builtins.str
@@ -634,6 +635,12 @@ class StatusEvent(_message.Message):
     def video(self) -> Global___BlobRef:
         """set from GENERATED on"""
 
+    @_builtins.property
+    def progress(self) -> Global___Progress:
+        """Set on a progress report, which is not a transition: state is unspecified and the job
+        stays where it was; `stage` is the stage at work (e.g. the generator's denoising steps).
+        """
+
     def __init__(
         self,
         *,
@@ -648,14 +655,43 @@ class StatusEvent(_message.Message):
         at_ms: _builtins.int = ...,
         stage_started_at_ms: _builtins.int = ...,
         video: Global___BlobRef | None = ...,
+        progress: Global___Progress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["video", b"video"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress", "video", b"video"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "creator_id", b"creator_id", "detail", b"detail", "job_id", b"job_id", "reason_codes", b"reason_codes", "request_id", b"request_id", "stage", b"stage", "stage_started_at_ms", b"stage_started_at_ms", "state", b"state", "verdict", b"verdict", "video", b"video"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "creator_id", b"creator_id", "detail", b"detail", "job_id", b"job_id", "progress", b"progress", "reason_codes", b"reason_codes", "request_id", b"request_id", "stage", b"stage", "stage_started_at_ms", b"stage_started_at_ms", "state", b"state", "verdict", b"verdict", "video", b"video"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StatusEvent: _TypeAlias = StatusEvent  # noqa: Y015
+
+@_typing.final
+class Progress(_message.Message):
+    """How far a stage is through a job's long work."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DONE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    done: _builtins.int
+    total: _builtins.int
+    unit: _builtins.str
+    """what is counted, e.g. "steps" """
+    def __init__(
+        self,
+        *,
+        done: _builtins.int = ...,
+        total: _builtins.int = ...,
+        unit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "total", b"total", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Progress: _TypeAlias = Progress  # noqa: Y015
 
 @_typing.final
 class VetoEvent(_message.Message):

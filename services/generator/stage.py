@@ -5,7 +5,9 @@ MP4 blob) and ``generation`` (model name, version, frame count). Calls the model
 ``alive_animator`` (models/) over gRPC with tritonclient's asyncio client; Triton batches
 concurrent requests. The model encodes the video next to itself and answers with the MP4;
 the generator checks its frames and size and stores it (with ``raw_frames``, for debugging,
-it fetches the frames and encodes them here). Triton unreachable or overloaded is a
+it fetches the frames and encodes them here). A decoupled model (i2v_diffusion) answers on a
+gRPC stream and reports its denoising steps first: they go to the job's watchers as
+progress. A cancelled job's request is cancelled in Triton. Triton unreachable or overloaded is a
 TransientError (retried); a model that rejects its input, or answers with a video unlike
 the one asked for, is a PermanentError. Never vetoes.
 """
@@ -16,14 +18,14 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 import grpc
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
-from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc import InferInput, InferRequestedOutput, InferResult
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
@@ -47,6 +49,13 @@ _TRANSIENT = {
     "StatusCode.CANCELLED",
     "StatusCode.INTERNAL",
 }
+_TRANSIENT_STREAM_PHRASES = (
+    "unknown model",
+    "not ready",
+    "unavailable",
+    "generation failed",
+    "request cancelled",
+)
 # The inputs a video model may declare (models/*/config.pbtxt): the first five every model
 # takes; the diffusion model's come from settings.
 KNOWN_INPUTS = frozenset(
@@ -63,6 +72,8 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         self._client: InferenceServerClient | None = None
         self._model_version = ""
         self._inputs: tuple[str, ...] = ()
+        # A decoupled model answers on a stream, with progress reports on this output first.
+        self._progress_output: str | None = None
         self._triton_ready = False
         self._watch: asyncio.Task[None] | None = None
 
@@ -149,6 +160,8 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
             params = config.get("parameters", {})
             version = params.get("model_version", {}).get("string_value", "")
             self._model_version = version or "1"
+            if config.get("model_transaction_policy", {}).get("decoupled"):
+                self._progress_output = progress_output(name, config)
             self._inputs = names
         return self._inputs
 
@@ -164,7 +177,7 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         )
         count = frame_count(spec)
         video = await self._until_cancelled(
-            self._animate(image, event.prompt, event.seed, count, spec.fps), ctx
+            self._animate(image, event.prompt, event.seed, count, spec.fps, ctx), ctx
         )
         await asyncio.to_thread(checked_video, video, count, image.shape)
         key = output_key(video_prefix(event.job_id, "generated"), ".mp4")
@@ -180,10 +193,15 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         return event
 
     async def _animate(
-        self, image: npt.NDArray[np.uint8], prompt: str, seed: int, num_frames: int, fps: int
+        self,
+        image: npt.NDArray[np.uint8],
+        prompt: str,
+        seed: int,
+        num_frames: int,
+        fps: int,
+        ctx: StageContext,
     ) -> bytes:
         """The MP4 the model made (or, with ``raw_frames``, encoded here from its frames)."""
-        assert self._client is not None
         values = {
             "IMAGE": (image[np.newaxis], "UINT8"),
             "PROMPT": (np.array([[prompt.encode()]], dtype=np.object_), "BYTES"),
@@ -195,12 +213,7 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         inputs = [_input(name, *values[name]) for name in await self._model_inputs()]
         wanted = "FRAMES" if self.settings.raw_frames else "VIDEO"
         try:
-            result = await self._client.infer(
-                self.settings.model_name,
-                inputs,
-                outputs=[InferRequestedOutput(wanted)],
-                client_timeout=self.settings.infer_timeout_s,
-            )
+            result = await self._infer(inputs, wanted, ctx)
         except InferenceServerException as exc:
             raise triton_error(exc) from exc
         except grpc.RpcError as exc:
@@ -209,6 +222,60 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
             frames = checked_frames(result.as_numpy("FRAMES"), num_frames, image.shape)
             return await asyncio.to_thread(encode_h264_bytes, frames, fps)
         return the_video(result.as_numpy("VIDEO"))
+
+    async def _infer(self, inputs: list[InferInput], wanted: str, ctx: StageContext) -> InferResult:
+        """The model's answer. A decoupled model answers on a gRPC stream: the responses
+        before its answer are progress reports, passed on as the job's progress."""
+        assert self._client is not None
+        name, timeout_s = self.settings.model_name, self.settings.infer_timeout_s
+        progress = self._progress_output
+        if progress is None:
+            outputs = [InferRequestedOutput(wanted)]
+            return await self._client.infer(name, inputs, outputs=outputs, client_timeout=timeout_s)
+
+        async def one_request() -> AsyncIterator[dict[str, Any]]:
+            yield {
+                "model_name": name,
+                "inputs": inputs,
+                "outputs": [InferRequestedOutput(wanted), InferRequestedOutput(progress)],
+            }
+
+        stream = self._client.stream_infer(one_request(), stream_timeout=timeout_s)
+        try:
+            async for result, error in stream:
+                if error is not None:
+                    raise streamed_error(error)
+                report = result.as_numpy(progress)
+                if report is None or result.as_numpy(wanted) is not None:
+                    return result
+                done, total = (int(n) for n in report.reshape(-1)[:2])
+                await ctx.report_progress(done, total, "steps")
+        finally:
+            stream.cancel()  # after the answer this ends the call; before it, the request
+        raise TransientError("the model's stream ended without an answer")
+
+
+def progress_output(model: str, config: Mapping[str, Any]) -> str:
+    """The progress output (TYPE_INT32) a decoupled model declares: its responses before the
+    answer carry it. A decoupled model without one cannot be served: PermanentError."""
+    outputs = config.get("output", [])
+    names: list[str] = [t["name"] for t in outputs if t.get("data_type") == "TYPE_INT32"]
+    if len(names) != 1:
+        raise PermanentError(
+            ReasonCode.MODEL_REJECTED_INPUT,
+            f"{model} is decoupled but declares no single TYPE_INT32 progress output",
+        )
+    return names[0]
+
+
+def streamed_error(exc: InferenceServerException) -> TransientError | PermanentError:
+    """An error on the stream comes as text only, without a status: Triton's words for a
+    model it cannot run now, and the model's for a failed generation, mean a retry may
+    help; any other is the model refusing the request."""
+    message = str(exc.message())
+    if any(phrase in message.lower() for phrase in _TRANSIENT_STREAM_PHRASES):
+        return TransientError(f"Triton: {message}")
+    return PermanentError(ReasonCode.MODEL_REJECTED_INPUT, message)
 
 
 def triton_error(exc: InferenceServerException) -> TransientError | PermanentError:

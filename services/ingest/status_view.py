@@ -2,7 +2,9 @@
 
 It reads the whole topic from the beginning at start (so it survives a restart of ingest)
 and follows it after. It is ready once it has caught up with the end offsets it saw at
-start. Repeated transitions (at-least-once delivery) are shown once.
+start. Repeated transitions (at-least-once delivery) are shown once. Progress reports (a
+stage's long work, e.g. denoising steps) go to watchers and set the job's latest progress;
+they are not transitions and not kept in its history.
 """
 
 from __future__ import annotations
@@ -85,9 +87,13 @@ class StatusView:
                 job_id=event.job_id, request_id=event.request_id, creator_id=event.creator_id
             )
             self._jobs[event.job_id] = view
+        if event.HasField("progress"):
+            self._progress(view, event)
+            return
         if any(h.state == event.state and h.stage == event.stage for h in view.history):
             return  # a redelivered transition
         view.history.append(event)
+        view.ClearField("progress")  # the stage that reported it is done
         if not view.terminal:
             view.state = event.state
             view.terminal = is_terminal(event.state)
@@ -98,6 +104,15 @@ class StatusView:
             view.video.CopyFrom(event.video)
         for queue in self._watchers.get(event.job_id, ()):
             queue.put_nowait(event)
+
+    def _progress(self, view: JobView, report: StatusEvent) -> None:
+        """A progress report: the job's latest, shown to watchers; not a transition. One
+        from a stage the job has already passed (a late or redelivered report) is ignored."""
+        if view.terminal or any(h.stage == report.stage for h in view.history):
+            return
+        view.progress.CopyFrom(report.progress)
+        for queue in self._watchers.get(report.job_id, ()):
+            queue.put_nowait(report)
 
     def _count(self, view: JobView) -> None:
         jobs = self._unsettled.setdefault(view.creator_id, set())

@@ -32,20 +32,45 @@ class Response:
     error: TritonError | None = None
 
 
+FINAL = 1  # TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+@dataclass
+class ResponseSender:
+    """A decoupled model's sender: keeps what was sent; nothing may follow the final one
+    (Triton frees the request then)."""
+
+    sent: list[Response] = field(default_factory=list)
+    final: Response | None = None
+
+    def send(self, response: Response, flags: int = 0) -> None:
+        assert self.final is None, "a response after the final one"
+        if flags == FINAL:
+            self.final = response
+        else:
+            self.sent.append(response)
+
+
 @dataclass
 class Request:
     tensors: dict[str, np.ndarray]
     outputs: tuple[str, ...] = ("VIDEO", "FRAMES")
     cancelled: bool = False
+    sender: ResponseSender = field(default_factory=ResponseSender)
 
     def is_cancelled(self) -> bool:
+        assert self.sender.final is None, "is_cancelled after the final response"
         return self.cancelled
 
     def requested_output_names(self) -> list[str]:
         return list(self.outputs)
 
+    def get_response_sender(self) -> ResponseSender:
+        return self.sender
+
 
 BACKEND_UTILS = SimpleNamespace(
+    TRITONSERVER_RESPONSE_COMPLETE_FINAL=FINAL,
     TritonError=TritonError,
     InferenceResponse=Response,
     Tensor=Tensor,

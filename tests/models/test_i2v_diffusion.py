@@ -86,6 +86,14 @@ def request(
     )
 
 
+def answer(model: Any, requests: list[Request]) -> list[Response]:
+    """Runs the decoupled model on a batch; each request's final response."""
+    assert model.execute(requests) is None  # decoupled: responses go through the senders
+    finals = [r.sender.final for r in requests]
+    assert all(final is not None for final in finals), "a request without its final response"
+    return finals  # type: ignore[return-value]
+
+
 def frames_of(response: Response) -> np.ndarray:
     assert response.error is None, response.error and response.error.message
     return next(t.array for t in response.output_tensors if t.name == "FRAMES")[0]
@@ -94,7 +102,7 @@ def frames_of(response: Response) -> np.ndarray:
 def test_the_answer_is_an_encoded_video_of_the_asked_frames_and_size(model: Any) -> None:
     """12 frames of 80x48: generated as 17 frames of 96x64 (what LTX takes), then cut and
     scaled to what was asked; only the MP4 is sent unless the frames are asked for."""
-    (response,) = model.execute([request(photo(3, 48, 80), num_frames=12, outputs=("VIDEO",))])
+    (response,) = answer(model, [request(photo(3, 48, 80), num_frames=12, outputs=("VIDEO",))])
     assert response.error is None
     (tensor,) = response.output_tensors
     assert tensor.name == "VIDEO"
@@ -103,16 +111,16 @@ def test_the_answer_is_an_encoded_video_of_the_asked_frames_and_size(model: Any)
 
 
 def test_a_seed_gives_the_same_video_and_seeds_prompts_and_photos_change_it(model: Any) -> None:
-    base = frames_of(model.execute([request(photo(1))])[0])
-    assert np.array_equal(base, frames_of(model.execute([request(photo(1))])[0]))
+    base = frames_of(answer(model, [request(photo(1))])[0])
+    assert np.array_equal(base, frames_of(answer(model, [request(photo(1))])[0]))
     for changed in (request(photo(1), seed=2), request(photo(1), prompt="a cat at night")):
-        assert not np.array_equal(base, frames_of(model.execute([changed])[0]))
-    other_photo = frames_of(model.execute([request(photo(2))])[0])
+        assert not np.array_equal(base, frames_of(answer(model, [changed])[0]))
+    other_photo = frames_of(answer(model, [request(photo(2))])[0])
     assert np.abs(other_photo[0].astype(int) - base[0].astype(int)).mean() > 1.0
 
 
 def test_requests_batched_together_run_in_one_pipeline_call_and_match_alone(model: Any) -> None:
-    alone = [frames_of(model.execute([request(photo(s), seed=s)])[0]) for s in (4, 5, 6)]
+    alone = [frames_of(answer(model, [request(photo(s), seed=s)])[0]) for s in (4, 5, 6)]
     calls = []
     original = model.pipeline.pipe.__class__.__call__
 
@@ -122,7 +130,7 @@ def test_requests_batched_together_run_in_one_pipeline_call_and_match_alone(mode
 
     model.pipeline.pipe.__class__.__call__ = counting
     try:
-        together = model.execute([request(photo(s), seed=s) for s in (4, 5, 6)])
+        together = answer(model, [request(photo(s), seed=s) for s in (4, 5, 6)])
     finally:
         model.pipeline.pipe.__class__.__call__ = original
     assert calls == [3]  # one call for the three requests
@@ -134,11 +142,26 @@ def test_a_bad_or_cancelled_request_fails_alone(model: Any) -> None:
     bad = request(photo(1), num_frames=0)
     cancelled = request(photo(1), cancelled=True)
     good = request(photo(1))
-    responses = model.execute([bad, cancelled, good])
+    responses = answer(model, [bad, cancelled, good])
     assert responses[0].error.code == TritonError.INVALID_ARG
     assert responses[0].error.message == "NUM_FRAMES must be 1..257, got 0"
     assert responses[1].error.code == TritonError.CANCELLED
     assert frames_of(responses[2]).shape == (9, 64, 64, 3)
+
+
+def test_each_request_that_asks_hears_every_denoising_step_before_its_answer(model: Any) -> None:
+    """Two requests batched in one call, three steps: the one that asked for the progress
+    output gets [1, 3], [2, 3], [3, 3] before its video; the other only its video."""
+    asking = request(photo(1), steps=3, outputs=("VIDEO", "PROGRESS"))
+    silent = request(photo(2), steps=3, outputs=("VIDEO",))
+    answer(model, [asking, silent])
+    reports = [r.output_tensors[0] for r in asking.sender.sent]
+    assert [t.name for t in reports] == ["PROGRESS"] * 3
+    assert [t.array.tolist() for t in reports] == [[[1, 3]], [[2, 3]], [[3, 3]]]
+    assert silent.sender.sent == []
+    for final in (asking.sender.final, silent.sender.final):
+        assert final is not None and final.error is None
+        assert [t.name for t in final.output_tensors] == ["VIDEO"]
 
 
 def test_without_weights_the_model_refuses_to_load_and_says_why(

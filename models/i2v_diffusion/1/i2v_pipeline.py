@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ from i2v_requests import Item
 from PIL import Image
 
 Frames = npt.NDArray[np.uint8]
+
+
+# on_step(indices of the items in the call, steps done, steps in all)
+StepReport = Callable[[Sequence[int], int, int], None]
 
 
 class Cancelled(Exception):
@@ -65,10 +70,14 @@ class VideoPipeline:
         self.max_sequence_length = max_sequence_length
 
     def generate(
-        self, items: Sequence[Item], cancelled: Callable[[], bool] = lambda: False
+        self,
+        items: Sequence[Item],
+        cancelled: Callable[[], bool] = lambda: False,
+        on_step: StepReport = lambda indices, done, total: None,
     ) -> list[Frames]:
         """Each item's frames [num_frames, H, W, 3] uint8, in order; one pipeline call per
-        group of items that share frames, steps, guidance and size."""
+        group of items that share frames, steps, guidance and size. After each denoising
+        step, ``on_step(indices of the group's items, steps done, steps in all)``."""
         groups: dict[tuple[int, int, float, tuple[int, int]], list[int]] = {}
         for index, item in enumerate(items):
             key = (item.num_frames, item.steps, item.guidance, item.size)
@@ -76,11 +85,17 @@ class VideoPipeline:
         videos: dict[int, Frames] = {}
         for indices in groups.values():
             group = [items[i] for i in indices]
-            for index, frames in zip(indices, self._call(group, cancelled), strict=True):
+            made = self._call(group, cancelled, partial(on_step, indices))
+            for index, frames in zip(indices, made, strict=True):
                 videos[index] = frames
         return [videos[i] for i in range(len(items))]
 
-    def _call(self, group: Sequence[Item], cancelled: Callable[[], bool]) -> list[Frames]:
+    def _call(
+        self,
+        group: Sequence[Item],
+        cancelled: Callable[[], bool],
+        on_step: Callable[[int, int], None],
+    ) -> list[Frames]:
         import torch
 
         first = group[0]
@@ -91,6 +106,7 @@ class VideoPipeline:
         def between_steps(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> Any:
             if cancelled():
                 raise Cancelled(f"cancelled at step {step}")
+            on_step(step + 1, first.steps)
             return tensors
 
         result = self.pipe(

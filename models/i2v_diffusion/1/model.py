@@ -10,6 +10,7 @@ sizes the checkpoint takes) are its parameters.
 
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from alive.model_io import VideoOutputs, input_names
 
 
 class TritonPythonModel:
-    """One response per request; a bad request or a failed item does not fail the others."""
+    """Decoupled (config.pbtxt): while a request's group denoises, a progress response per
+    step (when the request asks for the progress output), then one final response, its
+    videos or its error. A bad request or a failed item does not fail the others."""
 
     def initialize(self, args: dict[str, str]) -> None:
         import triton_python_backend_utils as pb_utils
@@ -49,7 +52,15 @@ class TritonPythonModel:
             int(params["max_sequence_length"]),
         )
 
-    def execute(self, requests: list[Any]) -> list[Any]:
+    def execute(self, requests: list[Any]) -> None:
+        pb = self.pb
+        senders = [request.get_response_sender() for request in requests]
+        for sender, response in zip(senders, self._answers(requests, senders), strict=True):
+            # A request is not touched after its final response: Triton frees it then.
+            sender.send(response, flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+    def _answers(self, requests: list[Any], senders: list[Any]) -> list[Any]:
+        """Each request's final response."""
         pb = self.pb
         responses: list[Any] = [None] * len(requests)
         batches: dict[int, list[Item]] = {}
@@ -62,7 +73,7 @@ class TritonPythonModel:
                 batches[index] = read_batch(**arrays)
             except InvalidInput as exc:
                 responses[index] = self._error(str(exc), pb.TritonError.INVALID_ARG)
-        videos = self._generate(requests, batches, responses)
+        videos = self._generate(requests, senders, batches, responses)
         for index, items in batches.items():
             if responses[index] is None:
                 requested = requests[index].requested_output_names()
@@ -73,7 +84,11 @@ class TritonPythonModel:
         return responses
 
     def _generate(
-        self, requests: list[Any], batches: dict[int, list[Item]], responses: list[Any]
+        self,
+        requests: list[Any],
+        senders: list[Any],
+        batches: dict[int, list[Item]],
+        responses: list[Any],
     ) -> dict[int, list[Any]]:
         """Every request's videos; all items in one go, and on a failure each request alone,
         so that one request's error fails that request only."""
@@ -81,9 +96,12 @@ class TritonPythonModel:
         for index in set(batches) - set(live):
             responses[index] = self._error("request cancelled", self.pb.TritonError.CANCELLED)
         everything = [item for index in live for item in batches[index]]
+        owners = [index for index in live for _ in batches[index]]
         try:
             frames = self.pipeline.generate(
-                everything, lambda: all(requests[i].is_cancelled() for i in live)
+                everything,
+                lambda: all(requests[i].is_cancelled() for i in live),
+                self._step_reporter(requests, senders, owners),
             )
         except Cancelled:
             for index in live:
@@ -94,7 +112,7 @@ class TritonPythonModel:
                 message = f"generation failed: {exc}"[:500]
                 responses[live[0]] = self._error(message, self.pb.TritonError.INTERNAL)
                 return {}
-            return self._one_by_one(requests, batches, live, responses)
+            return self._one_by_one(requests, senders, batches, live, responses)
         videos: dict[int, list[Any]] = {}
         start = 0
         for index in live:
@@ -105,19 +123,42 @@ class TritonPythonModel:
     def _one_by_one(
         self,
         requests: list[Any],
+        senders: list[Any],
         batches: dict[int, list[Item]],
         live: list[int],
         responses: list[Any],
     ) -> dict[int, list[Any]]:
         videos: dict[int, list[Any]] = {}
         for index in live:
+            owners = [index] * len(batches[index])
             try:
-                videos[index] = self.pipeline.generate(batches[index], requests[index].is_cancelled)
+                videos[index] = self.pipeline.generate(
+                    batches[index],
+                    requests[index].is_cancelled,
+                    self._step_reporter(requests, senders, owners),
+                )
             except Exception as exc:
                 responses[index] = self._error(
                     f"generation failed: {exc}"[:500], self.pb.TritonError.INTERNAL
                 )
         return videos
+
+    def _step_reporter(
+        self, requests: list[Any], senders: list[Any], owners: list[int]
+    ) -> Callable[[Sequence[int], int, int], None]:
+        """The pipeline's on_step for items owned by ``owners[item]``: a progress response to
+        each of their requests that asked for the progress output."""
+
+        def report(items: Sequence[int], done: int, total: int) -> None:
+            for index in sorted({owners[i] for i in items}):
+                if self.outputs.progress in requests[index].requested_output_names():
+                    name, array = self.outputs.progress_tensor(done, total)
+                    response = self.pb.InferenceResponse(
+                        output_tensors=[self.pb.Tensor(name, array)]
+                    )
+                    senders[index].send(response)
+
+        return report
 
     def _error(self, message: str, code: Any) -> Any:
         return self.pb.InferenceResponse(error=self.pb.TritonError(message, code))

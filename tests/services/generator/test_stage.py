@@ -23,7 +23,14 @@ from alive_tools.embedded.triton import TritonServer
 from alive_tools.testing import StageHarness
 from alive_tools.tiny_diffusion import build_tiny_ltx
 from services.generator.settings import GeneratorSettings
-from services.generator.stage import GeneratorStage, checked_frames, checked_video, triton_error
+from services.generator.stage import (
+    GeneratorStage,
+    checked_frames,
+    checked_video,
+    progress_output,
+    streamed_error,
+    triton_error,
+)
 from tests.support import SMALL_FRAMES, SMALL_OUTPUT, photo_bytes
 
 REPOSITORY = Path(__file__).resolve().parents[3] / "models"
@@ -91,6 +98,29 @@ def test_triton_statuses_are_transient_or_a_rejected_input(
 
 
 @pytest.mark.parametrize(
+    ("message", "transient"),
+    [
+        ("Request for unknown model: 'i2v_diffusion' is not found", True),
+        ("generation failed: CUDA out of memory", True),
+        ("NUM_FRAMES must be 1..257, got 0", False),
+    ],
+)
+def test_errors_on_the_stream_are_told_apart_by_their_words(message: str, transient: bool) -> None:
+    """A decoupled model's errors carry no status code: a model Triton cannot run now or a
+    failed generation is retried; a refused request fails the job."""
+    error = streamed_error(InferenceServerException(message))
+    assert isinstance(error, TransientError if transient else PermanentError)
+
+
+def test_a_decoupled_model_must_declare_its_progress_output() -> None:
+    int32 = {"name": "PROGRESS", "data_type": "TYPE_INT32"}
+    video = {"name": "VIDEO", "data_type": "TYPE_STRING"}
+    assert progress_output("m", {"output": [video, int32]}) == "PROGRESS"
+    with pytest.raises(PermanentError, match="progress output"):
+        progress_output("m", {"output": [video]})
+
+
+@pytest.mark.parametrize(
     "frames", [None, np.zeros((1, 3, 8, 8, 3), np.uint8), np.zeros((1, 4, 8, 6, 3), np.uint8)]
 )
 def test_output_of_another_shape_is_a_bad_output(frames: np.ndarray | None) -> None:
@@ -146,13 +176,22 @@ def diffusion_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trito
 async def test_the_diffusion_model_serves_a_job_through_triton(
     diffusion_triton: TritonServer, tmp_path: Path
 ) -> None:
+    """The decoupled model streams a report per denoising step before its video: each
+    reaches the job's watchers as progress (not a transition), then the job is GENERATED."""
     blobs = LocalBlobStore(tmp_path)
     settings = GeneratorSettings(
-        triton_url=diffusion_triton.grpc_url, model_name="i2v_diffusion", diffusion_steps=2
+        triton_url=diffusion_triton.grpc_url,
+        model_name="i2v_diffusion",
+        diffusion_steps=3,
+        progress_interval_s=0.0,
     )
     async with StageHarness(GeneratorStage(settings, blobs)) as harness:
         out = await harness.send(harness.upstream(prompt_cleared(blobs)))
-    assert out.statuses[0].state == JobState.GENERATED, out.dead_letters
+    assert [s.state for s in out.statuses] == [JobState.GENERATED], out.dead_letters
+    reports = [(p.stage, p.state, p.progress.done, p.progress.total) for p in out.progress]
+    unspecified = JobState.JOB_STATE_UNSPECIFIED
+    assert reports == [("generator", unspecified, step, 3) for step in (1, 2, 3)]
+    assert {p.progress.unit for p in out.progress} == {"steps"}
     (job,) = out.jobs
     assert (job.generation.model_name, job.generation.model_version) == (
         "i2v_diffusion",
@@ -160,6 +199,40 @@ async def test_the_diffusion_model_serves_a_job_through_triton(
     )
     info = probe_mp4(blobs.local_path(job.video))
     assert (info.width, info.height, info.frame_count) == (96, 160, SMALL_FRAMES)
+
+
+async def test_a_diffusion_job_cancelled_between_steps_stops_its_stream(
+    diffusion_triton: TritonServer, tmp_path: Path
+) -> None:
+    """Cancelled after its first denoising step: the generator cancels the stream (Triton
+    marks the request cancelled, the model stops at its next step) and the job ends with
+    nothing stored or sent; the server then serves the next job."""
+    blobs = LocalBlobStore(tmp_path)
+    settings = GeneratorSettings(
+        triton_url=diffusion_triton.grpc_url,
+        model_name="i2v_diffusion",
+        diffusion_steps=200,
+        progress_interval_s=0.0,
+        cancel_check_s=0.05,
+    )
+    async with StageHarness(GeneratorStage(settings, blobs)) as harness:
+        job = harness.upstream(prompt_cleared(blobs))
+
+        async def cancel_after_first_step() -> None:
+            # The harness keeps what the stage emits in lists: look until a report is there.
+            while not harness.emitted.progress:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            harness.ledger.mark_cancelled(job.job_id)
+
+        canceller = asyncio.create_task(cancel_after_first_step())
+        out = await harness.send(job)
+        await canceller
+        assert not (out.jobs or out.statuses or out.dead_letters)
+        assert 1 <= len(out.progress) < 200
+        settings.diffusion_steps = 2
+        second = Job(job_id="g2", prompt="waves", photo=job.photo, output=job.output, seed=8)
+        after = await harness.send(harness.upstream(second))
+    assert [s.state for s in after.statuses] == [JobState.GENERATED], after.dead_letters
 
 
 async def test_a_job_cancelled_during_generation_is_stopped_and_sends_nothing(

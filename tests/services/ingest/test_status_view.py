@@ -4,7 +4,7 @@ that the API's caps read."""
 from __future__ import annotations
 
 from alive.settings import ServiceSettings
-from alive.v1.events_pb2 import JobState, StatusEvent
+from alive.v1.events_pb2 import JobState, Progress, StatusEvent
 from services.ingest.status_view import StatusView
 
 
@@ -28,3 +28,28 @@ def test_jobs_under_way_are_counted_per_creator_until_ready_or_ended() -> None:
     assert (view.in_flight("c1"), view.in_flight("c2")) == (0, 1)
     got = view.get("b")
     assert got is not None and got.terminal and got.state == JobState.VETOED
+
+
+def progress(job_id: str, stage: str, done: int, total: int) -> StatusEvent:
+    return StatusEvent(
+        job_id=job_id, stage=stage, progress=Progress(done=done, total=total, unit="steps")
+    )
+
+
+async def test_progress_goes_to_watchers_and_the_view_but_not_into_the_history() -> None:
+    view = StatusView(ServiceSettings())
+    view.apply(event("a", "c1", JobState.PROMPT_CLEARED, "moderation-prompt"))
+    watched = view.watch("a")
+    assert (await anext(watched)).state == JobState.PROMPT_CLEARED
+    view.apply(progress("a", "generator", 4, 30))
+    assert (await anext(watched)).progress.done == 4
+    job = view.get("a")
+    assert job is not None
+    assert (job.progress.done, job.progress.total, len(job.history)) == (4, 30, 1)
+    assert job.state == JobState.PROMPT_CLEARED  # a report is not a transition
+    view.apply(event("a", "c1", JobState.GENERATED, "generator"))
+    view.apply(progress("a", "generator", 5, 30))  # late, from a stage already passed
+    job = view.get("a")
+    assert job is not None and not job.HasField("progress")
+    assert [h.state for h in job.history] == [JobState.PROMPT_CLEARED, JobState.GENERATED]
+    await watched.aclose()
