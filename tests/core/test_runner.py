@@ -195,6 +195,30 @@ async def test_out_of_order_work_is_all_committed_and_emitted(toy: ToyRig) -> No
     assert [s.stage for s in stages] == ["toy"] and stages[0].verdict == Verdict.PASS
 
 
+async def test_work_longer_than_the_session_keeps_the_partitions(
+    toy: ToyRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three jobs of 4 s each fill the stage (max 3 in flight: its partitions are paused)
+    with two more waiting behind them, on a broker whose session times out after 1 s: the
+    consumer keeps polling, so it is never evicted, nothing is revoked, and every job is
+    processed once (a long generation on the generator is the same case)."""
+    revoked: list[set[TopicPartition]] = []
+    on_revoked = toy.runner.on_revoked
+
+    async def recording(partitions: set[TopicPartition]) -> None:
+        revoked.append(partitions)
+        await on_revoked(partitions)
+
+    monkeypatch.setattr(toy.runner, "on_revoked", recording)
+    slow = [Job(job_id=f"slow-{i}", prompt="sleep 4") for i in range(3)]
+    quick = [Job(job_id=f"quick-{i}", prompt="pass") for i in range(2)]
+    await toy.send(slow + quick)
+    events = await toy.statuses(5)
+    assert sorted(e.job_id for e in events) == sorted(j.job_id for j in slow + quick)
+    assert not any(revoked)  # (the group's first join revokes an empty set)
+    assert all(calls == 1 for calls in toy.stage.calls.values())
+
+
 async def test_transient_errors_are_retried_then_pass(toy: ToyRig) -> None:
     await toy.send([Job(job_id="flaky", prompt="transient 2")])
     events = await toy.statuses(1)
