@@ -10,7 +10,10 @@
    after the stack has stopped, so that its idle services do not share the cores.
 5. The serving path (benchmarks/serving.py): the generator against a fixed-cost stand-in
    model, batched and unbatched; and the pipeline's throughput from (2) against the naive
-   loop it replaces (one process per core: photo, animator, encode).
+   loop it replaces (one process per core: photo, animator, encode), with the peak memory
+   of the stack during (2) and of the loop's processes.
+6. The whole pipeline around the stand-in (benchmarks/pipeline.py): end-to-end time minus
+   the model's; and the per-stage times of the tiny diffusion model's jobs.
 
 Figures go to stdout and to out/bench.json. The machine is shared and noisy: compare the
 ratios, which are measured in the same run, rather than absolute times across runs.
@@ -35,14 +38,19 @@ from tritonclient.grpc import InferInput
 from tritonclient.grpc.aio import InferenceServerClient
 
 from alive.blobs import LocalBlobStore
-from alive.jobs import SETTLED_STATES
 from alive.stage import Stage
-from alive.v1.api_pb2 import JobView
-from alive.v1.events_pb2 import BlobRef, Job, JobState, OutputSpec
-from alive_tools.client import AliveClient
+from alive.v1.events_pb2 import BlobRef, Job, OutputSpec
 from alive_tools.embedded.stack import EmbeddedStack
 from alive_tools.moderation_eval import DEFAULT_SET, read_items
 from alive_tools.testing import StageHarness
+from benchmarks.memory import PeakMemory, tree_rss_bytes
+from benchmarks.pipeline import (
+    diffusion_stage_times,
+    end_to_end_ms,
+    pipeline_overhead,
+    stage_latencies,
+    wait_ready,
+)
 from benchmarks.serving import generator_batching, naive_loop
 from services.moderation.photo.settings import PhotoCheckpointSettings
 from services.moderation.photo.stage import PhotoCheckpoint
@@ -52,33 +60,6 @@ from services.moderation.video.settings import VideoCheckpointSettings
 from services.moderation.video.stage import VideoCheckpoint
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "chelsea.jpg"
-
-
-def wait_ready(client: AliveClient, job_id: str, timeout_s: float = 600) -> JobView:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        view = client.get(job_id)
-        if view.state in SETTLED_STATES:
-            if view.state != JobState.READY:
-                raise RuntimeError(f"job {job_id} ended {JobState.Name(view.state)}")
-            return view
-        time.sleep(0.05)
-    raise TimeoutError(job_id)
-
-
-def stage_latencies(views: list[JobView]) -> dict[str, float]:
-    per_stage: dict[str, list[int]] = {}
-    for view in views:
-        for event in view.history:
-            if event.stage_started_at_ms:
-                per_stage.setdefault(event.stage, []).append(
-                    event.at_ms - event.stage_started_at_ms
-                )
-    return {stage: statistics.median(ms) for stage, ms in per_stage.items()}
-
-
-def end_to_end_ms(view: JobView) -> int:
-    return view.history[-1].at_ms - view.history[0].stage_started_at_ms
 
 
 async def triton_batching(url: str, requests: int, frames: int) -> dict[str, float]:
@@ -187,8 +168,9 @@ def main() -> None:
                     sequential.append(wait_ready(client, job))
                 one_at_a_time = time.monotonic() - t0
                 t0 = time.monotonic()
-                ids = [client.submit(photo, "", seed=100 + i).job_id for i in range(args.jobs)]
-                together = [wait_ready(client, job) for job in ids]
+                with PeakMemory(lambda: tree_rss_bytes(stack.pids())) as stack_memory:
+                    ids = [client.submit(photo, "", seed=100 + i).job_id for i in range(args.jobs)]
+                    together = [wait_ready(client, job) for job in ids]
                 all_at_once = time.monotonic() - t0
             results["default_job"] = {
                 "output": "576x1024, 24 fps, 4 s (96 frames)",
@@ -200,6 +182,7 @@ def main() -> None:
                 "one_at_a_time_jobs_per_min": round(60 * args.jobs / one_at_a_time, 2),
                 "submitted_together_jobs_per_min": round(60 * args.jobs / all_at_once, 2),
                 "median_end_to_end_ms_together": statistics.median(map(end_to_end_ms, together)),
+                "stack_peak_memory_gib": stack_memory.peak_gib,
             }
             results["triton_batching_288x512x48"] = asyncio.run(
                 triton_batching(stack.triton.grpc_url, requests=8, frames=48)
@@ -213,14 +196,39 @@ def main() -> None:
             moderation_latency(moderation_store.root, signed, rounds=20)
         )
     results["generator_batching_standin"] = generator_batching(photo)
-    naive = naive_loop(photo, jobs=2 * (os.cpu_count() or 1))
+    results["pipeline_standin"] = pipeline_overhead(photo)
+    results["pipeline_tiny_diffusion"] = diffusion_stage_times(photo)
+    with PeakMemory(lambda: tree_rss_bytes([os.getpid()], include_roots=False)) as loop_memory:
+        naive = naive_loop(photo, jobs=2 * (os.cpu_count() or 1))
     pipeline_rate = results["throughput"]["submitted_together_jobs_per_min"]  # type: ignore[index]
     results["naive_loop_default_size"] = naive | {
         "naive_ratio": round(pipeline_rate / naive["jobs_per_min"], 2),
+        "loop_peak_memory_gib": loop_memory.peak_gib,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
+    print_summary(results)
+
+
+# The serving path's figures and the goals for them (docs/performance.md).
+GOALS: list[tuple[str, str, str]] = [
+    ("generator_batching_standin", "batching_speedup", ">= 6"),
+    ("generator_batching_standin", "generator_overhead_ratio_p50", "< 1.05"),
+    ("generator_batching_standin", "generator_overhead_ratio_p99", ""),
+    ("pipeline_standin", "overhead_s_p50", "< 2"),
+    ("pipeline_standin", "overhead_s_p99", ""),
+    ("generator_batching_standin", "model_busy_fraction", "> 0.95"),
+    ("naive_loop_default_size", "naive_ratio", ">= 1"),
+    ("throughput", "stack_peak_memory_gib", ""),
+    ("naive_loop_default_size", "loop_peak_memory_gib", ""),
+]
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    print(f"{'figure':34} {'value':>10}  goal")
+    for section, name, goal in GOALS:
+        print(f"{name:34} {results[section][name]:>10}  {goal}")
 
 
 if __name__ == "__main__":

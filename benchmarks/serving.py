@@ -25,15 +25,14 @@ from typing import Any
 from tritonclient.grpc.aio import InferenceServerClient
 
 from alive.blobs import LocalBlobStore
-from alive.v1.events_pb2 import Job, JobState, OutputSpec
+from alive.v1.events_pb2 import Job, JobState
 from alive_tools.embedded.triton import TritonServer
 from alive_tools.testing import StageHarness
+from benchmarks.pipeline import SMALL, STANDIN
 from services.generator.settings import GeneratorSettings
 from services.generator.stage import GeneratorStage
 
-STANDIN = Path(__file__).resolve().parent / "standin"
 ANIMATOR = Path(__file__).resolve().parents[1] / "models" / "alive_animator" / "1"
-SMALL = OutputSpec(width=96, height=160, fps=12, duration_ms=1000)
 IN_FLIGHT = GeneratorSettings().max_in_flight
 
 

@@ -100,6 +100,8 @@ class EmbeddedStack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     shutdown_grace_s: float = 10.0
     model_repository: Path = MODEL_REPOSITORY
+    # The models Triton loads; the generator serves ALIVE_GENERATOR__MODEL_NAME (extra_env).
+    models: Sequence[str] = ("alive_animator",)
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -111,7 +113,10 @@ class EmbeddedStack:
         self.api_keys = ApiKeys.in_directory(self.key_dir)
         self.broker = EmbeddedBroker(self.logs / "broker.log")
         self.triton = TritonServer(
-            self.model_repository, self.workdir / "triton", log_path=self.logs / "triton.log"
+            self.model_repository,
+            self.workdir / "triton",
+            models=self.models,
+            log_path=self.logs / "triton.log",
         )
         self.api_port = 0
         self.services: dict[str, ServiceProcess] = {}
@@ -252,6 +257,16 @@ class EmbeddedStack:
     def log_tail(self, name: str, chars: int = 3000) -> str:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+    def pids(self) -> list[int]:
+        """The stack's own processes: the broker, Triton and the services (each may have
+        children: Triton's model processes)."""
+        procs = [
+            self.broker.pid,
+            self.triton.pid,
+            *(s.proc.pid for s in self.services.values() if s.proc),
+        ]
+        return [pid for pid in procs if pid is not None]
 
     def describe(self) -> dict[str, object]:
         return {
