@@ -1,6 +1,7 @@
-"""Shared media helpers: encode RGB frames to H.264 MP4, probe MP4 files by decoding them and
-read video frames as RGB arrays. The generator's models encode next to themselves with these
-(only compressed video crosses the network), and the stages check what they receive."""
+"""Shared media helpers: encode RGB frames to H.264 MP4, probe MP4 files by decoding them,
+read video frames as RGB arrays and the soundtrack as mono samples. The generator's models
+encode next to themselves with these (only compressed video crosses the network), and the
+stages check what they receive."""
 
 from __future__ import annotations
 
@@ -167,6 +168,24 @@ def read_frames(path: Path, indices: Sequence[int] | None = None) -> npt.NDArray
     if not wanted:
         return np.zeros((0, stream.height, stream.width, 3), dtype=np.uint8)
     return np.stack([frames[i] for i in wanted])
+
+
+def read_audio(path: Path, sample_rate: int) -> npt.NDArray[np.float32]:
+    """The first audio stream as mono float32 samples in [-1, 1] at ``sample_rate``; empty
+    when the file has no audio. (faster-whisper's own decoder collects garbage on every
+    call, which costs a process holding large models hundreds of milliseconds.)"""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    chunks: list[npt.NDArray[Any]] = []
+    with _open(path) as container:
+        if not container.streams.audio:
+            return np.zeros(0, np.float32)
+        try:
+            for frame in container.decode(audio=0):
+                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+        except av.FFmpegError as exc:
+            raise MediaError(f"{path}: cannot decode the audio: {exc}") from exc
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
 def encode_h264(

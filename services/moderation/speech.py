@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from alive.media import read_audio
 from alive.stage import TransientError
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,9 @@ class SpeechReader:
         (the recogniser does not run then)."""
         if self._model is None:
             raise TransientError("the speech model is not loaded")
-        from faster_whisper import decode_audio
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-        audio = decode_audio(str(video), sampling_rate=SAMPLE_RATE)
+        audio = read_audio(video, SAMPLE_RATE)
         if not self._always and not get_speech_timestamps(audio, VadOptions()):
             return None
         # One greedy pass, no fallback temperatures and no carried context: the fallbacks

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from alive.media import MediaError, MediaInfo, encode_h264, probe_mp4, read_frames
+from alive.media import MediaError, MediaInfo, encode_h264, probe_mp4, read_audio, read_frames
 
 
 def _moving_frames(count: int, height: int, width: int) -> npt.NDArray[Any]:
@@ -95,3 +96,27 @@ def test_truncated_mp4_raises_media_error(
 def test_missing_file_raises_media_error(tmp_path: Path) -> None:
     with pytest.raises(MediaError, match="no such file"):
         probe_mp4(tmp_path / "absent.mp4")
+
+
+def test_the_soundtrack_is_read_as_mono_samples_at_the_asked_rate(tmp_path: Path) -> None:
+    """A 2 s 440 Hz tone in AAC at 48 kHz comes back at 16 kHz, mono, 2 s long, with its
+    pitch; a file without audio gives no samples."""
+    frames = np.zeros((24, 32, 32, 3), np.uint8)
+    silent = tmp_path / "silent.mp4"
+    encode_h264(frames, 12, silent)
+    assert read_audio(silent, 16000).size == 0
+    seconds = np.arange(2 * 48000) / 48000
+    tone = (0.5 * np.sin(2 * np.pi * 440 * seconds)).astype(np.float32)
+    voiced = tmp_path / "tone.mp4"
+    with av.open(str(voiced), mode="w") as container:
+        stream = container.add_stream("aac", rate=48000, layout="stereo")
+        for start in range(0, tone.size, 1024):
+            chunk = tone[start : start + 1024]
+            frame = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]), "fltp", "stereo")
+            frame.sample_rate = 48000
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    samples = read_audio(voiced, 16000)
+    assert samples.dtype == np.float32 and abs(samples.size - 2 * 16000) < 1600
+    spectrum = np.abs(np.fft.rfft(samples[4000:12000]))
+    assert abs(np.argmax(spectrum) * 16000 / 8000 - 440) < 5
