@@ -3,9 +3,10 @@
 Consumes Job from alive.prompt-cleared; emits it to alive.generated with ``video`` (a silent
 MP4 blob) and ``generation`` (model name, version, frame count). Calls the model
 ``alive_animator`` (models/) over gRPC with tritonclient's asyncio client; Triton batches
-concurrent requests. The model encodes the video next to itself and answers with the MP4;
-the generator checks its frames and size and stores it (with ``raw_frames``, for debugging,
-it fetches the frames and encodes them here). Triton unreachable or overloaded is a
+concurrent requests. The model encodes the video next to itself, with the visible AI label
+its config asks for (alive/model_io.py), and answers with the MP4; the generator checks its
+frames and size and stores it (with ``raw_frames``, for debugging, it fetches the frames and
+encodes them here, with the same label). Triton unreachable or overloaded is a
 TransientError (retried); a model that rejects its input, or answers with a video unlike
 the one asked for, is a PermanentError. Never vetoes.
 """
@@ -29,7 +30,8 @@ from tritonclient.utils import InferenceServerException
 
 from alive.blobs import BlobStore, output_key
 from alive.jobs import frame_count, video_prefix
-from alive.media import MediaError, encode_h264_bytes, probe_mp4_bytes
+from alive.media import MediaError, VisibleLabel, encode_h264_bytes, probe_mp4_bytes
+from alive.model_io import visible_label
 from alive.pipeline import GENERATOR
 from alive.reasons import ReasonCode
 from alive.stage import Cancelled, PermanentError, Stage, StageContext, TransientError, Veto
@@ -63,6 +65,7 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         self._client: InferenceServerClient | None = None
         self._model_version = ""
         self._inputs: tuple[str, ...] = ()
+        self._label: VisibleLabel | None = None
         self._triton_ready = False
         self._watch: asyncio.Task[None] | None = None
 
@@ -148,6 +151,10 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
                 )
             params = config.get("parameters", {})
             version = params.get("model_version", {}).get("string_value", "")
+            try:
+                self._label = visible_label(config)
+            except ValueError as exc:
+                raise PermanentError(ReasonCode.MODEL_REJECTED_INPUT, str(exc)) from exc
             self._model_version = version or "1"
             self._inputs = names
         return self._inputs
@@ -207,7 +214,7 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
             raise TransientError(f"Triton unreachable: {exc}") from exc
         if self.settings.raw_frames:
             frames = checked_frames(result.as_numpy("FRAMES"), num_frames, image.shape)
-            return await asyncio.to_thread(encode_h264_bytes, frames, fps)
+            return await asyncio.to_thread(encode_h264_bytes, frames, fps, label=self._label)
         return the_video(result.as_numpy("VIDEO"))
 
 

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
-from services.provenance import certs
-from services.provenance.certs import CertChain, ensure_dev_chain
+from alive_tools import signing_chain as certs
+from alive_tools.signing_chain import CertChain, ensure_dev_chain
 
 
 def _mode(path: Path) -> int:
