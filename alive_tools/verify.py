@@ -63,7 +63,7 @@ def as_json(path: Path, check: Verification) -> dict[str, Any]:
 def as_text(path: Path, check: Verification) -> str:
     """One file's result for people."""
     lines = [f"{path}: {STATE_WORDS.get(check.state, check.state)}"]
-    if check.state != MISSING:
+    if check.signer or check.digital_source_type or check.generator:  # a manifest was read
         source = check.digital_source_type
         kind = source.rsplit("/", 1)[-1] if source else "not declared"
         ai = "yes" if source == DIGITAL_SOURCE_TYPE_AI else "no"

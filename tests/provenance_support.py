@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from alive.provenance import DIGITAL_SOURCE_TYPE_AI
+from alive_tools.signing_chain import CertChain
 from services.provenance.signing import GenerationFacts
 
 PROMPT = "a lighthouse at dusk, waves rolling in"
@@ -46,6 +48,47 @@ EXTERNAL_KEY = ec.generate_private_key(ec.SECP256R1())
 def external_sign(data: bytes) -> bytes:
     """What ``ALIVE_PROVENANCE__EXTERNAL_SIGNER=tests.provenance_support:external_sign`` calls."""
     return EXTERNAL_KEY.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def sign_image(chain: CertChain, fmt: str, out: Path) -> Path:
+    """A JPEG or PNG signed with c2pa directly, as another tool would: its own manifest, no
+    Alive assertion."""
+    import io
+
+    import c2pa
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 32), (30, 90, 160)).save(buffer, format=fmt)
+    mime = f"image/{fmt.lower()}"
+    manifest = {
+        "claim_generator_info": [{"name": "another tool", "version": "9"}],
+        "format": mime,
+        "assertions": [
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": DIGITAL_SOURCE_TYPE_AI,
+                            "softwareAgent": {"name": "another tool", "version": "9"},
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    info = c2pa.C2paSignerInfo(
+        c2pa.C2paSigningAlg.ES256, chain.chain_pem.read_bytes(), chain.key_pem.read_bytes(), None
+    )
+    with (
+        c2pa.Signer.from_info(info) as signer,
+        c2pa.Builder(manifest) as builder,
+        out.open("w+b") as target,
+    ):
+        builder.sign(signer, mime, io.BytesIO(buffer.getvalue()), target)
+    return out
 
 
 @dataclass(frozen=True)
