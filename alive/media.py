@@ -202,19 +202,18 @@ class VisibleLabel:
         font = ImageFont.load_default(size=text_px)
         left, top, right, bottom = font.getbbox(self.text)
         pad = max(3, text_px // 3)
-        box_w = min(width, right - left + 2 * pad)
-        box_h = min(height, bottom - top + 2 * pad)
+        margin = max(2, round(0.03 * min(width, height)))
+        # On a frame too small for it the label is cut at the margin, never drawn outside.
+        box_w = min(width - 2 * margin, right - left + 2 * pad)
+        box_h = min(height - 2 * margin, bottom - top + 2 * pad)
         patch = Image.new("RGBA", (box_w, box_h), (0, 0, 0, 0))
         draw = ImageDraw.Draw(patch)
         draw.rounded_rectangle((0, 0, box_w - 1, box_h - 1), radius=pad, fill=(0, 0, 0, 150))
         draw.text((pad - left, pad - top), self.text, font=font, fill=(255, 255, 255, 255))
         rgba = np.asarray(patch, dtype=np.float32) / 255.0
-        margin = max(2, round(0.03 * min(width, height)))
         y = margin if self.corner.startswith("top") else height - box_h - margin
         x = margin if self.corner.endswith("left") else width - box_w - margin
-        return LabelOverlay(
-            max(0, y), max(0, x), rgba[..., :3] * 255.0, rgba[..., 3:] * self.opacity
-        )
+        return LabelOverlay(y, x, rgba[..., :3] * 255.0, rgba[..., 3:] * self.opacity)
 
 
 @dataclass(frozen=True)
