@@ -15,9 +15,9 @@ from typing import Any, Literal
 import av
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageDraw, ImageFont
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
+from PIL import Image, ImageDraw, ImageFont
 
 
 class MediaError(Exception):
@@ -200,7 +200,7 @@ class VisibleLabel:
         """The label rendered once for frames of this size, to blend into each of them."""
         text_px = max(10, round(self.size * min(width, height)))
         font = ImageFont.load_default(size=text_px)
-        left, top, right, bottom = font.getbbox(self.text)
+        left, top, right, bottom = (round(v) for v in font.getbbox(self.text))
         pad = max(3, text_px // 3)
         margin = max(2, round(0.03 * min(width, height)))
         # On a frame too small for it the label is cut at the margin, never drawn outside.

@@ -49,7 +49,8 @@ def visible_label(config: dict[str, Any]) -> VisibleLabel | None:
     """The label a model config's parameters ask for (None: "off"); a bad value raises
     ValueError, so the model stops at load, not at its first request."""
     params = {
-        key: str(value.get("string_value", "")) for key, value in config.get("parameters", {}).items()
+        key: str(value.get("string_value", ""))
+        for key, value in config.get("parameters", {}).items()
     }
     switch = params.get("ai_label", "on").strip().lower()
     if switch not in ("on", "off"):

@@ -5,6 +5,7 @@ timestamp authority on loopback: OpenSSL's ``openssl ts -reply`` behind a tiny H
 from __future__ import annotations
 
 import http.server
+import io
 import subprocess
 import tempfile
 import threading
@@ -14,10 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import c2pa
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from PIL import Image
 
 from alive.provenance import DIGITAL_SOURCE_TYPE_AI
 from alive_tools.signing_chain import CertChain
@@ -53,11 +56,6 @@ def external_sign(data: bytes) -> bytes:
 def sign_image(chain: CertChain, fmt: str, out: Path) -> Path:
     """A JPEG or PNG signed with c2pa directly, as another tool would: its own manifest, no
     Alive assertion."""
-    import io
-
-    import c2pa
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.new("RGB", (48, 32), (30, 90, 160)).save(buffer, format=fmt)
     mime = f"image/{fmt.lower()}"
@@ -105,15 +103,16 @@ def local_tsa(directory: Path) -> Iterator[TimestampAuthority]:
     answered: list[int] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+        def do_POST(self) -> None:
             query = self.rfile.read(int(self.headers["Content-Length"]))
             answered.append(len(query))
             with tempfile.TemporaryDirectory() as work:
                 query_file, reply_file = Path(work) / "q.tsq", Path(work) / "r.tsr"
                 query_file.write_bytes(query)
+                command = ["openssl", "ts", "-reply", "-config", str(directory / "tsa.cnf")]
+                command += ["-queryfile", str(query_file), "-out", str(reply_file)]
                 subprocess.run(
-                    ["openssl", "ts", "-reply", "-config", str(directory / "tsa.cnf")]
-                    + ["-queryfile", str(query_file), "-out", str(reply_file)],
+                    command,
                     check=True,
                     capture_output=True,
                 )
@@ -124,7 +123,7 @@ def local_tsa(directory: Path) -> Iterator[TimestampAuthority]:
             self.end_headers()
             self.wfile.write(reply)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

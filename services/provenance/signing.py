@@ -101,7 +101,9 @@ def xmp_packet() -> bytes:
     xmlns:xmp="http://ns.adobe.com/xap/1.0/"
     xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">
    <Iptc4xmpExt:DigitalSourceType>{DIGITAL_SOURCE_TYPE_AI}</Iptc4xmpExt:DigitalSourceType>
-   <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{escape(AI_DESCRIPTION)}</rdf:li></rdf:Alt></dc:description>
+   <dc:description><rdf:Alt>
+    <rdf:li xml:lang="x-default">{escape(AI_DESCRIPTION)}</rdf:li>
+   </rdf:Alt></dc:description>
    <xmp:CreatorTool>Alive {escape(ALIVE_VERSION)}</xmp:CreatorTool>
   </rdf:Description>
  </rdf:RDF>
@@ -126,10 +128,10 @@ def label_ai_generated(src: Path, dst: Path) -> None:
             target.mux(packet)
     # FFmpeg's muxer writes no XMP. Appended after mdat, the box moves no sample, so the
     # chunk offsets in moov stay right and the file stays faststart.
-    packet = xmp_packet()
+    xmp = xmp_packet()
     with dst.open("ab") as out:
-        out.write((8 + len(XMP_UUID) + len(packet)).to_bytes(4, "big") + b"uuid")
-        out.write(XMP_UUID + packet)
+        out.write((8 + len(XMP_UUID) + len(xmp)).to_bytes(4, "big") + b"uuid")
+        out.write(XMP_UUID + xmp)
 
 
 def signer_from_settings(settings: ProvenanceSettings) -> Any:

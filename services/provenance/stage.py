@@ -20,13 +20,15 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import c2pa
+
 from alive.attestation import CLEARING_VERDICTS
 from alive.blobs import BlobStore, output_key
 from alive.jobs import video_prefix
 from alive.pipeline import PIPELINE, PROVENANCE
 from alive.provenance import verify_video
 from alive.reasons import ReasonCode
-from alive.stage import PermanentError, Stage, StageContext, Veto
+from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
 from alive.v1.events_pb2 import Job, ProvenanceInfo
 from services.provenance.settings import ProvenanceSettings
 from services.provenance.signing import (
@@ -82,7 +84,9 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
             height=job.output.height,
             checkpoints_passed=passed,
             checkpoints_after_signing=tuple(c for c in PIPELINE.checkpoints if c not in passed),
-            policy_versions={a.stage: a.versions["policy"] for a in cleared if "policy" in a.versions},
+            policy_versions={
+                a.stage: a.versions["policy"] for a in cleared if "policy" in a.versions
+            },
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             job_id=job.job_id if self.settings.manifest_job_id else None,
         )
@@ -91,13 +95,20 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
         with tempfile.TemporaryDirectory() as tmp:
             labelled, signed = Path(tmp) / "labelled.mp4", Path(tmp) / "signed.mp4"
             label_ai_generated(self.blobs.local_path(job.video), labelled)
-            self._signer.sign(
-                labelled,
-                self.blobs.local_path(job.photo),
-                job.photo.content_type,
-                self._facts(job),
-                signed,
-            )
+            try:
+                self._signer.sign(
+                    labelled,
+                    self.blobs.local_path(job.photo),
+                    job.photo.content_type,
+                    self._facts(job),
+                    signed,
+                )
+            except c2pa.C2paError as exc:
+                # The timestamp authority is the only thing signing reaches over HTTP (remote
+                # manifests are off): unreachable, it is retried like any outage.
+                if self.settings.tsa_url and "http" in str(exc).lower():
+                    raise TransientError(f"timestamp authority: {exc}") from exc
+                raise
             check = verify_video(signed, self._trust_anchors)
             if not (check.trusted and check.ai_generated):
                 raise PermanentError(

@@ -213,4 +213,6 @@ def test_a_file_no_c2pa_format_holds_is_invalid(tmp_path: Path, anchor: bytes) -
     path = tmp_path / "notes.txt"
     path.write_bytes(b"just some text, no media at all")
     assert media_type(path.read_bytes()) is None
-    assert verify_file(path, anchor) == Verification("Invalid", None, None, (), None, (UNKNOWN_FORMAT,))
+    assert verify_file(path, anchor) == Verification(
+        "Invalid", None, None, (), None, (UNKNOWN_FORMAT,)
+    )

@@ -26,7 +26,9 @@ MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "alive_animator"
 @pytest.fixture
 def adapter(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", BACKEND_UTILS)
-    spec = importlib.util.spec_from_file_location("animator_for_label", MODEL_DIR / "1" / "model.py")
+    spec = importlib.util.spec_from_file_location(
+        "animator_for_label", MODEL_DIR / "1" / "model.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -35,7 +37,9 @@ def adapter(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 def model_config(**label: str) -> dict[str, Any]:
     """config.pbtxt as Triton passes it to initialize, with ``label`` parameters added."""
-    parsed = text_format.Parse((MODEL_DIR / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    parsed = text_format.Parse(
+        (MODEL_DIR / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
     config = json_format.MessageToDict(parsed, preserving_proto_field_name=True)
     for key, value in label.items():
         config["parameters"][key] = {"string_value": value}

@@ -176,7 +176,10 @@ def test_an_expired_certificate_is_reported_clearly(
     cert_dir = tmp_path / "short"
     cert_dir.mkdir()
     issue_leaf(
-        work / "certs", EXTERNAL_KEY.public_key(), cert_dir / CHAIN_FILE, lifetime=timedelta(seconds=2)
+        work / "certs",
+        EXTERNAL_KEY.public_key(),
+        cert_dir / CHAIN_FILE,
+        lifetime=timedelta(seconds=2),
     )
     settings = ProvenanceSettings(
         cert_dir=cert_dir,
@@ -204,7 +207,10 @@ def test_files_other_tools_signed(
 
 
 def test_without_a_trust_anchor_nothing_is_trusted(
-    signed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    signed: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no .alive/certs/root.pem here
     code, out = _run(capsys, signed)

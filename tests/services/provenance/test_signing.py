@@ -78,9 +78,7 @@ def _exiftool_xmp(path: Path) -> dict[str, Any]:
 
 
 def _settings(chain_dir: Path, **extra: Any) -> ProvenanceSettings:
-    return ProvenanceSettings(
-        cert_dir=chain_dir, trust_anchor_path=chain_dir / "root.pem", **extra
-    )
+    return ProvenanceSettings(cert_dir=chain_dir, trust_anchor_path=chain_dir / "root.pem", **extra)
 
 
 @pytest.fixture(scope="module")

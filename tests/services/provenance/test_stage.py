@@ -13,11 +13,13 @@ from alive.pipeline import PIPELINE
 from alive.provenance import DIGITAL_SOURCE_TYPE_AI, TRUSTED, verify_video
 from alive.reasons import ReasonCode
 from alive.v1.events_pb2 import GenerationInfo, Job, JobState, OutputSpec, Verdict
+from alive_tools.embedded.ports import free_port
 from alive_tools.signing_chain import ensure_dev_chain
 from alive_tools.testing import StageHarness
 from services.provenance.settings import ProvenanceSettings
 from services.provenance.signing import SigningSetupError
 from services.provenance.stage import ProvenanceStage
+from tests.provenance_support import local_tsa
 from tests.support import photo_bytes, write_clip
 
 PROMPT = "waves at dusk over the old harbour"
@@ -115,6 +117,29 @@ async def test_a_file_that_does_not_verify_is_never_sent_on(tmp_path: Path) -> N
     assert not out.jobs
     assert out.statuses[0].state == JobState.FAILED
     assert [d.reason_code for d in out.dead_letters] == [ReasonCode.PROVENANCE_NOT_TRUSTED]
+
+
+async def test_an_unreachable_timestamp_authority_is_retried_then_fails(tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    settings = dev_settings(tmp_path, tsa_url=f"http://127.0.0.1:{free_port()}/")
+    async with StageHarness(ProvenanceStage(settings, blobs)) as harness:
+        out = await harness.send(attested(harness, scored_job(tmp_path, blobs)))
+    assert not out.jobs
+    assert harness.retry_delays  # retried before giving up
+    assert [d.reason_code for d in out.dead_letters] == [ReasonCode.RETRIES_EXHAUSTED]
+
+
+async def test_a_timestamped_video_leaves_the_stage(tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    with local_tsa(tmp_path / "tsa") as tsa:
+        settings = dev_settings(tmp_path, tsa_url=tsa.url)
+        async with StageHarness(ProvenanceStage(settings, blobs)) as harness:
+            out = await harness.send(attested(harness, scored_job(tmp_path, blobs)))
+    (signed,) = out.jobs
+    assert settings.trust_anchor_path is not None
+    anchors = settings.trust_anchor_path.read_bytes() + tsa.root_pem
+    check = verify_video(blobs.local_path(signed.video), anchors)
+    assert check.trusted and check.timestamped
 
 
 def test_without_signing_settings_the_service_refuses_to_start(

@@ -12,8 +12,8 @@ from alive.pipeline import PIPELINE
 from alive.reasons import ReasonCode
 from alive.v1.events_pb2 import Job, JobState, PublishRequest, StageOutcome, StageRecord, Verdict
 from alive_tools.keys import StageKeys
-from alive_tools.testing import StageHarness
 from alive_tools.signing_chain import ensure_dev_chain
+from alive_tools.testing import StageHarness
 from services.provenance.settings import ProvenanceSettings
 from services.provenance.stage import ProvenanceStage
 from services.review.settings import ReviewSettings
