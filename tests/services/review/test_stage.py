@@ -29,7 +29,7 @@ async def ready(tmp_path: Path) -> tuple[LocalBlobStore, Job, Path]:
     """A signed job as the video checkpoint passed it, with the trust anchor it verifies
     against."""
     blobs = LocalBlobStore(tmp_path / "blobs")
-    anchor = tmp_path / "certs" / "root.pem"
+    anchor = ensure_dev_chain(tmp_path / "certs").root_cert  # the service makes none
     signing = ProvenanceSettings(cert_dir=tmp_path / "certs", trust_anchor_path=anchor)
     async with StageHarness(ProvenanceStage(signing, blobs), keys=KEYS) as provenance:
         (job,) = (
