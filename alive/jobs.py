@@ -10,7 +10,6 @@ A terminal state is final: later events for the job do not change it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from alive.v1.events_pb2 import JobState, OutputSpec
@@ -35,12 +34,6 @@ def valid_id(value: str) -> bool:
     """Letters, digits and ``. _ : @ + = -``, starting with a letter or digit, at most
     MAX_ID_CHARS."""
     return _ID.fullmatch(value) is not None
-
-
-def asset_id(job_id: str) -> str:
-    """The video's id in its public C2PA manifest and file name: derived from the job id
-    one way, so that whoever holds the video cannot learn the job id from it."""
-    return hashlib.sha256(b"alive.asset\0" + job_id.encode()).hexdigest()[:32]
 
 
 def upload_area(creator_id: str, request_id: str) -> str:

@@ -1,7 +1,8 @@
-"""Shared media helpers: encode RGB frames to H.264 MP4, probe MP4 files by decoding them,
-read video frames as RGB arrays and the soundtrack as mono samples. The generator's models
-encode next to themselves with these (only compressed video crosses the network), and the
-stages check what they receive."""
+"""Shared media helpers: encode RGB frames to H.264 MP4 (with the visible AI label drawn into
+each frame as it is encoded: no second encode), probe MP4 files by decoding them, read video
+frames as RGB arrays and the soundtrack as mono samples. The generator's models encode next
+to themselves with these (only compressed video crosses the network), and the stages check
+what they receive."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import av
 import numpy as np
 import numpy.typing as npt
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
+from PIL import Image, ImageDraw, ImageFont
 
 
 class MediaError(Exception):
@@ -188,6 +190,68 @@ def read_audio(path: Path, sample_rate: int) -> npt.NDArray[np.float32]:
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
+Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+CORNERS: tuple[Corner, ...] = ("top-left", "top-right", "bottom-left", "bottom-right")
+
+
+@dataclass(frozen=True)
+class VisibleLabel:
+    """A short text mark ("AI-generated") in a corner of every frame: white on a dark,
+    rounded box, blended with ``opacity``; its text is ``size`` of the frame's shorter side
+    high (0.045: 26 px on a 576x1024 video, about 2 mm on a phone held upright)."""
+
+    text: str = "AI-generated"
+    corner: Corner = "top-left"
+    size: float = 0.045
+    opacity: float = 0.85
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError("the label text is empty")
+        if self.corner not in CORNERS:
+            raise ValueError(f"label corner must be one of {CORNERS}, got {self.corner!r}")
+        if not 0.01 <= self.size <= 0.25:
+            raise ValueError(f"label size must be 0.01..0.25 of the shorter side, got {self.size}")
+        if not 0.0 < self.opacity <= 1.0:
+            raise ValueError(f"label opacity must be in (0, 1], got {self.opacity}")
+
+    def overlay(self, width: int, height: int) -> LabelOverlay:
+        """The label rendered once for frames of this size, to blend into each of them."""
+        text_px = max(10, round(self.size * min(width, height)))
+        font = ImageFont.load_default(size=text_px)
+        left, top, right, bottom = (round(v) for v in font.getbbox(self.text))
+        pad = max(3, text_px // 3)
+        margin = max(2, round(0.03 * min(width, height)))
+        # On a frame too small for it the label is cut at the margin, never drawn outside.
+        box_w = min(width - 2 * margin, right - left + 2 * pad)
+        box_h = min(height - 2 * margin, bottom - top + 2 * pad)
+        patch = Image.new("RGBA", (box_w, box_h), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(patch)
+        draw.rounded_rectangle((0, 0, box_w - 1, box_h - 1), radius=pad, fill=(0, 0, 0, 150))
+        draw.text((pad - left, pad - top), self.text, font=font, fill=(255, 255, 255, 255))
+        rgba = np.asarray(patch, dtype=np.float32) / 255.0
+        y = margin if self.corner.startswith("top") else height - box_h - margin
+        x = margin if self.corner.endswith("left") else width - box_w - margin
+        return LabelOverlay(y, x, rgba[..., :3] * 255.0, rgba[..., 3:] * self.opacity)
+
+
+@dataclass(frozen=True)
+class LabelOverlay:
+    """A rendered label and where it goes: ``alpha`` [h, w, 1] blends ``rgb`` [h, w, 3] in."""
+
+    y: int
+    x: int
+    rgb: npt.NDArray[np.float32]
+    alpha: npt.NDArray[np.float32]
+
+    def draw_on(self, frame: npt.NDArray[np.uint8]) -> None:
+        """Blends the label into ``frame`` (uint8 RGB [H, W, 3]) in place."""
+        h, w = self.alpha.shape[:2]
+        region = frame[self.y : self.y + h, self.x : self.x + w]
+        blended = self.rgb * self.alpha + region * (1.0 - self.alpha)
+        region[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
 def encode_h264(
     frames: npt.NDArray[np.uint8],
     fps: int,
@@ -195,8 +259,10 @@ def encode_h264(
     *,
     crf: int = 23,
     preset: str = "veryfast",
+    label: VisibleLabel | None = None,
 ) -> None:
-    """Write uint8 RGB frames [T, H, W, 3] to `out_path` as H.264 at `fps`.
+    """Write uint8 RGB frames [T, H, W, 3] to `out_path` as H.264 at `fps`, with ``label``
+    drawn into each frame on its way to the encoder (``frames`` itself is left as it is).
 
     Every input frame becomes exactly one output frame and the file lasts exactly T / fps s.
     """
@@ -222,8 +288,13 @@ def encode_h264(
         stream.height = height
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = Fraction(1, fps)
+        overlay = label.overlay(width, height) if label is not None else None
         for index in range(count):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[index]), format="rgb24")
+            picture = np.ascontiguousarray(frames[index])
+            if overlay is not None:
+                picture = picture.copy()
+                overlay.draw_on(picture)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             frame.pts = index
             frame.time_base = Fraction(1, fps)
             out.mux(stream.encode(frame.reformat(format="yuv420p")))

@@ -9,10 +9,13 @@ alive cancel JOB_ID            cancel a job that has not ended
 alive token [--scope S ...]    print a development token of the running stack, for other tools
                                (the CLI mints its own; the API wants one on every call)
 alive topics                   create Alive's topics on the configured Kafka (deployments)
+alive verify FILE... [--json]  check the C2PA provenance of videos and images (any tool's)
+alive dev-chain DIR            make a development C2PA signing chain (never for production)
 
 Exit codes: 0 done (READY or PUBLISHED); 1 the job was rejected, vetoed or failed, or a
 service exited uncleanly; 2 a usage error; 3 no stack is running here; 4 the photo file
-cannot be read.
+cannot be read. ``alive verify``: 0 every file Trusted; 1 a file Invalid or without a
+manifest; 2 a file intact but its signer untrusted.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import time
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import grpc
 from rich.console import Console
@@ -39,13 +43,15 @@ from alive.jobs import DEFAULT_PROMPT
 from alive.kafka import ensure_topics
 from alive.media import probe_mp4
 from alive.pipeline import PIPELINE
-from alive.provenance import verify_video
+from alive.provenance import DEV_TRUST_ANCHOR, verify_video
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent, Verdict
 from alive_tools.client import AliveClient, Rejected
 from alive_tools.embedded.stack import REPO_ROOT, EmbeddedStack
 from alive_tools.keys import mint_token
+from alive_tools.signing_chain import ensure_dev_chain
+from alive_tools.verify import read_anchors, report
 from services.ingest.auth import CREATOR_CLAIM, CREATOR_SCOPES, Scope
 
 console = Console(stderr=True)
@@ -92,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--creator", help="with --scope alive.service: the creator acted for")
     token.add_argument("--ttl-s", type=int, default=3600, help="lifetime in seconds")
     commands.add_parser("topics", help="create the topics on the configured Kafka")
+    _add_provenance_commands(commands)
     args = parser.parse_args(argv)
     handlers = {
         "run": _run,
@@ -101,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         "cancel": _cancel,
         "token": _token,
         "topics": _topics,
+        "verify": _verify,
+        "dev-chain": _dev_chain,
     }
     sys.exit(handlers[args.command](args))
 
@@ -207,6 +216,46 @@ def _token(args: argparse.Namespace) -> int:
 
 def _topics(args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(ServiceSettings()))
+    return 0
+
+
+def _add_provenance_commands(commands: Any) -> None:
+    verify = commands.add_parser(
+        "verify", help="check the C2PA provenance of files (exit 0 trusted, 1 invalid, 2 untrusted)"
+    )
+    verify.add_argument("files", nargs="+", type=Path, help="JPEG, PNG, MP4, ... from any tool")
+    verify.add_argument(
+        "--trust-anchor",
+        action="append",
+        type=Path,
+        help=f"root certificate(s) to trust, PEM; repeatable (default: {DEV_TRUST_ANCHOR}, "
+        "the embedded stack's, when it exists)",
+    )
+    verify.add_argument("--json", action="store_true", help="one JSON list of results")
+    dev_chain = commands.add_parser(
+        "dev-chain", help="make a development C2PA signing chain in DIR (reused when valid)"
+    )
+    dev_chain.add_argument("directory", type=Path)
+    dev_chain.add_argument("--organisation", default="Alive development")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    anchors = args.trust_anchor or [p for p in (DEV_TRUST_ANCHOR,) if p.exists()]
+    try:
+        pem = read_anchors(anchors)
+    except OSError as exc:
+        console.print(f"[red]cannot read a trust anchor: {exc}")
+        return 1
+    text, code = report(args.files, pem, as_json_lines=args.json)
+    print(text)
+    return code
+
+
+def _dev_chain(args: argparse.Namespace) -> int:
+    chain = ensure_dev_chain(args.directory, organisation=args.organisation)
+    print(f"ALIVE_PROVENANCE__CERT_DIR={args.directory.resolve()}")
+    print(f"ALIVE_PROVENANCE__TRUST_ANCHOR_PATH={chain.root_cert.resolve()}")
+    console.print("a development chain: trusted by nobody but who trusts its root")
     return 0
 
 

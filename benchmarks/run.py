@@ -14,6 +14,8 @@
    of the stack during (2) and of the loop's processes.
 6. The whole pipeline around the stand-in (benchmarks/pipeline.py): end-to-end time minus
    the model's; and the per-stage times of the tiny diffusion model's jobs.
+7. Provenance per video (benchmarks/provenance.py): labelling remux, C2PA signing and the
+   verification after it, for 1, 5 and 20 MB videos.
 
 Figures go to stdout and to out/bench.json. The machine is shared and noisy: compare the
 ratios, which are measured in the same run, rather than absolute times across runs.
@@ -51,6 +53,7 @@ from benchmarks.pipeline import (
     stage_latencies,
     wait_ready,
 )
+from benchmarks.provenance import signing_cost
 from benchmarks.serving import generator_batching, naive_loop
 from services.moderation.photo.settings import PhotoCheckpointSettings
 from services.moderation.photo.stage import PhotoCheckpoint
@@ -205,6 +208,7 @@ def main() -> None:
         "naive_ratio": round(pipeline_rate / naive["jobs_per_min"], 2),
         "loop_peak_memory_gib": loop_memory.peak_gib,
     }
+    results["provenance_per_video"] = signing_cost()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

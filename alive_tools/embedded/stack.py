@@ -37,8 +37,8 @@ from alive_tools.keys import (
     ensure_key_dir,
     mint_token,
 )
+from alive_tools.signing_chain import ensure_dev_chain
 from services.ingest.auth import CREATOR_SCOPES
-from services.provenance.certs import ensure_dev_chain
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_REPOSITORY = REPO_ROOT / "models"

@@ -3,13 +3,14 @@
 Consumes Job from alive.prompt-cleared; emits it to alive.generated with ``video`` (a silent
 MP4 blob) and ``generation`` (model name, version, frame count). Calls the model
 ``alive_animator`` (models/) over gRPC with tritonclient's asyncio client; Triton batches
-concurrent requests. The model encodes the video next to itself and answers with the MP4;
-the generator checks its frames and size and stores it (with ``raw_frames``, for debugging,
-it fetches the frames and encodes them here). A decoupled model (i2v_diffusion) answers on a
+concurrent requests. The model encodes the video next to itself, with the visible AI label
+its config asks for (alive/model_io.py), and answers with the MP4; the generator checks its
+frames and size and stores it (with ``raw_frames``, for debugging, it fetches the frames and
+encodes them here, with the same label). A decoupled model (i2v_diffusion) answers on a
 gRPC stream and reports its denoising steps first: they go to the job's watchers as
-progress. A cancelled job's request is cancelled in Triton. Triton unreachable or overloaded is a
-TransientError (retried); a model that rejects its input, or answers with a video unlike
-the one asked for, is a PermanentError. Never vetoes.
+progress. A cancelled job's request is cancelled in Triton. Triton unreachable or
+overloaded is a TransientError (retried); a model that rejects its input, or answers with a
+video unlike the one asked for, is a PermanentError. Never vetoes.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from tritonclient.utils import InferenceServerException
 
 from alive.blobs import BlobStore, output_key
 from alive.jobs import frame_count, video_prefix
-from alive.media import MediaError, encode_h264_bytes, probe_mp4_bytes
+from alive.media import MediaError, VisibleLabel, encode_h264_bytes, probe_mp4_bytes
+from alive.model_io import visible_label
 from alive.pipeline import GENERATOR
 from alive.reasons import ReasonCode
 from alive.stage import Cancelled, PermanentError, Stage, StageContext, TransientError, Veto
@@ -74,6 +76,7 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         self._inputs: tuple[str, ...] = ()
         # A decoupled model answers on a stream, with progress reports on this output first.
         self._progress_output: str | None = None
+        self._label: VisibleLabel | None = None
         self._triton_ready = False
         self._watch: asyncio.Task[None] | None = None
 
@@ -159,6 +162,10 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
                 )
             params = config.get("parameters", {})
             version = params.get("model_version", {}).get("string_value", "")
+            try:
+                self._label = visible_label(config)
+            except ValueError as exc:
+                raise PermanentError(ReasonCode.MODEL_REJECTED_INPUT, str(exc)) from exc
             self._model_version = version or "1"
             if config.get("model_transaction_policy", {}).get("decoupled"):
                 self._progress_output = progress_output(name, config)
@@ -220,7 +227,7 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
             raise TransientError(f"Triton unreachable: {exc}") from exc
         if self.settings.raw_frames:
             frames = checked_frames(result.as_numpy("FRAMES"), num_frames, image.shape)
-            return await asyncio.to_thread(encode_h264_bytes, frames, fps)
+            return await asyncio.to_thread(encode_h264_bytes, frames, fps, label=self._label)
         return the_video(result.as_numpy("VIDEO"))
 
     async def _infer(self, inputs: list[InferInput], wanted: str, ctx: StageContext) -> InferResult:

@@ -1,24 +1,44 @@
-"""Provenance settings (``ALIVE_PROVENANCE__<FIELD>``): the signing certificate chain and the
-trust anchor to verify with."""
+"""Provenance settings (``ALIVE_PROVENANCE__<FIELD>``): how videos are signed, what a signed
+video must verify against, and what the manifest may disclose (docs/provenance.md).
+
+There are no signing defaults: without ``cert_dir`` and ``trust_anchor_path`` the service
+refuses to start rather than sign with a key nobody trusts."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+from pydantic import field_validator
 
 from alive.pipeline import PROVENANCE
-from alive.provenance import DEV_CERT_DIR, DEV_TRUST_ANCHOR
 from alive.settings import StageSettings, stage_settings_config
 
 
 class ProvenanceSettings(StageSettings):
     model_config = stage_settings_config(PROVENANCE)
 
-    # The embedded default makes a development chain here on first use; production mounts
-    # a real chain and key (e.g. from a KMS-backed secret) and sets create_dev_chain=false.
-    cert_dir: Path = DEV_CERT_DIR
-    create_dev_chain: bool = True
-    # The root certificate a freshly signed file must verify against.
-    trust_anchor_path: Path = DEV_TRUST_ANCHOR
+    # The signing certificate chain, chain.pem (leaf first, then intermediates), and its
+    # private key, signer.key, unless external_signer signs.
+    cert_dir: Path | None = None
+    # A function "module:attribute" that signs bytes with a key held elsewhere (a KMS or HSM
+    # client); then cert_dir needs only chain.pem.
+    external_signer: str | None = None
+    signing_alg: Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"] = "es256"
+    # The root certificate(s), PEM, a freshly signed file must verify against as Trusted.
+    # Several roots (one after another in the file) while a new one is rolled out.
+    trust_anchor_path: Path | None = None
     # RFC 3161 timestamp authority; without one a signature turns Invalid when the
     # certificate expires, so production sets it.
     tsa_url: str | None = None
+    # A thumbnail of the source photo inside the manifest: off, it would publish the photo.
+    ingredient_thumbnail: bool = False
+    # The job id in the manifest: off, whoever holds the video could open the job in the API.
+    manifest_job_id: bool = False
+
+    @field_validator("tsa_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"a timestamp authority is an http(s) URL, got {value!r}")
+        return value or None

@@ -1,32 +1,45 @@
 """Provenance: labels every video AI-generated and signs it with a C2PA manifest.
 
 Consumes Job from alive.scored; emits it to alive.signed with ``video`` replaced by the
-labelled, signed MP4 and ``provenance`` holding the verification result. The manifest's
-first action is c2pa.created with digitalSourceType trainedAlgorithmicMedia and the
-generator model as software agent; the source photo is an ``inputTo`` ingredient; a custom
-assertion records the job, the model, the prompt's SHA-256 (never the prompt) and the
-checkpoint verdicts so far. After signing the file is verified against the trust anchor;
-a file that does not verify as Trusted is a PermanentError, never sent on.
+labelled, signed MP4 and ``provenance`` holding the verification result. The manifest
+(services/provenance/signing.py) declares AI generation by the job's model, the source photo
+as ingredient, the generation parameters and the moderation outcome from the signed
+attestations; never the prompt or a hash of it, nor the job id unless a setting allows it.
+After signing the file is verified against the trust anchors; a file that does not verify
+as Trusted and AI-generated is a PermanentError, never sent on.
+
+The service refuses to start without signing settings and trust anchors (it never makes a
+development chain), and says at start when no timestamp authority is set.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import logging
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import c2pa
+
+from alive.attestation import CLEARING_VERDICTS
 from alive.blobs import BlobStore, output_key
-from alive.jobs import asset_id, video_prefix
+from alive.jobs import video_prefix
 from alive.pipeline import PIPELINE, PROVENANCE
 from alive.provenance import verify_video
 from alive.reasons import ReasonCode
-from alive.stage import PermanentError, Stage, StageContext, Veto
-from alive.v1.events_pb2 import Job, ProvenanceInfo, Verdict
-from services.provenance.certs import CertChain, ensure_dev_chain
+from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
+from alive.v1.events_pb2 import Job, ProvenanceInfo
 from services.provenance.settings import ProvenanceSettings
-from services.provenance.signing import GenerationFacts, VideoSigner, label_ai_generated
+from services.provenance.signing import (
+    GenerationFacts,
+    SigningSetupError,
+    VideoSigner,
+    label_ai_generated,
+    signer_from_settings,
+)
+
+log = logging.getLogger(__name__)
 
 
 class ProvenanceStage(Stage[Job, ProvenanceSettings]):
@@ -34,44 +47,69 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
 
     def __init__(self, settings: ProvenanceSettings, blobs: BlobStore) -> None:
         super().__init__(settings, blobs)
-        self._signer: VideoSigner | None = None
-        self._trust_anchor = b""
-
-    async def start(self) -> None:
-        directory = self.settings.cert_dir
-        chain = (
-            ensure_dev_chain(directory)
-            if self.settings.create_dev_chain
-            else CertChain.in_directory(directory)
+        if settings.trust_anchor_path is None:
+            raise SigningSetupError(
+                "set ALIVE_PROVENANCE__TRUST_ANCHOR_PATH: the root certificate(s) every "
+                "signed video is verified against before it is sent on"
+            )
+        self._trust_anchors = settings.trust_anchor_path.read_bytes()
+        self._signer = VideoSigner(
+            signer_from_settings(settings), ingredient_thumbnail=settings.ingredient_thumbnail
         )
-        self._signer = VideoSigner(chain, tsa_url=self.settings.tsa_url)
-        self._trust_anchor = self.settings.trust_anchor_path.read_bytes()
+        if not settings.tsa_url:
+            log.warning(
+                "no timestamp authority (ALIVE_PROVENANCE__TSA_URL): every signature turns "
+                "Invalid when the signing certificate expires"
+            )
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         return await asyncio.to_thread(self._sign, event)
 
-    def _sign(self, job: Job) -> Job:
-        assert self._signer is not None
-        facts = GenerationFacts(
-            asset_id=asset_id(job.job_id),
+    def _facts(self, job: Job) -> GenerationFacts:
+        # The moderation outcome from the checked, signed verdicts, not the stage records.
+        cleared = [
+            a
+            for a in job.attestations
+            if PIPELINE.is_checkpoint(a.stage) and a.verdict in CLEARING_VERDICTS
+        ]
+        passed = tuple(dict.fromkeys(a.stage for a in cleared))
+        return GenerationFacts(
             model_name=job.generation.model_name,
             model_version=job.generation.model_version,
-            prompt_sha256=hashlib.sha256(job.prompt.encode()).hexdigest(),
-            # From the checked, signed verdicts, not the unsigned stage records.
-            moderation={
-                a.stage: Verdict.Name(a.verdict).lower()
-                for a in job.attestations
-                if PIPELINE.is_checkpoint(a.stage)
+            seed=job.seed,
+            frames=job.generation.frame_count,
+            fps=job.output.fps,
+            duration_ms=job.output.duration_ms,
+            width=job.output.width,
+            height=job.output.height,
+            checkpoints_passed=passed,
+            checkpoints_after_signing=tuple(c for c in PIPELINE.checkpoints if c not in passed),
+            policy_versions={
+                a.stage: a.versions["policy"] for a in cleared if "policy" in a.versions
             },
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            job_id=job.job_id if self.settings.manifest_job_id else None,
         )
+
+    def _sign(self, job: Job) -> Job:
         with tempfile.TemporaryDirectory() as tmp:
             labelled, signed = Path(tmp) / "labelled.mp4", Path(tmp) / "signed.mp4"
             label_ai_generated(self.blobs.local_path(job.video), labelled)
-            self._signer.sign(
-                labelled, self.blobs.local_path(job.photo), job.photo.content_type, facts, signed
-            )
-            check = verify_video(signed, self._trust_anchor)
+            try:
+                self._signer.sign(
+                    labelled,
+                    self.blobs.local_path(job.photo),
+                    job.photo.content_type,
+                    self._facts(job),
+                    signed,
+                )
+            except c2pa.C2paError as exc:
+                # The timestamp authority is the only thing signing reaches over HTTP (remote
+                # manifests are off): unreachable, it is retried like any outage.
+                if self.settings.tsa_url and "http" in str(exc).lower():
+                    raise TransientError(f"timestamp authority: {exc}") from exc
+                raise
+            check = verify_video(signed, self._trust_anchors)
             if not (check.trusted and check.ai_generated):
                 raise PermanentError(
                     ReasonCode.PROVENANCE_NOT_TRUSTED,

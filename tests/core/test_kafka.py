@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from alive.kafka import FileTokenProvider, KafkaTokenError, connection_options
 from alive.settings import KafkaSettings, ServiceSettings
-from services.provenance.certs import ensure_dev_chain
+from alive_tools.signing_chain import ensure_dev_chain
 
 
 async def test_sasl_over_tls_reaches_every_client(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Tests for alive.provenance.verify_video: trust, tampering, missing and unreadable manifests."""
+"""Tests for alive.provenance: trust, tampering, missing and unreadable manifests, re-encoding,
+and files other tools signed (JPEG, PNG)."""
 
 from __future__ import annotations
 
@@ -10,24 +11,22 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from alive.media import encode_h264, read_frames
 from alive.provenance import (
     DIGITAL_SOURCE_TYPE_AI,
     NO_MANIFEST,
+    UNKNOWN_FORMAT,
     Verification,
+    explain,
+    media_type,
+    verify_file,
     verify_video,
 )
-from services.provenance.certs import CertChain, ensure_dev_chain
-from services.provenance.signing import GenerationFacts, VideoSigner, label_ai_generated
+from alive_tools.signing_chain import CertChain, ensure_dev_chain
+from services.provenance.settings import ProvenanceSettings
+from services.provenance.signing import VideoSigner, label_ai_generated, signer_from_settings
+from tests.provenance_support import FACTS, sign_image
 from tests.support import write_clip
-
-FACTS = GenerationFacts(
-    asset_id="asset-verify",
-    model_name="alive-motion",
-    model_version="0.3.1",
-    prompt_sha256="0" * 64,
-    moderation={"moderation-photo": "pass"},
-    created_at="2025-06-01T12:00:00Z",
-)
 
 
 def _mdat_span(data: bytes) -> tuple[int, int]:
@@ -57,7 +56,10 @@ def unsigned(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def signed(tmp_path_factory: pytest.TempPathFactory, chain: CertChain, unsigned: Path) -> Path:
     work = tmp_path_factory.mktemp("signed")
     (work / "photo.png").write_bytes(_png())
-    VideoSigner(chain).sign(unsigned, work / "photo.png", "image/png", FACTS, work / "out.mp4")
+    settings = ProvenanceSettings(cert_dir=chain.key_pem.parent, trust_anchor_path=chain.root_cert)
+    VideoSigner(signer_from_settings(settings)).sign(
+        unsigned, work / "photo.png", "image/png", FACTS, work / "out.mp4"
+    )
     return work / "out.mp4"
 
 
@@ -90,7 +92,7 @@ def test_signed_file_is_trusted(signed: Path, anchor: bytes) -> None:
     assert check.generator == FACTS.model_name
     assert check.ingredient_relationships == ("inputTo",)
     assert check.alive_assertion is not None
-    assert check.alive_assertion["asset_id"] == FACTS.asset_id
+    assert check.alive_assertion["video_id"] == FACTS.video_id
 
 
 def test_trust_anchor_is_applied(signed: Path, anchor: bytes, tmp_path: Path) -> None:
@@ -131,10 +133,21 @@ def test_appended_bytes_are_invalid(signed: Path, anchor: bytes, tmp_path: Path)
 
 def test_edited_manifest_is_invalid(signed: Path, anchor: bytes, tmp_path: Path) -> None:
     data = signed.read_bytes()
-    offset = data.index(FACTS.asset_id.encode())
+    offset = data.index(FACTS.video_id.encode())
     check = verify_video(_tampered(signed, tmp_path, offset), anchor)
     assert check.state == "Invalid"
-    assert check.failure_codes
+    assert "assertion.hashedURI.mismatch" in check.failure_codes
+    assert explain("assertion.hashedURI.mismatch") == "an assertion was edited after signing"
+
+
+def test_a_re_encoded_copy_has_no_manifest(signed: Path, anchor: bytes, tmp_path: Path) -> None:
+    # What a sharing platform that transcodes does: the pictures survive, the manifest not.
+    frames = read_frames(signed)
+    copy = tmp_path / "transcoded.mp4"
+    encode_h264(frames, 12, copy, crf=30)
+    check = verify_video(copy, anchor)
+    assert check.state == "Missing"
+    assert check.failure_codes == (NO_MANIFEST,)
 
 
 def test_unsigned_file_is_missing(unsigned: Path, anchor: bytes) -> None:
@@ -170,3 +183,36 @@ def test_truncated_signed_file_is_not_trusted(signed: Path, anchor: bytes, tmp_p
 def test_missing_file_raises(tmp_path: Path, anchor: bytes) -> None:
     with pytest.raises(FileNotFoundError):
         verify_video(tmp_path / "absent.mp4", anchor)
+    with pytest.raises(FileNotFoundError):
+        verify_file(tmp_path / "absent.mp4", anchor)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_images_other_tools_signed_verify(
+    fmt: str, chain: CertChain, anchor: bytes, tmp_path: Path
+) -> None:
+    image = sign_image(chain, fmt, tmp_path / "picture")  # named without an extension
+    check = verify_file(image, anchor)
+    assert check.state == "Trusted", check.failure_codes
+    assert check.generator == "another tool"
+    assert check.alive_assertion is None
+    data = bytearray(image.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # in the pixel data, after the manifest
+    tampered = tmp_path / "tampered"
+    tampered.write_bytes(bytes(data))
+    assert verify_file(tampered, anchor).state == "Invalid"
+
+
+def test_verify_file_reads_mp4_by_content(signed: Path, anchor: bytes, tmp_path: Path) -> None:
+    renamed = tmp_path / "video.bin"
+    renamed.write_bytes(signed.read_bytes())
+    assert verify_file(renamed, anchor).trusted
+
+
+def test_a_file_no_c2pa_format_holds_is_invalid(tmp_path: Path, anchor: bytes) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"just some text, no media at all")
+    assert media_type(path.read_bytes()) is None
+    assert verify_file(path, anchor) == Verification(
+        "Invalid", None, None, (), None, (UNKNOWN_FORMAT,)
+    )

@@ -168,7 +168,8 @@ def test_only_the_encoded_video_is_sent_unless_the_frames_are_asked_for(
     assert len(data) < expected_raw_bytes(12, 48, 32) and data[4:8] == b"ftyp"
     first = read_frames_bytes(data)[0].astype(int)
     original = animator_render.animate(image, "clouds", 3, 12, 8)[0].astype(int)
-    assert np.abs(first - original).mean() < 12  # H.264 at crf 23: close, not exact
+    # H.264 at crf 23: close, not exact; below the visible AI label in the top corner.
+    assert np.abs(first[24:] - original[24:]).mean() < 12
 
 
 def expected_raw_bytes(frames: int, height: int, width: int) -> int:

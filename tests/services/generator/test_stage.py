@@ -14,7 +14,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from alive.blobs import LocalBlobStore
-from alive.media import encode_h264_bytes, probe_mp4
+from alive.media import encode_h264_bytes, probe_mp4, read_frames
 from alive.reasons import ReasonCode
 from alive.stage import PermanentError, TransientError
 from alive.v1.events_pb2 import Job, JobState, OutputSpec
@@ -63,6 +63,11 @@ async def test_the_model_animates_the_photo_into_a_silent_video(
     info = probe_mp4(blobs.local_path(job.video))
     assert (info.width, info.height, info.frame_count) == (96, 160, SMALL_FRAMES)
     assert info.audio_codec is None
+    # The visible AI label, drawn as the frames were encoded (by the model, or here): white
+    # text, where the photo (blue sky, green ground) has no white at all.
+    frame = read_frames(blobs.local_path(job.video), [0])[0].astype(int)
+    white = frame.min(axis=2) > 200
+    assert white[:40, :48].any() and not white[40:].any()
 
 
 async def test_triton_unreachable_is_retried_then_fails_the_job(tmp_path: Path) -> None:

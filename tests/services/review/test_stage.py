@@ -12,8 +12,8 @@ from alive.pipeline import PIPELINE
 from alive.reasons import ReasonCode
 from alive.v1.events_pb2 import Job, JobState, PublishRequest, StageOutcome, StageRecord, Verdict
 from alive_tools.keys import StageKeys
+from alive_tools.signing_chain import ensure_dev_chain
 from alive_tools.testing import StageHarness
-from services.provenance.certs import ensure_dev_chain
 from services.provenance.settings import ProvenanceSettings
 from services.provenance.stage import ProvenanceStage
 from services.review.settings import ReviewSettings
@@ -29,7 +29,7 @@ async def ready(tmp_path: Path) -> tuple[LocalBlobStore, Job, Path]:
     """A signed job as the video checkpoint passed it, with the trust anchor it verifies
     against."""
     blobs = LocalBlobStore(tmp_path / "blobs")
-    anchor = tmp_path / "certs" / "root.pem"
+    anchor = ensure_dev_chain(tmp_path / "certs").root_cert  # the service makes none
     signing = ProvenanceSettings(cert_dir=tmp_path / "certs", trust_anchor_path=anchor)
     async with StageHarness(ProvenanceStage(signing, blobs), keys=KEYS) as provenance:
         (job,) = (

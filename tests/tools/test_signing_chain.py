@@ -1,4 +1,5 @@
-"""Tests for the development C2PA chain: profile, permissions, idempotence and renewal."""
+"""Tests for the development C2PA chain: profile, permissions, idempotence, renewal, a leaf for
+a key held elsewhere, and `alive dev-chain`."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
-from services.provenance import certs
-from services.provenance.certs import CertChain, ensure_dev_chain
+from alive.blobs import LocalBlobStore
+from alive_tools import signing_chain as certs
+from alive_tools.cli import main
+from alive_tools.signing_chain import CertChain, ensure_dev_chain
+from services.provenance.settings import ProvenanceSettings
+from services.provenance.stage import ProvenanceStage
 
 
 def _mode(path: Path) -> int:
@@ -136,3 +141,31 @@ def test_expired_authority_replaces_the_whole_chain(
     leaf, intermediate, root = _chain(chain)
     leaf.verify_directly_issued_by(intermediate)
     intermediate.verify_directly_issued_by(root)
+
+
+def test_issue_leaf_certifies_a_key_held_elsewhere(tmp_path: Path) -> None:
+    outside = ec.generate_private_key(ec.SECP256R1())
+    out = certs.issue_leaf(tmp_path / "dev", outside.public_key(), tmp_path / "chain.pem")
+    leaf, intermediate = x509.load_pem_x509_certificates(out.read_bytes())
+    root = x509.load_pem_x509_certificate((tmp_path / "dev" / certs.ROOT_FILE).read_bytes())
+    assert leaf.public_key() == outside.public_key()
+    leaf.verify_directly_issued_by(intermediate)
+    intermediate.verify_directly_issued_by(root)
+
+
+def test_the_dev_chain_command_makes_settings_a_service_starts_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["dev-chain", str(tmp_path / "chain")])
+    assert exited.value.code == 0
+    lines = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
+    assert lines == {
+        "ALIVE_PROVENANCE__CERT_DIR": str((tmp_path / "chain").resolve()),
+        "ALIVE_PROVENANCE__TRUST_ANCHOR_PATH": str((tmp_path / "chain" / "root.pem").resolve()),
+    }
+    settings = ProvenanceSettings(
+        cert_dir=Path(lines["ALIVE_PROVENANCE__CERT_DIR"]),
+        trust_anchor_path=Path(lines["ALIVE_PROVENANCE__TRUST_ANCHOR_PATH"]),
+    )
+    ProvenanceStage(settings, LocalBlobStore(tmp_path / "blobs"))  # starts: no error

@@ -1,8 +1,11 @@
 """Development C2PA signing chain: an ES256 root CA -> intermediate CA -> leaf, made on demand.
 
-Production mounts a real chain (``CertChain.in_directory``); the embedded stack and the tests
-call ``ensure_dev_chain``, which reuses a valid chain and only mints what is missing, expired
-or unreadable. The root's private key is discarded once the intermediate is signed: nothing
+Only the embedded stack, the tests and ``alive dev-chain`` make one: the provenance service
+never does (without signing settings it refuses to start). Production mounts a real chain
+(docs/provenance.md). ``ensure_dev_chain`` reuses a valid chain and only mints what is
+missing, expired or unreadable, in the layout the service reads (``cert_dir``: chain.pem and
+signer.key) plus root.pem, the trust anchor; ``issue_leaf`` certifies a key held elsewhere
+(an external signer's). The root's private key is discarded once the intermediate is signed: nothing
 else ever needs it, and a leaked dev root key could mint certificates every reviewer trusts.
 The intermediate key is kept (0600) so an expiring leaf is renewed under the same root, and
 the trust anchor that reviewers and clients hold stays valid.
@@ -24,9 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from services.provenance.signing import CHAIN_FILE, KEY_FILE
+
 ROOT_FILE = "root.pem"
-CHAIN_FILE = "chain.pem"
-KEY_FILE = "signer.key"
 INTERMEDIATE_FILE = "intermediate.pem"
 INTERMEDIATE_KEY_FILE = "intermediate.key"
 
@@ -78,8 +81,32 @@ def ensure_dev_chain(directory: Path, *, organisation: str = "Alive development"
             authority = _new_authority(directory, organisation, now)
         elif _leaf_usable(chain, authority[0], now):
             return chain
-        _issue_leaf(chain, authority, organisation, now)
+        key = ec.generate_private_key(ec.SECP256R1())
+        # Key first: a crash before the chain is written leaves a key/cert mismatch that
+        # _leaf_usable rejects, so the leaf is simply issued again.
+        _write(chain.key_pem, _key_pem(key), 0o600)
+        _write(chain.chain_pem, _leaf_chain(authority, key.public_key(), organisation, now), 0o644)
     return chain
+
+
+def issue_leaf(
+    directory: Path,
+    public_key: ec.EllipticCurvePublicKey,
+    out: Path,
+    *,
+    lifetime: timedelta = LEAF_LIFETIME,
+    organisation: str = "Alive development",
+) -> Path:
+    """Certifies ``public_key`` (whose private half is held elsewhere, e.g. by an external
+    signer) under the development chain in ``directory`` (made if needed); writes the chain
+    (leaf, intermediate) to ``out`` and returns it. A short ``lifetime`` makes a certificate
+    that expires soon."""
+    ensure_dev_chain(directory, organisation=organisation)
+    with _locked(directory):
+        authority = _load_authority(directory, _now())
+    assert authority is not None  # ensure_dev_chain just made it usable
+    _write(out, _leaf_chain(authority, public_key, organisation, _now(), lifetime), 0o644)
+    return out
 
 
 @contextlib.contextmanager
@@ -176,21 +203,22 @@ def _new_authority(
     return intermediate, key
 
 
-def _issue_leaf(
-    chain: CertChain,
+def _leaf_chain(
     authority: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    public_key: ec.EllipticCurvePublicKey,
     organisation: str,
     now: datetime,
-) -> None:
+    lifetime: timedelta = LEAF_LIFETIME,
+) -> bytes:
+    """A leaf certificate for ``public_key`` and the intermediate, PEM, as C2PA signs with."""
     intermediate, issuer_key = authority
-    key = ec.generate_private_key(ec.SECP256R1())
     leaf = (
         _builder(
             _name(f"{organisation} Video Signer", organisation),
-            key,
+            public_key,
             intermediate.subject,
             now,
-            min(now + LEAF_LIFETIME, intermediate.not_valid_after_utc),
+            min(now + lifetime, intermediate.not_valid_after_utc),
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(digital_signature=True), critical=True)
@@ -201,10 +229,7 @@ def _issue_leaf(
         .add_extension(_authority_key_id(intermediate), critical=False)
         .sign(issuer_key, hashes.SHA256())
     )
-    # Key first: a crash before the chain is written leaves a key/cert mismatch that
-    # _leaf_usable rejects, so the leaf is simply issued again.
-    _write(chain.key_pem, _key_pem(key), 0o600)
-    _write(chain.chain_pem, _cert_pem(leaf) + _cert_pem(intermediate), 0o644)
+    return _cert_pem(leaf) + _cert_pem(intermediate)
 
 
 def _ca_cert(
@@ -223,7 +248,7 @@ def _ca_cert(
         else x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
     )
     return (
-        _builder(subject, key, issuer, now, now + lifetime)
+        _builder(subject, key.public_key(), issuer, now, now + lifetime)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(aki, critical=False)
@@ -233,7 +258,7 @@ def _ca_cert(
 
 def _builder(
     subject: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
+    public_key: ec.EllipticCurvePublicKey,
     issuer: x509.Name,
     now: datetime,
     not_after: datetime,
@@ -242,11 +267,11 @@ def _builder(
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(not_after)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
 
 
