@@ -1,9 +1,9 @@
 """Blob storage for photos, videos and the stage ledger.
 
 Events carry ``BlobRef``s, never media. ``BlobStore`` is the interface; ``LocalBlobStore``
-keeps blobs as files under one root directory (the embedded default). An S3 store fits the
-same interface: keys map to object keys, ``local_copy`` downloads to a temporary file.
-Only the local store exists so far.
+keeps blobs as files under one root directory (the embedded default) and ``S3BlobStore``
+(alive/s3_store.py) as objects in an S3-compatible store. ``open_blob_store`` makes the one
+the ``ALIVE_BLOB_URL`` setting names: ``s3://bucket/prefix`` or a local folder.
 
 Nothing in the store is trusted just for being there: the local store never follows a
 symbolic link (in the blob's name or any folder on its way), reads only regular files
@@ -16,6 +16,7 @@ planted where a stage will write is neither read as its output nor overwritten.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import os
@@ -23,6 +24,8 @@ import secrets
 import stat
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -58,8 +61,9 @@ class BlobStore(ABC):
         """The blob's bytes, checked against ``ref.sha256`` when the ref has one."""
 
     @abstractmethod
-    def local_path(self, ref: BlobRef) -> Path:
-        """A local file with the blob's bytes (the blob itself for the local store)."""
+    def local_copy(self, ref: BlobRef) -> AbstractContextManager[Path]:
+        """A local file with the blob's bytes, checked, for the duration of the ``with``: the
+        blob itself for the local store, a temporary download for an object store."""
 
     @abstractmethod
     def key_for(self, uri: str) -> str | None:
@@ -73,6 +77,31 @@ class BlobStore(ABC):
 
     @abstractmethod
     def write_key(self, key: str, data: bytes) -> None: ...
+
+
+@asynccontextmanager
+async def local_file(store: BlobStore, ref: BlobRef) -> AsyncIterator[Path]:
+    """``store.local_copy(ref)`` for a coroutine: fetching and cleaning up run off the event
+    loop."""
+    copy = store.local_copy(ref)
+    path = await asyncio.to_thread(copy.__enter__)
+    try:
+        yield path
+    finally:
+        await asyncio.to_thread(copy.__exit__, None, None, None)
+
+
+def open_blob_store(url: str, max_bytes: int = DEFAULT_MAX_BLOB_BYTES) -> BlobStore:
+    """The store ``url`` names: ``s3://bucket/prefix`` (credentials and endpoint from the
+    standard AWS environment) or a local folder (a path or ``file://`` URL)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        from alive.s3_store import S3BlobStore
+
+        return S3BlobStore(url, max_bytes)
+    if parsed.scheme not in ("", "file"):
+        raise ValueError(f"ALIVE_BLOB_URL must be s3://bucket/prefix or a folder, got {url!r}")
+    return LocalBlobStore(Path(unquote(parsed.path) if parsed.scheme else url), max_bytes)
 
 
 class LocalBlobStore(BlobStore):
@@ -119,6 +148,10 @@ class LocalBlobStore(BlobStore):
         it by name next)."""
         self.get_bytes(ref)
         return self._path_for_ref(ref)
+
+    @contextmanager
+    def local_copy(self, ref: BlobRef) -> Iterator[Path]:
+        yield self.local_path(ref)
 
     def _path_for_ref(self, ref: BlobRef) -> Path:
         key = self.key_for(ref.uri)

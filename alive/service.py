@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from alive.attestation import load_keyring
-from alive.blobs import LocalBlobStore, StageLedger
+from alive.blobs import BlobStore, StageLedger, open_blob_store
 from alive.health import HealthServer
 from alive.kafka import make_producer
 from alive.runner import StageRunner
@@ -47,7 +47,7 @@ class ServiceRuntime:
     """What a stage and its components get to work with."""
 
     settings: ServiceSettings
-    blobs: LocalBlobStore
+    blobs: BlobStore
     ledger: StageLedger
     producer: AIOKafkaProducer
     metrics: StageMetrics
@@ -84,7 +84,7 @@ async def _serve(
     registry = CollectorRegistry()
     metrics = StageMetrics(service, registry)
     health = HealthServer(settings.http_host, settings.http_port, registry)
-    blobs = LocalBlobStore(settings.blob_root, settings.blob_max_bytes)
+    blobs = open_blob_store(settings.blob_url, settings.blob_max_bytes)
     producer = make_producer(settings, client_id=service)
     await producer.start()
     runtime = ServiceRuntime(settings, blobs, StageLedger(blobs), producer, metrics, health)

@@ -110,9 +110,10 @@ class ServiceSettings(BaseSettings):
     # Topic names by topic key (alive/pipeline.py), for the topics renamed from their
     # defaults: ALIVE_TOPICS__STATUS=my.status.
     topics: dict[str, str] = Field(default_factory=dict)
-    # Where blobs (photos, videos) and the stage ledger live. A directory for the embedded
-    # default; the BlobStore interface is what an S3 store implements.
-    blob_root: Path = Path(".alive/blobs")
+    # Where blobs (photos, videos) and the stage ledger live: s3://bucket/prefix (endpoint,
+    # region and credentials from the standard AWS_* environment) or a local folder, the
+    # embedded default.
+    blob_url: str = ".alive/blobs"
     # The most a blob may hold before the store refuses to read it (512 MiB).
     blob_max_bytes: int = 512 * 1024 * 1024
     # Health and Prometheus metrics endpoint.

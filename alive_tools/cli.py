@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from alive.blobs import LocalBlobStore
+from alive.blobs import BlobStore, open_blob_store
 from alive.jobs import DEFAULT_PROMPT
 from alive.kafka import ensure_topics
 from alive.media import probe_mp4
@@ -132,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
         console.print(f"stack up in {time.monotonic() - started:.1f} s (logs in {stack.logs})")
         with stack.client() as client:
             code = _submit_and_show(
-                client, args, LocalBlobStore(stack.blob_root), stack.trust_anchor, publish=True
+                client, args, stack.blob_store(), stack.trust_anchor, publish=True
             )
     finally:
         with console.status("shutting down…"):
@@ -177,7 +177,7 @@ def _client(state: dict[str, str]) -> AliveClient:
 def _submit(args: argparse.Namespace) -> int:
     state = _running_stack()
     with _client(state) as client:
-        blobs = LocalBlobStore(Path(state["blob_root"]))
+        blobs = open_blob_store(state["blob_url"])
         trust_anchor = Path(state["trust_anchor"])
         return _submit_and_show(client, args, blobs, trust_anchor, publish=args.publish)
 
@@ -262,7 +262,7 @@ def _dev_chain(args: argparse.Namespace) -> int:
 def _submit_and_show(
     client: AliveClient,
     args: argparse.Namespace,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     trust_anchor: Path,
     *,
     publish: bool,
@@ -346,10 +346,11 @@ def _progress_text(report: StatusEvent) -> str:
     return f"{report.stage} {progress.done}/{progress.total} {progress.unit}".rstrip()
 
 
-def _save_video(blobs: LocalBlobStore, view: JobView, out_dir: Path) -> Path:
+def _save_video(blobs: BlobStore, view: JobView, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"alive-{view.job_id[:8]}.mp4"
-    shutil.copyfile(blobs.local_path(view.video), target)
+    with blobs.local_copy(view.video) as video:
+        shutil.copyfile(video, target)
     return target.resolve()
 
 

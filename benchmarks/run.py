@@ -190,9 +190,9 @@ def main() -> None:
             results["triton_batching_288x512x48"] = asyncio.run(
                 triton_batching(stack.triton.grpc_url, requests=8, frames=48)
             )
-            video = LocalBlobStore(stack.blob_root).local_path(sequential[0].video)
             kept = Path(tmp) / "default-job.mp4"
-            shutil.copyfile(video, kept)
+            with stack.blob_store().local_copy(sequential[0].video) as video:
+                shutil.copyfile(video, kept)
         moderation_store = LocalBlobStore(Path(tmp) / "moderation")
         signed = moderation_store.put_file("videos/bench/signed.mp4", kept, "video/mp4")
         results["moderation_per_item"] = asyncio.run(

@@ -10,10 +10,10 @@ import pytest
 from alive_tools.client import AliveClient
 from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.embedded.stack import EmbeddedStack
-from tests.support import photo_bytes
+from tests.support import MotoS3, photo_bytes
 
 # Tests that start real components are marked ``stack`` wherever they take one of these.
-_REAL_COMPONENTS = {"broker", "stack", "client", "triton"}
+_REAL_COMPONENTS = {"broker", "stack", "client", "triton", "s3"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -26,6 +26,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker(tmp_path_factory.mktemp("broker") / "broker.log") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    server = MotoS3(tmp_path_factory.mktemp("s3") / "moto.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

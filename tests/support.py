@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -16,6 +20,7 @@ from alive.jobs import SETTLED_STATES
 from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent
 from alive_tools.client import AliveClient
+from alive_tools.embedded.ports import free_port
 from alive_tools.photo_cases import with_text
 
 # Small enough to keep the suite fast, big enough to show motion: 12 frames of 96x160.
@@ -160,3 +165,60 @@ def write_clip(
         sound.sample_rate = rate
         out.mux(audio.encode(sound))
         out.mux(audio.encode())
+
+
+class MotoS3:
+    """A real S3 API on loopback: moto's server in its own process (never moto in process),
+    with a bucket and the AWS_* environment a client of it needs."""
+
+    BUCKET = "alive-test"
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._log = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+        )
+
+    def start(self) -> None:
+        with self._log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError as exc:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    log = self._log.read_text()[-2000:]
+                    raise RuntimeError(f"moto did not start: {log}") from exc
+                time.sleep(0.1)
+        self.client().create_bucket(Bucket=self.BUCKET)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)

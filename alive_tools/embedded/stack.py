@@ -18,11 +18,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alive.blobs import BlobStore, open_blob_store
 from alive.kafka import ensure_topics
 from alive.pipeline import GENERATOR, INGEST, PIPELINE, PROVENANCE, REVIEW, StageSpec
 from alive.settings import ServiceSettings
@@ -106,7 +108,14 @@ class EmbeddedStack:
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
         self.logs = self.workdir / "logs"
-        self.blob_root = self.workdir / "blobs"
+        # ALIVE_BLOB_URL (an object store) if set, else a folder of the stack's. The broker
+        # starts empty each time, so each start takes a fresh prefix in an object store.
+        shared_store = os.environ.get("ALIVE_BLOB_URL", "")
+        self.blob_url = (
+            f"{shared_store.rstrip('/')}/run-{uuid.uuid4().hex[:12]}"
+            if shared_store.startswith("s3://")
+            else str(self.workdir / "blobs")
+        )
         self.cert_dir = self.workdir / "certs"
         self.key_dir = self.workdir / "keys"
         self.stage_keys: dict[str, Path] = {}
@@ -147,14 +156,15 @@ class EmbeddedStack:
         """Settings a client in this process uses to reach the stack's broker and blobs."""
         return ServiceSettings(
             kafka={"bootstrap_servers": self.broker.bootstrap_servers},  # type: ignore[arg-type]
-            blob_root=self.blob_root,
+            blob_url=self.blob_url,
         )
 
     def start(self, timeout_s: float = 90.0) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         # The embedded broker starts empty, so blobs and ledger entries of an earlier run
         # belong to jobs that no longer exist.
-        shutil.rmtree(self.blob_root, ignore_errors=True)
+        if not self.blob_url.startswith("s3://"):
+            shutil.rmtree(self.blob_url, ignore_errors=True)
         for old_log in self.logs.glob("*.log"):
             old_log.unlink()
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -210,7 +220,7 @@ class EmbeddedStack:
             **inherited,
             "ALIVE_PROFILE": "embedded",
             "ALIVE_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
-            "ALIVE_BLOB_ROOT": str(self.blob_root),
+            "ALIVE_BLOB_URL": self.blob_url,
             "ALIVE_ATTESTATION_TRUST_PATH": str(self.key_dir / TRUST_FILE),
             "ALIVE_HTTP_PORT": str(http_port),
             "ALIVE_SHUTDOWN_GRACE_S": str(self.shutdown_grace_s),
@@ -258,6 +268,17 @@ class EmbeddedStack:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
+    @property
+    def blob_root(self) -> Path:
+        """The folder of the stack's blobs, when they are on local disk (tests, tools)."""
+        if self.blob_url.startswith("s3://"):
+            raise StackError(f"the stack's blobs are in {self.blob_url}, not on local disk")
+        return Path(self.blob_url)
+
+    def blob_store(self) -> BlobStore:
+        """The store the stack's services use (for clients in this process)."""
+        return open_blob_store(self.blob_url)
+
     def pids(self) -> list[int]:
         """The stack's own processes: the broker, Triton and the services (each may have
         children: Triton's model processes)."""
@@ -276,7 +297,7 @@ class EmbeddedStack:
             "kafka": self.broker.bootstrap_servers,
             "triton_grpc": self.triton.grpc_url,
             "triton_metrics": self.triton.metrics_url,
-            "blob_root": str(self.blob_root),
+            "blob_url": self.blob_url,
             "trust_anchor": str(self.trust_anchor),
             "logs": str(self.logs),
             "metrics": {

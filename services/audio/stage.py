@@ -35,12 +35,11 @@ class AudioStage(Stage[Job, AudioSettings]):
         with Image.open(io.BytesIO(self.blobs.get_bytes(job.photo))) as photo:
             scene = np.asarray(photo.convert("RGB").resize((64, 64)))
         layers = choose_layers(job.prompt, scene)
-        silent = self.blobs.local_path(job.video)
         # The generator encodes exactly this many frames at this rate: no need to decode.
         duration_s = job.generation.frame_count / job.output.fps
         rate = self.settings.sample_rate
         soundtrack = render(layers, duration_s, sample_rate=rate, seed=job.seed)
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, self.blobs.local_copy(job.video) as silent:
             out = Path(tmp) / "scored.mp4"
             mux_audio(silent, soundtrack, rate, out)
             ref = self.blobs.put_file(

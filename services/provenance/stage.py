@@ -92,13 +92,17 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
         )
 
     def _sign(self, job: Job) -> Job:
-        with tempfile.TemporaryDirectory() as tmp:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            self.blobs.local_copy(job.video) as video,
+            self.blobs.local_copy(job.photo) as photo,
+        ):
             labelled, signed = Path(tmp) / "labelled.mp4", Path(tmp) / "signed.mp4"
-            label_ai_generated(self.blobs.local_path(job.video), labelled)
+            label_ai_generated(video, labelled)
             try:
                 self._signer.sign(
                     labelled,
-                    self.blobs.local_path(job.photo),
+                    photo,
                     job.photo.content_type,
                     self._facts(job),
                     signed,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 
-from alive.blobs import BlobError, BlobStore, StageLedger
+from alive.blobs import BlobError, BlobStore, StageLedger, local_file
 from alive.pipeline import PIPELINE, REVIEW
 from alive.provenance import verify_video
 from alive.reasons import ReasonCode
@@ -67,10 +67,10 @@ class ReviewStage(Stage[PublishRequest, ReviewSettings]):
         job = self._ready_job(event.job_id)
         try:
             # The file once it is checked against the sha256 the attestations vouch for.
-            video = await asyncio.to_thread(self.blobs.local_path, job.video)
+            async with local_file(self.blobs, job.video) as video:
+                check = await asyncio.to_thread(verify_video, video, self._trust_anchor)
         except BlobError as exc:
             return Veto.of(ReasonCode.REVIEW_VIDEO_CHANGED, str(exc))
-        check = await asyncio.to_thread(verify_video, video, self._trust_anchor)
         ctx.scores["provenance_trusted"] = float(check.trusted)
         if not (check.trusted and check.ai_generated):
             return Veto.of(

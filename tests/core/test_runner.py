@@ -156,7 +156,7 @@ async def toy(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[ToyRig]:
     settings = ServiceSettings(
         kafka={"bootstrap_servers": broker.bootstrap_servers},  # type: ignore[arg-type]
         topics={t.key: f"{t.default_name}-{suffix}" for t in PIPELINE.topics()},
-        blob_root=tmp_path,
+        blob_url=str(tmp_path),
         shutdown_grace_s=5,
     )
     await ensure_topics(settings)

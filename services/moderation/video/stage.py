@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
-from alive.blobs import BlobError, BlobStore
+from alive.blobs import BlobError, BlobStore, local_file
 from alive.jobs import frame_count
 from alive.media import MediaError, MediaInfo, probe_mp4, read_frames
 from alive.pipeline import MODERATION_VIDEO
@@ -53,9 +54,15 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:
-            path = await asyncio.to_thread(self.blobs.local_path, event.video)
+            async with local_file(self.blobs, event.video) as path:
+                return await self._judge(path, event, ctx)
+        except BlobError as exc:
+            return Veto.of(ReasonCode.VIDEO_UNDECODABLE, str(exc))
+
+    async def _judge(self, path: Path, event: Job, ctx: StageContext) -> Job | Veto:
+        try:
             info = await asyncio.to_thread(probe_mp4, path)
-        except (BlobError, MediaError) as exc:
+        except MediaError as exc:
             return Veto.of(ReasonCode.VIDEO_UNDECODABLE, str(exc))
         problems = self.problems(info, event)
         ctx.scores["frame_count"] = info.frame_count

@@ -57,7 +57,7 @@ Auth = tuple[tuple[str, str], ...]
 async def api(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Api]:
     common = ServiceSettings(
         kafka={"bootstrap_servers": broker.bootstrap_servers},  # type: ignore[arg-type]
-        blob_root=tmp_path / "blobs",
+        blob_url=str(tmp_path / "blobs"),
     )
     await ensure_topics(common)
     keys = ensure_api_keys(tmp_path / "keys")
@@ -73,7 +73,7 @@ async def api(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Api]:
     view = StatusView(common)
     producer = make_producer(common, "api-test")
     await producer.start()
-    blobs = LocalBlobStore(common.blob_root)
+    blobs = LocalBlobStore(Path(common.blob_url))
     ledger = StageLedger(blobs)
     handlers = AliveApi(
         settings,
