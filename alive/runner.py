@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -50,10 +51,15 @@ class OffsetTracker:
         self._pending: dict[TopicPartition, deque[int]] = {}
         self._finished: dict[TopicPartition, set[int]] = {}
         self._ready: dict[TopicPartition, int] = {}
+        self._timestamps: dict[TopicPartition, dict[int, int]] = {}
+        self._next: dict[TopicPartition, int] = {}
 
-    def begin(self, tp: TopicPartition, offset: int) -> None:
+    def begin(self, tp: TopicPartition, offset: int, timestamp_ms: int = 0) -> None:
+        """``timestamp_ms``: the record's Kafka timestamp (for lag in seconds)."""
         self._pending.setdefault(tp, deque()).append(offset)
         self._finished.setdefault(tp, set())
+        self._timestamps.setdefault(tp, {})[offset] = timestamp_ms
+        self._next[tp] = offset + 1
 
     def finish(self, tp: TopicPartition, offset: int) -> None:
         pending, finished = self._pending.get(tp), self._finished.get(tp)
@@ -63,6 +69,7 @@ class OffsetTracker:
         while pending and pending[0] in finished:
             done = pending.popleft()
             finished.discard(done)
+            self._timestamps[tp].pop(done, None)
             self._ready[tp] = done + 1
 
     def take_committable(
@@ -79,6 +86,23 @@ class OffsetTracker:
         self._pending.pop(tp, None)
         self._finished.pop(tp, None)
         self._ready.pop(tp, None)
+        self._timestamps.pop(tp, None)
+        self._next.pop(tp, None)
+
+    def commit_point(self, tp: TopicPartition) -> int | None:
+        """The offset the group's commit will reach once finished work is committed: the
+        oldest unfinished offset, else the next one to fetch (None: nothing taken yet)."""
+        pending = self._pending.get(tp)
+        if pending:
+            return pending[0]
+        return self._next.get(tp)
+
+    def oldest_timestamp_ms(self, tp: TopicPartition) -> int | None:
+        """The Kafka timestamp of the oldest record taken and not finished (None: none)."""
+        pending = self._pending.get(tp)
+        if not pending:
+            return None
+        return self._timestamps.get(tp, {}).get(pending[0])
 
     def uncommitted(self) -> int:
         return sum(len(q) for q in self._pending.values())
@@ -165,13 +189,39 @@ class StageRunner:
                 self._start_task(tp, record)
         self.metrics.in_flight.labels(self.spec.name).set(self._in_flight())
         self.metrics.commit_lag.labels(self.spec.name).set(self._tracker.uncommitted())
+        self._export_lag(consumer)
         await self._commit(consumer)
+
+    def _export_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Consumer lag per partition this consumer owns, in records and in seconds. A
+        partition is exported once a fetch told its high watermark and a record was taken
+        (before that its lag is Kafka's to tell: KEDA reads it from the broker)."""
+        now_ms = time.time() * 1000
+        group = self.spec.consumer_group
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            commit_point = self._tracker.commit_point(tp)
+            if highwater is None or commit_point is None:
+                continue
+            labels = (group, tp.topic, str(tp.partition))
+            self.metrics.lag_messages.labels(*labels).set(max(highwater - commit_point, 0))
+            oldest = self._tracker.oldest_timestamp_ms(tp)
+            age = max(now_ms - oldest, 0) / 1000 if oldest else 0.0
+            self.metrics.lag_seconds.labels(*labels).set(age)
+
+    def _forget_lag(self, tp: TopicPartition) -> None:
+        labels = (self.spec.consumer_group, tp.topic, str(tp.partition))
+        for gauge in (self.metrics.lag_messages, self.metrics.lag_seconds):
+            try:
+                gauge.remove(*labels)
+            except KeyError:
+                pass  # never exported
 
     def _in_flight(self) -> int:
         return sum(len(tasks) for tasks in self._tasks.values())
 
     def _start_task(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
-        self._tracker.begin(tp, record.offset)
+        self._tracker.begin(tp, record.offset, record.timestamp)
         task = asyncio.create_task(self._run_one(tp, _record(record)))
         tasks = self._tasks.setdefault(tp, set())
         tasks.add(task)
@@ -229,6 +279,7 @@ class StageRunner:
         for tp in revoked:
             self._tracker.forget(tp)
             self._tasks.pop(tp, None)
+            self._forget_lag(tp)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
