@@ -21,7 +21,7 @@ from alive.pipeline import (
     Topic,
 )
 
-K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base"
 USERS = K8S / "kafka-users.yaml"
 
 Acl = tuple[str, str, str]  # (resource type, resource name, operation)
