@@ -1,4 +1,4 @@
-"""The ``alive`` command.
+"""alive: run Alive on this machine, send it photos, follow jobs.
 
 alive run                      start the embedded stack, animate the sample photo, show the
                                result and its provenance, publish it, stop everything
@@ -8,6 +8,8 @@ alive status JOB_ID            a job's state and its path through the pipeline
 alive cancel JOB_ID            cancel a job that has not ended
 alive token [--scope S ...]    print a development token of the running stack, for other tools
                                (the CLI mints its own; the API wants one on every call)
+alive env [--json]             print the running stack's addresses as shell exports (the
+                               settings other clients and services read), or all as JSON
 alive topics                   create Alive's topics on the configured Kafka (deployments)
 
 Exit codes: 0 done (READY or PUBLISHED); 1 the job was rejected, vetoed or failed, or a
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import shutil
 import signal
 import sys
@@ -64,7 +67,9 @@ def main(argv: list[str] | None = None) -> None:
         prog="alive", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"alive {version('alive')}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of the commands below"
+    )
     run = commands.add_parser("run", help="the whole pipeline once on the sample photo")
     _add_job_options(run)
     run.add_argument("--photo", type=Path, default=SAMPLE_PHOTO, help="JPEG, PNG or WebP")
@@ -91,6 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     token.add_argument("--creator", help="with --scope alive.service: the creator acted for")
     token.add_argument("--ttl-s", type=int, default=3600, help="lifetime in seconds")
+    env = commands.add_parser(
+        "env", help="print the running stack's addresses (shell exports) for other clients"
+    )
+    env.add_argument("--json", action="store_true", help="everything the stack wrote, as JSON")
     commands.add_parser("topics", help="create the topics on the configured Kafka")
     args = parser.parse_args(argv)
     handlers = {
@@ -100,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         "status": _status,
         "cancel": _cancel,
         "token": _token,
+        "env": _env,
         "topics": _topics,
     }
     sys.exit(handlers[args.command](args))
@@ -115,6 +125,9 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if not args.photo.is_file():  # before minutes of starting a stack for nothing
+        console.print(f"[red]cannot read the photo {args.photo}: no such file")
+        return NO_PHOTO
     started = time.monotonic()
     stack = EmbeddedStack(WORKDIR)
     with console.status(STARTING):
@@ -202,6 +215,31 @@ def _token(args: argparse.Namespace) -> int:
             Path(state["token_issuer_key"]), args.subject, scopes, ttl_s=args.ttl_s, claims=claims
         )
     )
+    return 0
+
+
+def stack_environment(state: dict[str, str]) -> dict[str, str]:
+    """The running stack's addresses as the variables that name them: Alive's settings
+    (alive/settings.py) for a service or script run beside the stack, and the rest for
+    other clients (the API, its CA, Triton)."""
+    return {
+        "ALIVE_KAFKA__BOOTSTRAP_SERVERS": state["kafka"],
+        "ALIVE_BLOB_ROOT": state["blob_root"],
+        "ALIVE_API": state["api"],
+        "ALIVE_API_TLS_CA": state["api_tls_ca"],
+        "ALIVE_TRITON_GRPC": state["triton_grpc"],
+        "ALIVE_TRITON_METRICS": state["triton_metrics"],
+        "ALIVE_TRUST_ANCHOR": state["trust_anchor"],
+    }
+
+
+def _env(args: argparse.Namespace) -> int:
+    state = _running_stack()
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return 0
+    for name, value in stack_environment(state).items():
+        print(f"export {name}={shlex.quote(value)}")
     return 0
 
 

@@ -24,7 +24,7 @@ import yaml
 from alive.v1.events_pb2 import JobState
 from alive_tools.client import AliveClient
 from alive_tools.embedded.stack import EmbeddedStack
-from tests.support import SMALL_OUTPUT, wait_for
+from tests.support import SMALL_OUTPUT, photo_bytes, wait_for
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "alive-dashboard.json"
 PROMPT = "a lighthouse blinking over quiet waves"
@@ -133,10 +133,10 @@ def prometheus(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="module")
-def published_job(prometheus: Prometheus, client: AliveClient, small_photo: bytes) -> str:
+def published_job(prometheus: Prometheus, client: AliveClient) -> str:
     """One job, submitted once Prometheus scrapes (so rates see it), taken to PUBLISHED."""
     time.sleep(2)  # a first sample of every counter before the job moves them
-    job_id = client.submit(small_photo, PROMPT, output=SMALL_OUTPUT, seed=3).job_id
+    job_id = client.submit(photo_bytes(), PROMPT, output=SMALL_OUTPUT, seed=3).job_id
     view = wait_for(client, job_id)
     assert view.state == JobState.READY, view
     client.publish(job_id)
