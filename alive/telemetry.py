@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import sys
 import time
-import platform
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -103,6 +103,19 @@ def alive_version() -> str:
         return "0+unknown"
 
 
+# What ``alive_events_processed_total{outcome}`` counts (docs/observability.md).
+OUTCOMES = (
+    "passed",
+    "vetoed",
+    "rejected",
+    "failed",
+    "duplicate",
+    "cancelled",
+    "undecodable",
+    "dead_lettered",
+)
+
+
 class StageMetrics:
     """The Prometheus metrics every stage exports (docs/observability.md).
 
@@ -129,8 +142,7 @@ class StageMetrics:
         )
         self.events_out = Counter(
             "alive_events_processed",
-            "Events processed, by outcome (passed, vetoed, rejected, failed, duplicate, "
-            "cancelled, undecodable, dead_lettered).",
+            f"Events processed, by outcome ({', '.join(OUTCOMES)}).",
             [*labels, "outcome"],
             registry=registry,
         )
@@ -183,6 +195,15 @@ class StageMetrics:
             labels,
             registry=registry,
         )
+        # Every series this service will have, at 0 from the start: a rate or an increase
+        # over a series that appears only at its first event misses that event (the first
+        # dead letter would never alert).
+        for outcome in OUTCOMES:
+            self.events_out.labels(service, outcome)
+        for kind in ("transient", "permanent"):
+            self.errors.labels(service, kind)
+        for per_service in (self.latency, self.job_age, self.dead_lettered, self.in_flight):
+            per_service.labels(service)
         lag_labels = ["group", "topic", "partition"]
         self.lag_messages = Gauge(
             "alive_consumer_lag_messages",

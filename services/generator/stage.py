@@ -80,6 +80,8 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600),
             registry=registry,
         )
+        for outcome in ("ok", "error"):  # at 0 from the start, so rates see the first
+            self._infer_seconds.labels(settings.model_name, outcome)
         self._triton_ready_gauge = Gauge(
             "alive_triton_ready",
             "1 while Triton reports the server and the model ready to this generator.",

@@ -85,7 +85,9 @@ class Prometheus:
 
 
 @pytest.fixture(scope="module")
-def prometheus(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+def prometheus(
+    stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
     binary = _binary("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
     described = stack.describe()
@@ -167,7 +169,9 @@ def test_every_panel_query_runs_and_the_main_series_have_values(
     assert empty == [], "dashboard panels without data after a published job"
 
 
-def test_lag_is_exported_per_group_and_partition(prometheus: Prometheus, published_job: str) -> None:
+def test_lag_is_exported_per_group_and_partition(
+    prometheus: Prometheus, published_job: str
+) -> None:
     lag = prometheus.wait_for('alive_consumer_lag_messages{group="alive-audio"}')
     assert lag, "the audio stage exports no lag"
     for series in lag:
@@ -181,7 +185,9 @@ def test_lag_is_exported_per_group_and_partition(prometheus: Prometheus, publish
 def test_no_label_carries_the_prompt_or_the_job_id(
     prometheus: Prometheus, published_job: str
 ) -> None:
-    series = _get(f"{prometheus.url}/api/v1/series?" + urllib.parse.urlencode({"match[]": '{job=~".+"}'}))
+    series = _get(
+        f"{prometheus.url}/api/v1/series?" + urllib.parse.urlencode({"match[]": '{job=~".+"}'})
+    )
     assert series["status"] == "success"
     assert len(series["data"]) > 100
     every_value = {v for s in series["data"] for v in s.values()}

@@ -154,14 +154,17 @@ def test_a_stage_has_a_deployment_probes_pdb_netpol_monitor_and_scaler(
     assert any(_selects(p["spec"]["selector"], pod_labels) for p in pdbs)
     policies = [p for p in _of(overlay, "NetworkPolicy").values()]
     assert any(_selects(p["spec"]["podSelector"], pod_labels) for p in policies)
-    services = [s for s in _of(overlay, "Service").values() if _selects(s["spec"]["selector"], pod_labels)]
+    services = [
+        s for s in _of(overlay, "Service").values() if _selects(s["spec"]["selector"], pod_labels)
+    ]
     monitors = _of(overlay, "ServiceMonitor").values()
     assert any(
         _selects(m["spec"]["selector"], s["metadata"]["labels"]) for m in monitors for s in services
     ), "no ServiceMonitor reaches the stage's pods"
 
     (scaler,) = [
-        s for s in _of(overlay, "ScaledObject").values()
+        s
+        for s in _of(overlay, "ScaledObject").values()
         if s["spec"]["scaleTargetRef"]["name"] == spec.name
     ]
     (trigger,) = scaler["spec"]["triggers"]
@@ -233,7 +236,9 @@ def test_the_generator_scales_no_further_than_triton_can_batch() -> None:
     assert triton_replicas == manifests.TRITON_REPLICAS
     generator = _of("prod", "ScaledObject")["generator"]["spec"]
     in_flight = manifests.WORKLOADS["generator"].max_in_flight()
-    assert generator["maxReplicaCount"] * in_flight <= 2 * triton_replicas * manifests.TRITON_MAX_BATCH
+    assert (
+        generator["maxReplicaCount"] * in_flight <= 2 * triton_replicas * manifests.TRITON_MAX_BATCH
+    )
 
 
 def test_the_generator_alone_reaches_triton_and_provenance_a_timestamp_authority() -> None:
@@ -242,7 +247,9 @@ def test_the_generator_alone_reaches_triton_and_provenance_a_timestamp_authority
         ports = {p["port"] for rule in policies[spec.name]["spec"]["egress"] for p in rule["ports"]}
         assert (8001 in ports) == (spec.name == "generator"), spec.name
         assert (443 in ports) == (spec.name == "provenance"), spec.name
-    env = _of("prod", "Deployment")["provenance"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = _of("prod", "Deployment")["provenance"]["spec"]["template"]["spec"]["containers"][0][
+        "env"
+    ]
     assert any(e["name"] == "ALIVE_PROVENANCE__TSA_URL" and e["value"] for e in env)
 
 

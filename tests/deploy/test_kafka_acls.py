@@ -1,4 +1,4 @@
-"""deploy/k8s/kafka-users.yaml: one Strimzi KafkaUser per stage, granted exactly the ACLs
+"""deploy/k8s/base/kafka-users.yaml: one Strimzi KafkaUser per stage, granted exactly the ACLs
 the pipeline declaration (alive/pipeline.py) says the stage needs, no more, no less."""
 
 from __future__ import annotations
