@@ -8,6 +8,7 @@ across services. Spans are exported over OTLP only when an endpoint is configure
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import platform
@@ -281,7 +282,7 @@ class GrpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None:
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
             inner_stream = handler.unary_stream
 
             async def unary_stream(
@@ -297,6 +298,22 @@ class GrpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:  # a coroutine that writes with context.write
+            inner_writer = handler.unary_stream
+
+            async def unary_stream_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                started, failed = time.perf_counter(), True
+                try:
+                    await inner_writer(request, context)
+                    failed = False
+                finally:
+                    self._observe(method, context, started, failed)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream_writer,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

@@ -55,6 +55,24 @@ def test_offset_tracker_commits_only_a_finished_prefix() -> None:
     assert tracker.take_committable() == {}
 
 
+def test_offset_tracker_knows_the_commit_point_and_the_oldest_waiting_record() -> None:
+    """What the lag gauges are made of: the commit point a partition will reach and the
+    Kafka timestamp of its oldest unfinished record."""
+    tracker, tp = OffsetTracker(), TopicPartition("t", 0)
+    assert tracker.commit_point(tp) is None and tracker.oldest_timestamp_ms(tp) is None
+    tracker.begin(tp, 5, timestamp_ms=1_000)
+    tracker.begin(tp, 6, timestamp_ms=2_000)
+    assert tracker.commit_point(tp) == 5
+    assert tracker.oldest_timestamp_ms(tp) == 1_000
+    tracker.finish(tp, 6)  # out of order: 5 still holds the commit point
+    assert (tracker.commit_point(tp), tracker.oldest_timestamp_ms(tp)) == (5, 1_000)
+    tracker.finish(tp, 5)
+    assert tracker.commit_point(tp) == 7  # everything taken is finished: the next offset
+    assert tracker.oldest_timestamp_ms(tp) is None
+    tracker.forget(tp)
+    assert tracker.commit_point(tp) is None
+
+
 async def test_keyed_locks_serialise_one_key_and_forget_idle_keys() -> None:
     locks, order = KeyedLocks(), []
 
