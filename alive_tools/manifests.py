@@ -459,6 +459,14 @@ def stage_documents(spec: StageSpec, work: Workload, settings: ServiceSettings) 
             "kind": "TriggerAuthentication",
             "metadata": {"name": spec.name, "labels": labels(spec.name)},
             "spec": {
+                # The user name as the stage's container has it; KEDA takes it from there.
+                "env": [
+                    {
+                        "parameter": "username",
+                        "name": "ALIVE_KAFKA__SASL_USERNAME",
+                        "containerName": spec.name,
+                    }
+                ],
                 "secretTargetRef": [
                     {"parameter": "password", "name": name, "key": "password"},
                     {
@@ -466,7 +474,7 @@ def stage_documents(spec: StageSpec, work: Workload, settings: ServiceSettings) 
                         "name": f"{KAFKA_CLUSTER}-cluster-ca-cert",
                         "key": "ca.crt",
                     },
-                ]
+                ],
             },
         },
         {
@@ -490,7 +498,6 @@ def stage_documents(spec: StageSpec, work: Workload, settings: ServiceSettings) 
                             "lagThreshold": str(work.max_in_flight()),
                             "offsetResetPolicy": "earliest",
                             "sasl": "scram_sha512",
-                            "username": name,
                             "tls": "enable",
                         },
                         "authenticationRef": {"name": spec.name},

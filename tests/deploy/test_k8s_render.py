@@ -171,7 +171,16 @@ def test_a_stage_has_a_deployment_probes_pdb_netpol_monitor_and_scaler(
     assert trigger["type"] == "kafka"
     assert trigger["metadata"]["consumerGroup"] == spec.consumer_group
     assert trigger["metadata"]["topic"] == spec.consumes.default_name
-    assert trigger["authenticationRef"]["name"] in _of(overlay, "TriggerAuthentication")
+    auth = _of(overlay, "TriggerAuthentication")[trigger["authenticationRef"]["name"]]["spec"]
+    # KEDA reads the group's lag as the stage's own Kafka user, with its password
+    env = {e["name"]: e for e in container["env"]}
+    (username,) = [ref for ref in auth["env"] if ref["parameter"] == "username"]
+    assert username["containerName"] == container["name"]
+    assert env[username["name"]]["value"] == f"alive-{spec.name}"
+    (password,) = [ref for ref in auth["secretTargetRef"] if ref["parameter"] == "password"]
+    assert (
+        password["name"] == env["ALIVE_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
+    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
