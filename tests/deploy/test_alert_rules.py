@@ -1,6 +1,7 @@
 """deploy/prometheus: the alert rules pass `promtool check rules`, every alert is unit-tested
 by `promtool test rules` (alerts_test.yaml), and every alert has a severity, a runbook link
-and a runbook section in docs/runbooks.md."""
+and a runbook section in docs/runbooks.md. The metrics the alerts read pass `promtool check
+metrics` (Prometheus' naming and exposition rules)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+
+from alive.telemetry import GrpcServerMetrics, StageMetrics
+from services.generator.settings import GeneratorSettings
+from services.generator.stage import GeneratorStage
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yaml"
@@ -73,3 +79,18 @@ def test_every_alert_has_a_severity_and_a_runbook_section() -> None:
         url = alert["annotations"]["runbook_url"]
         assert url == f"docs/runbooks.md#{alert['alert'].lower()}", alert["alert"]
         assert alert["alert"].lower() in anchors, f"docs/runbooks.md has no ## {alert['alert']}"
+
+
+def test_every_metric_passes_promtool_check_metrics() -> None:
+    registry = CollectorRegistry()
+    metrics = StageMetrics("generator", registry)
+    GrpcServerMetrics("generator", registry)
+    GeneratorStage(GeneratorSettings(), None, registry)  # type: ignore[arg-type]  # no blobs used
+    metrics.lag_messages.labels("alive-generator", "alive.prompt-cleared", "0").set(3)
+    metrics.lag_seconds.labels("alive-generator", "alive.prompt-cleared", "0").set(1.5)
+    exposition = generate_latest(registry)
+    assert b"alive_triton_request_seconds_bucket" in exposition
+    result = subprocess.run(
+        [_promtool(), "check", "metrics"], input=exposition, capture_output=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
