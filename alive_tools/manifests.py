@@ -301,8 +301,8 @@ def deployment(spec: StageSpec, work: Workload, settings: ServiceSettings) -> Do
         "kind": "Deployment",
         "metadata": {"name": spec.name, "labels": labels(spec.name)},
         "spec": {
-            # KEDA owns the replica count (ScaledObject below); this is the floor at apply.
-            "replicas": work.min_replicas,
+            # No replica count: KEDA owns it (the ScaledObject's HPA, from minReplicaCount),
+            # and a count here would be reset by every `kubectl apply`.
             "selector": {"matchLabels": {"app.kubernetes.io/name": spec.name}},
             "strategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
