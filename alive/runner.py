@@ -39,6 +39,8 @@ from alive.telemetry import StageMetrics
 
 log = logging.getLogger(__name__)
 
+LAG_REFRESH_S = 5.0  # how often the lag gauges ask the brokers for end offsets
+
 
 class OffsetTracker:
     """Commit points per partition when events finish out of order.
@@ -148,6 +150,9 @@ class StageRunner:
         self._fatal: BaseException | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._started = False
+        self._end_offsets: dict[TopicPartition, int] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._end_offsets_at = 0.0
 
     @property
     def ready(self) -> bool:
@@ -189,22 +194,42 @@ class StageRunner:
                 self._start_task(tp, record)
         self.metrics.in_flight.labels(self.spec.name).set(self._in_flight())
         self.metrics.commit_lag.labels(self.spec.name).set(self._tracker.uncommitted())
-        self._export_lag(consumer)
+        await self._export_lag(consumer)
         await self._commit(consumer)
 
-    def _export_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Consumer lag per partition this consumer owns, in records and in seconds. A
-        partition is exported once a fetch told its high watermark and a record was taken
-        (before that its lag is Kafka's to tell: KEDA reads it from the broker)."""
+    async def _export_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Consumer lag per partition this consumer owns, in records and in seconds: the
+        partition's end offset (from fetches, and from the brokers every LAG_REFRESH_S)
+        minus the commit point (the oldest unfinished record, else the next to take, else
+        the group's position)."""
+        assigned = consumer.assignment()
+        if time.monotonic() - self._end_offsets_at > LAG_REFRESH_S and assigned:
+            # A paused partition is not fetched, so its high watermark from fetches goes
+            # stale exactly when work piles up: ask the brokers every few seconds.
+            self._end_offsets_at = time.monotonic()
+            try:
+                self._end_offsets = await asyncio.wait_for(
+                    consumer.end_offsets(list(assigned)), timeout=LAG_REFRESH_S
+                )
+                # Where the group stands on a partition nothing was taken from yet.
+                untaken = [tp for tp in assigned if self._tracker.commit_point(tp) is None]
+                for tp in untaken:
+                    self._positions[tp] = await asyncio.wait_for(
+                        consumer.position(tp), timeout=LAG_REFRESH_S
+                    )
+            except (KafkaError, TimeoutError) as exc:  # the gauges wait; the work does not
+                log.warning("could not read offsets for lag", extra={"error": str(exc)})
         now_ms = time.time() * 1000
         group = self.spec.consumer_group
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
+        for tp in assigned:
+            ends = [e for e in (consumer.highwater(tp), self._end_offsets.get(tp)) if e is not None]
             commit_point = self._tracker.commit_point(tp)
-            if highwater is None or commit_point is None:
+            if commit_point is None:
+                commit_point = self._positions.get(tp)
+            if not ends or commit_point is None:
                 continue
             labels = (group, tp.topic, str(tp.partition))
-            self.metrics.lag_messages.labels(*labels).set(max(highwater - commit_point, 0))
+            self.metrics.lag_messages.labels(*labels).set(max(max(ends) - commit_point, 0))
             oldest = self._tracker.oldest_timestamp_ms(tp)
             age = max(now_ms - oldest, 0) / 1000 if oldest else 0.0
             self.metrics.lag_seconds.labels(*labels).set(age)
@@ -279,6 +304,7 @@ class StageRunner:
         for tp in revoked:
             self._tracker.forget(tp)
             self._tasks.pop(tp, None)
+            self._positions.pop(tp, None)
             self._forget_lag(tp)
 
 

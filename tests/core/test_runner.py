@@ -16,6 +16,7 @@ from hypothesis import settings as fuzzing
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from alive import runner as runner_module
 from alive.attestation import Keyring
 from alive.blobs import LocalBlobStore, StageLedger
 from alive.kafka import ensure_topics, make_consumer, make_producer
@@ -211,6 +212,42 @@ async def test_out_of_order_work_is_all_committed_and_emitted(toy: ToyRig) -> No
     assert sorted(Job.FromString(r.value).job_id for r in out) == sorted(j.job_id for j in jobs)
     stages = Job.FromString(out[0].value).stages
     assert [s.stage for s in stages] == ["toy"] and stages[0].verdict == Verdict.PASS
+
+
+def _lag(toy: ToyRig, name: str) -> dict[str, float]:
+    """The lag gauge ``name`` by partition, as the stage exports it."""
+    return {
+        sample.labels["partition"]: sample.value
+        for metric in toy.runner.metrics.registry.collect()
+        for sample in metric.samples
+        if sample.name == name and sample.labels["group"] == "alive-toy"
+    }
+
+
+async def test_lag_counts_waiting_records_and_the_oldest_ones_age(
+    toy: ToyRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner_module, "LAG_REFRESH_S", 0.2)  # ask the broker often
+    # 9 slow jobs, at most 3 in flight: 6 wait unfetched behind paused partitions.
+    await toy.send([Job(job_id=f"slow-{i}", prompt="sleep 1.5") for i in range(9)])
+    for _ in range(50):
+        if sum(_lag(toy, "alive_consumer_lag_messages").values()) == 9:
+            break
+        await asyncio.sleep(0.1)
+    assert sum(_lag(toy, "alive_consumer_lag_messages").values()) == 9
+    await asyncio.sleep(0.5)
+    ages = _lag(toy, "alive_consumer_lag_seconds")
+    assert max(ages.values()) >= 0.5  # the oldest in-flight job has waited that long
+    await toy.statuses(9)
+    for _ in range(50):
+        if sum(_lag(toy, "alive_consumer_lag_messages").values()) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert sum(_lag(toy, "alive_consumer_lag_messages").values()) == 0
+    assert set(_lag(toy, "alive_consumer_lag_seconds").values()) == {0.0}
+    labels = {s.labels["topic"] for m in toy.runner.metrics.registry.collect() for s in m.samples
+              if s.name == "alive_consumer_lag_messages"}  # fmt: skip
+    assert labels == {toy.topic(ACCEPTED)}
 
 
 async def test_transient_errors_are_retried_then_pass(toy: ToyRig) -> None:
