@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,12 +52,30 @@ KAFKA_BOOTSTRAP = f"{KAFKA_CLUSTER}-kafka-bootstrap:9093"
 HTTP_PORT = 8080
 API_PORT = 50051
 TRITON_GRPC_PORT = 8001
-TRITON_REPLICAS = 2  # base/triton.yaml; the generator's ceiling follows from it
-TRITON_MAX_BATCH = 8  # models/alive_animator/config.pbtxt max_batch_size
-# Each record waits at most this long before a new replica is asked for: KEDA adds one
-# replica per ``lag_per_replica`` records waiting in the group.
+# How often KEDA reads each group's lag, and how long without lag before it scales in.
 POLLING_INTERVAL_S = 15
 COOLDOWN_S = 300
+
+
+def _triton_replicas() -> int:
+    """Triton's replicas as base/triton.yaml runs them: the generator's ceiling follows."""
+    for doc in yaml.safe_load_all((K8S / "base" / "triton.yaml").read_text()):
+        if doc and doc["kind"] == "Deployment" and doc["metadata"]["name"] == "triton":
+            return int(doc["spec"]["replicas"])
+    raise KeyError("base/triton.yaml has no Deployment triton")
+
+
+def _max_batch_size(model: str) -> int:
+    """The model's largest batch, from its Triton config."""
+    config = (ROOT / "models" / model / "config.pbtxt").read_text()
+    found = re.search(r"^max_batch_size:\s*(\d+)", config, re.MULTILINE)
+    if found is None:
+        raise KeyError(f"models/{model}/config.pbtxt sets no max_batch_size")
+    return int(found.group(1))
+
+
+TRITON_REPLICAS = _triton_replicas()
+TRITON_MAX_BATCH = _max_batch_size(GeneratorSettings.model_fields["model_name"].default)
 
 
 @dataclass(frozen=True)
