@@ -152,6 +152,7 @@ class StageRunner:
         self._started = False
         self._end_offsets: dict[TopicPartition, int] = {}
         self._positions: dict[TopicPartition, int] = {}
+        self._caught_up_ms: dict[TopicPartition, float] = {}
         self._end_offsets_at = 0.0
 
     @property
@@ -229,8 +230,15 @@ class StageRunner:
             if not ends or commit_point is None:
                 continue
             labels = (group, tp.topic, str(tp.partition))
-            self.metrics.lag_messages.labels(*labels).set(max(max(ends) - commit_point, 0))
-            oldest = self._tracker.oldest_timestamp_ms(tp)
+            lag = max(max(ends) - commit_point, 0)
+            self.metrics.lag_messages.labels(*labels).set(lag)
+            if lag == 0:
+                self._caught_up_ms[tp] = now_ms
+            oldest: float | None = self._tracker.oldest_timestamp_ms(tp)
+            if oldest is None and lag > 0:
+                # Records wait unfetched (a paused partition): their timestamps are unknown,
+                # but none arrived before the partition was last caught up.
+                oldest = self._caught_up_ms.get(tp)
             age = max(now_ms - oldest, 0) / 1000 if oldest else 0.0
             self.metrics.lag_seconds.labels(*labels).set(age)
 
@@ -305,6 +313,7 @@ class StageRunner:
             self._tracker.forget(tp)
             self._tasks.pop(tp, None)
             self._positions.pop(tp, None)
+            self._caught_up_ms.pop(tp, None)
             self._forget_lag(tp)
 
 

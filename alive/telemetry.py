@@ -215,8 +215,9 @@ class StageMetrics:
         )
         self.lag_seconds = Gauge(
             "alive_consumer_lag_seconds",
-            "Age of the oldest record of the partition the group has taken but not yet "
-            "committed (0 when none): how long the oldest waiting job has waited here.",
+            "How long the oldest record of the partition not yet finished by the group has "
+            "waited: its Kafka timestamp's age when it was taken; for records not fetched yet "
+            "(a paused partition), the time since the partition last had no lag. 0: none.",
             lag_labels,
             registry=registry,
         )

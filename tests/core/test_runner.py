@@ -228,6 +228,11 @@ async def test_lag_counts_waiting_records_and_the_oldest_ones_age(
     toy: ToyRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(runner_module, "LAG_REFRESH_S", 0.2)  # ask the broker often
+    for _ in range(100):  # the stage owns its partitions and has nothing to do
+        if len(_lag(toy, "alive_consumer_lag_messages")) == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert _lag(toy, "alive_consumer_lag_messages") == {"0": 0, "1": 0, "2": 0}
     # 9 slow jobs, at most 3 in flight: 6 wait unfetched behind paused partitions.
     await toy.send([Job(job_id=f"slow-{i}", prompt="sleep 1.5") for i in range(9)])
     for _ in range(50):
@@ -236,8 +241,13 @@ async def test_lag_counts_waiting_records_and_the_oldest_ones_age(
         await asyncio.sleep(0.1)
     assert sum(_lag(toy, "alive_consumer_lag_messages").values()) == 9
     await asyncio.sleep(0.5)
-    ages = _lag(toy, "alive_consumer_lag_seconds")
+    ages, waiting = (
+        _lag(toy, "alive_consumer_lag_seconds"),
+        _lag(toy, "alive_consumer_lag_messages"),
+    )
     assert max(ages.values()) >= 0.5  # the oldest in-flight job has waited that long
+    # a partition whose records wait unfetched (paused) still shows they wait
+    assert all(ages[p] > 0 for p, count in waiting.items() if count > 0)
     await toy.statuses(9)
     for _ in range(50):
         if sum(_lag(toy, "alive_consumer_lag_messages").values()) == 0:
