@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shlex
 import shutil
@@ -28,7 +29,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -124,13 +125,25 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("out"), help="where the MP4 goes")
 
 
+@contextlib.contextmanager
+def _working(message: str) -> Iterator[None]:
+    """A spinner with ``message`` on a terminal; in a log (CI), the message as a line (a
+    spinner there prints nothing at all)."""
+    if console.is_terminal:
+        with console.status(message):
+            yield
+    else:
+        console.print(message)
+        yield
+
+
 def _run(args: argparse.Namespace) -> int:
     if not args.photo.is_file():  # before minutes of starting a stack for nothing
         console.print(f"[red]cannot read the photo {args.photo}: no such file")
         return NO_PHOTO
     started = time.monotonic()
     stack = EmbeddedStack(WORKDIR)
-    with console.status(STARTING):
+    with _working(STARTING):
         stack.__enter__()
     try:
         console.print(f"stack up in {time.monotonic() - started:.1f} s (logs in {stack.logs})")
@@ -139,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
                 client, args, LocalBlobStore(stack.blob_root), stack.trust_anchor, publish=True
             )
     finally:
-        with console.status("shutting down…"):
+        with _working("shutting down…"):
             codes = stack.stop()
     unclean = {name: c for name, c in codes.items() if c != 0}
     console.print("shut down cleanly" if not unclean else f"[red]unclean exits: {unclean}")
@@ -149,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     stack = EmbeddedStack(WORKDIR)
-    with console.status(STARTING):
+    with _working(STARTING):
         stack.__enter__()
     stack.write_state(STATE_FILE)
     console.print_json(json.dumps(stack.describe()))
@@ -158,7 +171,7 @@ def _up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
     stopped.wait()
-    with console.status("shutting down…"):
+    with _working("shutting down…"):
         stack.stop()
     STATE_FILE.unlink(missing_ok=True)
     return 0

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from alive.settings import ServiceSettings
 from alive_tools import cli
@@ -124,3 +125,12 @@ def test_env_prints_the_running_stacks_addresses_as_exports(
     with pytest.raises(SystemExit):
         cli.main(["env", "--json"])
     assert json.loads(capsys.readouterr().out) == state
+
+
+def test_a_log_gets_each_step_as_a_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "console", Console(stderr=True, force_terminal=False))
+    with cli._working("starting the broker…"):
+        pass
+    assert capsys.readouterr().err == "starting the broker…\n"
