@@ -38,15 +38,18 @@ test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -m "not stack"
 
 lint: $(BIN)/.installed proto-check
+	$(BIN)/hadolint deploy/images/Dockerfile deploy/images/Dockerfile.triton
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy alive alive_tools services benchmarks
 	$(BIN)/mypy models/alive_animator/1
 	$(BIN)/mypy models/i2v_diffusion/1
 
-# Rewrites the parts of docs/ generated from the code (the topic map).
+# Rewrites what is generated from the code: the topic map in docs/, and the manifests in
+# deploy/k8s/base/generated (KafkaTopics, per-stage workloads, the PrometheusRule).
 docs: $(BIN)/.installed
 	$(BIN)/python -m alive_tools.docs
+	$(BIN)/python -m alive_tools.manifests
 
 # The prompt checkpoint on a labelled set: `make eval PROMPTS=path.jsonl` for another set.
 PROMPTS ?= tests/data/moderation/prompts.jsonl

@@ -112,17 +112,19 @@ async def ensure_topics(settings: ServiceSettings) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [n for n in map(settings.topic, PIPELINE.topics()) if n not in existing]
-        if not missing:
-            return
         new = [
             NewTopic(
-                name=t,
+                name=settings.topic(topic),
                 num_partitions=profile.topic_partitions,
                 replication_factor=profile.replication_factor,
+                topic_configs=topic.configs,
             )
-            for t in missing
+            for topic in PIPELINE.topics()
+            if settings.topic(topic) not in existing
         ]
+        missing = [t.name for t in new]
+        if not missing:
+            return
         try:
             await admin.create_topics(new)
         except TopicAlreadyExistsError:

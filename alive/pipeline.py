@@ -43,6 +43,8 @@ class Topic(Generic[MessageT]):
     otherwise). A topic whose ``message`` is None carries other topics' records as they were
     (the dead-letter topic). Stages write and read the topics their ``StageSpec`` names;
     ``also_written_by`` and ``also_read_by`` name anyone else (for docs/topics.md).
+    ``retention_days`` and ``cleanup_policy`` are the topic's configs wherever it is made
+    (``alive topics``, the KafkaTopics in deploy/k8s).
     """
 
     key: str
@@ -51,6 +53,18 @@ class Topic(Generic[MessageT]):
     purpose: str
     also_written_by: str = ""
     also_read_by: str = ""
+    # A week covers a weekend outage of a consumer; the status view needs no more (a job
+    # ends in minutes).
+    retention_days: int = 7
+    cleanup_policy: str = "delete"  # jobs are keyed, but every event counts: never compact
+
+    @property
+    def configs(self) -> dict[str, str]:
+        """The topic's Kafka configs."""
+        return {
+            "retention.ms": str(self.retention_days * 24 * 3600 * 1000),
+            "cleanup.policy": self.cleanup_policy,
+        }
 
 
 REQUESTS = Topic(
@@ -94,6 +108,7 @@ VETOES = Topic(
     VetoEvent,
     "every veto and rejection, with reasons",
     also_written_by="every stage that says no: ingest (rejections), the checkpoints, review",
+    retention_days=30,  # evidence for appeals and policy reviews
 )
 DLQ = Topic[Message](
     "dlq",
@@ -101,6 +116,7 @@ DLQ = Topic[Message](
     None,
     "records a stage could not process, as they were, with why in headers",
     also_written_by="every stage",
+    retention_days=14,  # time to find the cause and replay (docs/operations.md)
 )
 
 

@@ -330,6 +330,9 @@ class EventProcessor:
             if outcome.failure is not None:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, outcome.failure.reason_code))
         self.metrics.latency.labels(spec.name).observe(time.perf_counter() - t0)
+        if outcome.passed is not None and outcome.passed.submitted_at_ms > 0:
+            age_s = (now_ms() - outcome.passed.submitted_at_ms) / 1000
+            self.metrics.job_age.labels(spec.name).observe(max(age_s, 0.0))
 
     def _read(self, record: Record) -> tuple[Message, JobIdentity] | Finding:
         """The event and its job, or why the record names no job this stage can work on.

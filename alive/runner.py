@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,8 @@ from alive.telemetry import StageMetrics
 
 log = logging.getLogger(__name__)
 
+LAG_REFRESH_S = 5.0  # how often the lag gauges ask the brokers for end offsets
+
 
 class OffsetTracker:
     """Commit points per partition when events finish out of order.
@@ -50,10 +53,15 @@ class OffsetTracker:
         self._pending: dict[TopicPartition, deque[int]] = {}
         self._finished: dict[TopicPartition, set[int]] = {}
         self._ready: dict[TopicPartition, int] = {}
+        self._timestamps: dict[TopicPartition, dict[int, int]] = {}
+        self._next: dict[TopicPartition, int] = {}
 
-    def begin(self, tp: TopicPartition, offset: int) -> None:
+    def begin(self, tp: TopicPartition, offset: int, timestamp_ms: int = 0) -> None:
+        """``timestamp_ms``: the record's Kafka timestamp (for lag in seconds)."""
         self._pending.setdefault(tp, deque()).append(offset)
         self._finished.setdefault(tp, set())
+        self._timestamps.setdefault(tp, {})[offset] = timestamp_ms
+        self._next[tp] = offset + 1
 
     def finish(self, tp: TopicPartition, offset: int) -> None:
         pending, finished = self._pending.get(tp), self._finished.get(tp)
@@ -63,6 +71,7 @@ class OffsetTracker:
         while pending and pending[0] in finished:
             done = pending.popleft()
             finished.discard(done)
+            self._timestamps[tp].pop(done, None)
             self._ready[tp] = done + 1
 
     def take_committable(
@@ -79,6 +88,23 @@ class OffsetTracker:
         self._pending.pop(tp, None)
         self._finished.pop(tp, None)
         self._ready.pop(tp, None)
+        self._timestamps.pop(tp, None)
+        self._next.pop(tp, None)
+
+    def commit_point(self, tp: TopicPartition) -> int | None:
+        """The offset the group's commit will reach once finished work is committed: the
+        oldest unfinished offset, else the next one to fetch (None: nothing taken yet)."""
+        pending = self._pending.get(tp)
+        if pending:
+            return pending[0]
+        return self._next.get(tp)
+
+    def oldest_timestamp_ms(self, tp: TopicPartition) -> int | None:
+        """The Kafka timestamp of the oldest record taken and not finished (None: none)."""
+        pending = self._pending.get(tp)
+        if not pending:
+            return None
+        return self._timestamps.get(tp, {}).get(pending[0])
 
     def uncommitted(self) -> int:
         return sum(len(q) for q in self._pending.values())
@@ -124,6 +150,10 @@ class StageRunner:
         self._fatal: BaseException | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._started = False
+        self._end_offsets: dict[TopicPartition, int] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._caught_up_ms: dict[TopicPartition, float] = {}
+        self._end_offsets_at = 0.0
 
     @property
     def ready(self) -> bool:
@@ -165,13 +195,66 @@ class StageRunner:
                 self._start_task(tp, record)
         self.metrics.in_flight.labels(self.spec.name).set(self._in_flight())
         self.metrics.commit_lag.labels(self.spec.name).set(self._tracker.uncommitted())
+        await self._export_lag(consumer)
         await self._commit(consumer)
+
+    async def _export_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Consumer lag per partition this consumer owns, in records and in seconds: the
+        partition's end offset (from fetches, and from the brokers every LAG_REFRESH_S)
+        minus the commit point (the oldest unfinished record, else the next to take, else
+        the group's position)."""
+        assigned = consumer.assignment()
+        if time.monotonic() - self._end_offsets_at > LAG_REFRESH_S and assigned:
+            # A paused partition is not fetched, so its high watermark from fetches goes
+            # stale exactly when work piles up: ask the brokers every few seconds.
+            self._end_offsets_at = time.monotonic()
+            try:
+                self._end_offsets = await asyncio.wait_for(
+                    consumer.end_offsets(list(assigned)), timeout=LAG_REFRESH_S
+                )
+                # Where the group stands on a partition nothing was taken from yet.
+                untaken = [tp for tp in assigned if self._tracker.commit_point(tp) is None]
+                for tp in untaken:
+                    self._positions[tp] = await asyncio.wait_for(
+                        consumer.position(tp), timeout=LAG_REFRESH_S
+                    )
+            except (KafkaError, TimeoutError) as exc:  # the gauges wait; the work does not
+                log.warning("could not read offsets for lag", extra={"error": str(exc)})
+        now_ms = time.time() * 1000
+        group = self.spec.consumer_group
+        for tp in assigned:
+            ends = [e for e in (consumer.highwater(tp), self._end_offsets.get(tp)) if e is not None]
+            commit_point = self._tracker.commit_point(tp)
+            if commit_point is None:
+                commit_point = self._positions.get(tp)
+            if not ends or commit_point is None:
+                continue
+            labels = (group, tp.topic, str(tp.partition))
+            lag = max(max(ends) - commit_point, 0)
+            self.metrics.lag_messages.labels(*labels).set(lag)
+            if lag == 0:
+                self._caught_up_ms[tp] = now_ms
+            oldest: float | None = self._tracker.oldest_timestamp_ms(tp)
+            if oldest is None and lag > 0:
+                # Records wait unfetched (a paused partition): their timestamps are unknown,
+                # but none arrived before the partition was last caught up.
+                oldest = self._caught_up_ms.get(tp)
+            age = max(now_ms - oldest, 0) / 1000 if oldest else 0.0
+            self.metrics.lag_seconds.labels(*labels).set(age)
+
+    def _forget_lag(self, tp: TopicPartition) -> None:
+        labels = (self.spec.consumer_group, tp.topic, str(tp.partition))
+        for gauge in (self.metrics.lag_messages, self.metrics.lag_seconds):
+            try:
+                gauge.remove(*labels)
+            except KeyError:
+                pass  # never exported
 
     def _in_flight(self) -> int:
         return sum(len(tasks) for tasks in self._tasks.values())
 
     def _start_task(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
-        self._tracker.begin(tp, record.offset)
+        self._tracker.begin(tp, record.offset, record.timestamp)
         task = asyncio.create_task(self._run_one(tp, _record(record)))
         tasks = self._tasks.setdefault(tp, set())
         tasks.add(task)
@@ -229,6 +312,9 @@ class StageRunner:
         for tp in revoked:
             self._tracker.forget(tp)
             self._tasks.pop(tp, None)
+            self._positions.pop(tp, None)
+            self._caught_up_ms.pop(tp, None)
+            self._forget_lag(tp)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -8,18 +8,30 @@ across services. Spans are exported over OTLP only when an endpoint is configure
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import platform
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
+import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -85,20 +97,53 @@ def headers_with_trace(extra: Iterable[tuple[str, bytes]] = ()) -> list[tuple[st
     return [(k, v.encode("latin-1")) for k, v in carrier.items()] + list(extra)
 
 
+def alive_version() -> str:
+    try:
+        return version("alive")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+# What ``alive_events_processed_total{outcome}`` counts (docs/observability.md).
+OUTCOMES = (
+    "passed",
+    "vetoed",
+    "rejected",
+    "failed",
+    "duplicate",
+    "cancelled",
+    "undecodable",
+    "dead_lettered",
+)
+
+
 class StageMetrics:
-    """The Prometheus metrics every stage exports (docs/observability.md)."""
+    """The Prometheus metrics every stage exports (docs/observability.md).
+
+    No label ever carries a prompt, a job id or a creator: labels are services, stages,
+    topics, partitions, outcomes, reason codes and gRPC methods, all from small fixed sets.
+    """
 
     def __init__(self, service: str, registry: CollectorRegistry) -> None:
         self.service = service
         self.registry = registry
         labels = ["service"]
+        # process_* (CPU, memory, open files) and python_info, in the service's own registry.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        build = Gauge(
+            "alive_build_info",
+            "Always 1; the labels say which build runs.",
+            [*labels, "version", "python"],
+            registry=registry,
+        )
+        build.labels(service, alive_version(), platform.python_version()).set(1)
         self.events_in = Counter(
             "alive_events_in", "Events consumed.", [*labels, "topic"], registry=registry
         )
         self.events_out = Counter(
             "alive_events_processed",
-            "Events processed, by outcome (passed, vetoed, rejected, failed, duplicate, "
-            "cancelled, undecodable, dead_lettered).",
+            f"Events processed, by outcome ({', '.join(OUTCOMES)}).",
             [*labels, "outcome"],
             registry=registry,
         )
@@ -107,6 +152,14 @@ class StageMetrics:
             "Time from taking an event to its outputs being acknowledged.",
             labels,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=registry,
+        )
+        self.job_age = Histogram(
+            "alive_job_age_seconds",
+            "Age of a job (from its submission) when the stage passed it on: the stage that "
+            "makes a job READY observes the end-to-end latency.",
+            labels,
+            buckets=(1, 2.5, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800),
             registry=registry,
         )
         self.vetoes = Counter(
@@ -143,6 +196,129 @@ class StageMetrics:
             labels,
             registry=registry,
         )
+        # Every series this service will have, at 0 from the start: a rate or an increase
+        # over a series that appears only at its first event misses that event (the first
+        # dead letter would never alert).
+        for outcome in OUTCOMES:
+            self.events_out.labels(service, outcome)
+        for kind in ("transient", "permanent"):
+            self.errors.labels(service, kind)
+        for per_service in (self.latency, self.job_age, self.dead_lettered, self.in_flight):
+            per_service.labels(service)
+        lag_labels = ["group", "topic", "partition"]
+        self.lag_messages = Gauge(
+            "alive_consumer_lag_messages",
+            "Records of the partition not yet committed by the group: the partition's high "
+            "watermark minus the group's commit point (in-flight records included).",
+            lag_labels,
+            registry=registry,
+        )
+        self.lag_seconds = Gauge(
+            "alive_consumer_lag_seconds",
+            "How long the oldest record of the partition not yet finished by the group has "
+            "waited: its Kafka timestamp's age when it was taken; for records not fetched yet "
+            "(a paused partition), the time since the partition last had no lag. 0: none.",
+            lag_labels,
+            registry=registry,
+        )
+
+
+class GrpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Requests, status codes and handling time of a gRPC server, per method.
+
+    ``alive_grpc_server_handled_total{method, code}`` and
+    ``alive_grpc_server_handling_seconds{method}`` (for a streaming call: until its stream
+    ends). ``method`` is the full method name, e.g. ``/alive.v1.Alive/Submit``.
+    """
+
+    def __init__(self, service: str, registry: CollectorRegistry) -> None:
+        self._service = service
+        self._handled = Counter(
+            "alive_grpc_server_handled",
+            "gRPC calls finished, by method and status code.",
+            ["service", "method", "code"],
+            registry=registry,
+        )
+        self._seconds = Histogram(
+            "alive_grpc_server_handling_seconds",
+            "Time from a gRPC call's start to its end (a stream: its last message).",
+            ["service", "method"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600),
+            registry=registry,
+        )
+
+    def _observe(
+        self, method: str, context: grpc.aio.ServicerContext, started: float, failed: bool
+    ) -> None:
+        code = context.code()
+        if code is None:
+            code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+        name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+        self._handled.labels(self._service, method, name).inc()
+        self._seconds.labels(self._service, method).observe(time.perf_counter() - started)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started, failed = time.perf_counter(), True
+                try:
+                    response = await inner(request, context)
+                    failed = False
+                    return response
+                finally:
+                    self._observe(method, context, started, failed)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
+            inner_stream = handler.unary_stream
+
+            async def unary_stream(
+                request: Any, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
+                started, failed = time.perf_counter(), True
+                try:
+                    async for response in inner_stream(request, context):
+                        yield response
+                    failed = False
+                finally:
+                    self._observe(method, context, started, failed)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:  # a coroutine that writes with context.write
+            inner_writer = handler.unary_stream
+
+            async def unary_stream_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                started, failed = time.perf_counter(), True
+                try:
+                    await inner_writer(request, context)
+                    failed = False
+                finally:
+                    self._observe(method, context, started, failed)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream_writer,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # client-streaming calls: Alive serves none
 
 
 def now_ms() -> int:

@@ -1,4 +1,4 @@
-"""The ``alive`` command.
+"""alive: run Alive on this machine, send it photos, follow jobs.
 
 alive run                      start the embedded stack, animate the sample photo, show the
                                result and its provenance, publish it, stop everything
@@ -8,13 +8,15 @@ alive status JOB_ID            a job's state and its path through the pipeline
 alive cancel JOB_ID            cancel a job that has not ended
 alive token [--scope S ...]    print a development token of the running stack, for other tools
                                (the CLI mints its own; the API wants one on every call)
+alive env [--json]             print the running stack's addresses as shell exports (the
+                               settings other clients and services read), or all as JSON
 alive topics                   create Alive's topics on the configured Kafka (deployments)
 alive verify FILE... [--json]  check the C2PA provenance of videos and images (any tool's)
 alive dev-chain DIR            make a development C2PA signing chain (never for production)
 
 Exit codes: 0 done (READY or PUBLISHED); 1 the job was rejected, vetoed or failed, or a
 service exited uncleanly; 2 a usage error; 3 no stack is running here; 4 the photo file
-cannot be read. ``alive verify``: 0 every file Trusted; 1 a file Invalid or without a
+cannot be read. alive verify: 0 every file Trusted; 1 a file Invalid or without a
 manifest; 2 a file intact but its signer untrusted.
 """
 
@@ -22,13 +24,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import shlex
 import shutil
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -70,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
         prog="alive", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"alive {version('alive')}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of the commands below"
+    )
     run = commands.add_parser("run", help="the whole pipeline once on the sample photo")
     _add_job_options(run)
     run.add_argument("--photo", type=Path, default=SAMPLE_PHOTO, help="JPEG, PNG or WebP")
@@ -97,6 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     token.add_argument("--creator", help="with --scope alive.service: the creator acted for")
     token.add_argument("--ttl-s", type=int, default=3600, help="lifetime in seconds")
+    env = commands.add_parser(
+        "env", help="print the running stack's addresses (shell exports) for other clients"
+    )
+    env.add_argument("--json", action="store_true", help="everything the stack wrote, as JSON")
     commands.add_parser("topics", help="create the topics on the configured Kafka")
     _add_provenance_commands(commands)
     args = parser.parse_args(argv)
@@ -107,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         "status": _status,
         "cancel": _cancel,
         "token": _token,
+        "env": _env,
         "topics": _topics,
         "verify": _verify,
         "dev-chain": _dev_chain,
@@ -123,10 +134,25 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("out"), help="where the MP4 goes")
 
 
+@contextlib.contextmanager
+def _working(message: str) -> Iterator[None]:
+    """A spinner with ``message`` on a terminal; in a log (CI), the message as a line (a
+    spinner there prints nothing at all)."""
+    if console.is_terminal:
+        with console.status(message):
+            yield
+    else:
+        console.print(message)
+        yield
+
+
 def _run(args: argparse.Namespace) -> int:
+    if not args.photo.is_file():  # before minutes of starting a stack for nothing
+        console.print(f"[red]cannot read the photo {args.photo}: no such file")
+        return NO_PHOTO
     started = time.monotonic()
     stack = EmbeddedStack(WORKDIR)
-    with console.status(STARTING):
+    with _working(STARTING):
         stack.__enter__()
     try:
         console.print(f"stack up in {time.monotonic() - started:.1f} s (logs in {stack.logs})")
@@ -135,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
                 client, args, stack.blob_store(), stack.trust_anchor, publish=True
             )
     finally:
-        with console.status("shutting down…"):
+        with _working("shutting down…"):
             codes = stack.stop()
     unclean = {name: c for name, c in codes.items() if c != 0}
     console.print("shut down cleanly" if not unclean else f"[red]unclean exits: {unclean}")
@@ -145,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     stack = EmbeddedStack(WORKDIR)
-    with console.status(STARTING):
+    with _working(STARTING):
         stack.__enter__()
     stack.write_state(STATE_FILE)
     console.print_json(json.dumps(stack.describe()))
@@ -154,7 +180,7 @@ def _up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
     stopped.wait()
-    with console.status("shutting down…"):
+    with _working("shutting down…"):
         stack.stop()
     STATE_FILE.unlink(missing_ok=True)
     return 0
@@ -214,6 +240,31 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def stack_environment(state: dict[str, str]) -> dict[str, str]:
+    """The running stack's addresses as the variables that name them: Alive's settings
+    (alive/settings.py) for a service or script run beside the stack, and the rest for
+    other clients (the API, its CA, Triton)."""
+    return {
+        "ALIVE_KAFKA__BOOTSTRAP_SERVERS": state["kafka"],
+        "ALIVE_BLOB_URL": state["blob_url"],
+        "ALIVE_API": state["api"],
+        "ALIVE_API_TLS_CA": state["api_tls_ca"],
+        "ALIVE_TRITON_GRPC": state["triton_grpc"],
+        "ALIVE_TRITON_METRICS": state["triton_metrics"],
+        "ALIVE_TRUST_ANCHOR": state["trust_anchor"],
+    }
+
+
+def _env(args: argparse.Namespace) -> int:
+    state = _running_stack()
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return 0
+    for name, value in stack_environment(state).items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
 def _topics(args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(ServiceSettings()))
     return 0
@@ -235,8 +286,10 @@ def _add_provenance_commands(commands: Any) -> None:
     dev_chain = commands.add_parser(
         "dev-chain", help="make a development C2PA signing chain in DIR (reused when valid)"
     )
-    dev_chain.add_argument("directory", type=Path)
-    dev_chain.add_argument("--organisation", default="Alive development")
+    dev_chain.add_argument("directory", type=Path, help="where the chain's files go")
+    dev_chain.add_argument(
+        "--organisation", default="Alive development", help="the certificates' organisation"
+    )
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -1,8 +1,21 @@
 """Runs the generator service."""
 
-from alive.service import serve
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from alive.service import Component, ServiceRuntime, serve
+from alive.stage import Stage
 from services.generator.settings import GeneratorSettings
 from services.generator.stage import GeneratorStage
 
+
+def build(
+    settings: GeneratorSettings, runtime: ServiceRuntime
+) -> tuple[Stage[Any, Any], Sequence[Component]]:
+    return GeneratorStage(settings, runtime.blobs, runtime.metrics.registry), []
+
+
 if __name__ == "__main__":
-    serve(GeneratorStage, GeneratorSettings())
+    serve(GeneratorStage, GeneratorSettings(), build)

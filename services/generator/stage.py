@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from tritonclient.grpc import InferInput, InferRequestedOutput, InferResult
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
@@ -69,8 +71,34 @@ _MAX_MESSAGE = 2**31 - 1  # frames are large (576x1024x96 RGB is 170 MB)
 class GeneratorStage(Stage[Job, GeneratorSettings]):
     spec = GENERATOR
 
-    def __init__(self, settings: GeneratorSettings, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        settings: GeneratorSettings,
+        blobs: BlobStore,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        """``registry``: where the Triton client metrics go (the service's; a fresh one,
+        unexported, when not given)."""
         super().__init__(settings, blobs)
+        registry = registry or CollectorRegistry()
+        # Seen from the generator: queueing in Triton, the model and the transfer of the
+        # result. Triton's own nv_inference_queue_duration_us splits out the queueing.
+        self._infer_seconds = Histogram(
+            "alive_triton_request_seconds",
+            "Time from sending an inference request to Triton to its answer, by outcome "
+            "(ok, error).",
+            ["model", "outcome"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600),
+            registry=registry,
+        )
+        for outcome in ("ok", "error"):  # at 0 from the start, so rates see the first
+            self._infer_seconds.labels(settings.model_name, outcome)
+        self._triton_ready_gauge = Gauge(
+            "alive_triton_ready",
+            "1 while Triton reports the server and the model ready to this generator.",
+            ["model"],
+            registry=registry,
+        )
         self._client: InferenceServerClient | None = None
         self._model_version = ""
         self._inputs: tuple[str, ...] = ()
@@ -117,6 +145,7 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
                 if isinstance(exc, PermanentError):
                     log.error("the model cannot be served", extra={"error": exc.detail})
                 self._triton_ready = False
+            self._triton_ready_gauge.labels(name).set(1 if self._triton_ready else 0)
             await asyncio.sleep(2.0)
 
     async def _until_cancelled(self, work: Awaitable[bytes], ctx: StageContext) -> bytes:
@@ -219,12 +248,16 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         }
         inputs = [_input(name, *values[name]) for name in await self._model_inputs()]
         wanted = "FRAMES" if self.settings.raw_frames else "VIDEO"
+        model, started, outcome = self.settings.model_name, time.perf_counter(), "error"
         try:
             result = await self._infer(inputs, wanted, ctx)
+            outcome = "ok"
         except InferenceServerException as exc:
             raise triton_error(exc) from exc
         except grpc.RpcError as exc:
             raise TransientError(f"Triton unreachable: {exc}") from exc
+        finally:
+            self._infer_seconds.labels(model, outcome).observe(time.perf_counter() - started)
         if self.settings.raw_frames:
             frames = checked_frames(result.as_numpy("FRAMES"), num_frames, image.shape)
             return await asyncio.to_thread(encode_h264_bytes, frames, fps, label=self._label)

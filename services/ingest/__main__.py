@@ -7,6 +7,7 @@ from typing import Any
 
 from alive.service import Component, ServiceRuntime, serve
 from alive.stage import Stage
+from alive.telemetry import GrpcServerMetrics
 from services.ingest.api import AliveApi, ApiServer
 from services.ingest.auth import TokenVerifier
 from services.ingest.settings import IngestSettings
@@ -30,7 +31,8 @@ def build(
         stage.job_ids,
         TokenVerifier.from_settings(settings),
     )
-    return stage, [view, ApiServer(settings, api)]
+    grpc_metrics = GrpcServerMetrics(stage.spec.name, runtime.metrics.registry)
+    return stage, [view, ApiServer(settings, api, [grpc_metrics])]
 
 
 if __name__ == "__main__":

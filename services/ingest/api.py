@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import NoReturn
 
 import grpc
@@ -313,16 +313,25 @@ class ApiServer:
     """The gRPC server as a service component, with standard gRPC health checking
     (grpc.health.v1: SERVING while it runs) and, when a setting turns it on, reflection."""
 
-    def __init__(self, settings: IngestSettings, api: AliveApi) -> None:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        api: AliveApi,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
         self._settings = settings
         self._api = api
+        self._interceptors = tuple(interceptors)
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self.port = 0
 
     async def start(self) -> None:
         limit = self._settings.max_photo_bytes + 1024 * 1024
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
+        server = grpc.aio.server(
+            interceptors=self._interceptors,
+            options=[("grpc.max_receive_message_length", limit)],
+        )
         api_pb2_grpc.add_AliveServicer_to_server(self._api, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if self._settings.grpc_reflection:

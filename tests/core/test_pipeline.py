@@ -47,7 +47,7 @@ from services.provenance.stage import ProvenanceStage
 from services.review.settings import ReviewSettings
 from services.review.stage import ReviewStage
 
-K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base"
 
 # Each service's stage class and settings class, in pipeline order.
 SERVICES: list[tuple[type[Stage[Any, Any]], type[StageSettings]]] = [
@@ -130,7 +130,7 @@ def test_the_docs_topic_map_is_the_declared_one() -> None:
 
 
 def _deployments() -> list[dict[str, Any]]:
-    docs = [d for f in sorted(K8S.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())]
+    docs = [d for f in sorted(K8S.rglob("*.yaml")) for d in yaml.safe_load_all(f.read_text())]
     return [d for d in docs if d and d["kind"] == "Deployment"]
 
 

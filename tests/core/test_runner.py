@@ -16,6 +16,7 @@ from hypothesis import settings as fuzzing
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from alive import runner as runner_module
 from alive.attestation import Keyring
 from alive.blobs import LocalBlobStore, StageLedger
 from alive.kafka import ensure_topics, make_consumer, make_producer
@@ -53,6 +54,24 @@ def test_offset_tracker_commits_only_a_finished_prefix() -> None:
     tracker.finish(tp, 13)
     assert tracker.take_committable() == {tp: 14}
     assert tracker.take_committable() == {}
+
+
+def test_offset_tracker_knows_the_commit_point_and_the_oldest_waiting_record() -> None:
+    """What the lag gauges are made of: the commit point a partition will reach and the
+    Kafka timestamp of its oldest unfinished record."""
+    tracker, tp = OffsetTracker(), TopicPartition("t", 0)
+    assert tracker.commit_point(tp) is None and tracker.oldest_timestamp_ms(tp) is None
+    tracker.begin(tp, 5, timestamp_ms=1_000)
+    tracker.begin(tp, 6, timestamp_ms=2_000)
+    assert tracker.commit_point(tp) == 5
+    assert tracker.oldest_timestamp_ms(tp) == 1_000
+    tracker.finish(tp, 6)  # out of order: 5 still holds the commit point
+    assert (tracker.commit_point(tp), tracker.oldest_timestamp_ms(tp)) == (5, 1_000)
+    tracker.finish(tp, 5)
+    assert tracker.commit_point(tp) == 7  # everything taken is finished: the next offset
+    assert tracker.oldest_timestamp_ms(tp) is None
+    tracker.forget(tp)
+    assert tracker.commit_point(tp) is None
 
 
 async def test_keyed_locks_serialise_one_key_and_forget_idle_keys() -> None:
@@ -217,6 +236,52 @@ async def test_work_longer_than_the_session_keeps_the_partitions(
     assert sorted(e.job_id for e in events) == sorted(j.job_id for j in slow + quick)
     assert not any(revoked)  # (the group's first join revokes an empty set)
     assert all(calls == 1 for calls in toy.stage.calls.values())
+
+
+def _lag(toy: ToyRig, name: str) -> dict[str, float]:
+    """The lag gauge ``name`` by partition, as the stage exports it."""
+    return {
+        sample.labels["partition"]: sample.value
+        for metric in toy.runner.metrics.registry.collect()
+        for sample in metric.samples
+        if sample.name == name and sample.labels["group"] == "alive-toy"
+    }
+
+
+async def test_lag_counts_waiting_records_and_the_oldest_ones_age(
+    toy: ToyRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner_module, "LAG_REFRESH_S", 0.2)  # ask the broker often
+    for _ in range(100):  # the stage owns its partitions and has nothing to do
+        if len(_lag(toy, "alive_consumer_lag_messages")) == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert _lag(toy, "alive_consumer_lag_messages") == {"0": 0, "1": 0, "2": 0}
+    # 9 slow jobs, at most 3 in flight: 6 wait unfetched behind paused partitions.
+    await toy.send([Job(job_id=f"slow-{i}", prompt="sleep 1.5") for i in range(9)])
+    for _ in range(50):
+        if sum(_lag(toy, "alive_consumer_lag_messages").values()) == 9:
+            break
+        await asyncio.sleep(0.1)
+    assert sum(_lag(toy, "alive_consumer_lag_messages").values()) == 9
+    await asyncio.sleep(0.5)
+    ages, waiting = (
+        _lag(toy, "alive_consumer_lag_seconds"),
+        _lag(toy, "alive_consumer_lag_messages"),
+    )
+    assert max(ages.values()) >= 0.5  # the oldest in-flight job has waited that long
+    # a partition whose records wait unfetched (paused) still shows they wait
+    assert all(ages[p] > 0 for p, count in waiting.items() if count > 0)
+    await toy.statuses(9)
+    for _ in range(50):
+        if sum(_lag(toy, "alive_consumer_lag_messages").values()) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert sum(_lag(toy, "alive_consumer_lag_messages").values()) == 0
+    assert set(_lag(toy, "alive_consumer_lag_seconds").values()) == {0.0}
+    labels = {s.labels["topic"] for m in toy.runner.metrics.registry.collect() for s in m.samples
+              if s.name == "alive_consumer_lag_messages"}  # fmt: skip
+    assert labels == {toy.topic(ACCEPTED)}
 
 
 async def test_transient_errors_are_retried_then_pass(toy: ToyRig) -> None:

@@ -21,7 +21,8 @@ from alive.pipeline import PIPELINE, StageSpec
 from alive.settings import KAFKA_PROFILES, ServiceSettings, StageSettings
 from tests.core.test_pipeline import SERVICES
 
-K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+# The base: hand-written files and, in generated/, those made from the pipeline.
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base"
 
 TRUST_CONFIGMAP = "alive-attestation-trust"
 TRUST_FILE = "trust.json"
@@ -49,7 +50,7 @@ def _docs(name: str = "*.yaml") -> list[Doc]:
     """The manifests' documents, parsed once (read-only)."""
     return [
         d
-        for f in sorted(K8S.glob(name))
+        for f in sorted(K8S.rglob(name))
         if f.name != "kustomization.yaml"
         for d in yaml.safe_load_all(f.read_text())
         if d
@@ -150,7 +151,9 @@ def test_a_stage_key_path_is_the_key_file_of_its_secret_read_only(spec: StageSpe
     assert posixpath.basename(path) == KEY_FILE
     volume, _ = _file_volume(spec, path)
     assert volume["secret"]["secretName"] == key_secret(spec)
-    assert volume["secret"]["defaultMode"] == 0o400
+    # Readable by the pod's group (fsGroup: the non-root user's), by no one else.
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert _pod(_deployment(spec))["securityContext"]["fsGroup"] is not None
     # The key the Secret holds, projected under its own name: a Secret without it fails
     # the mount instead of starting a stage that cannot sign.
     assert volume["secret"]["items"] == [{"key": KEY_FILE, "path": KEY_FILE}]
@@ -169,7 +172,7 @@ def test_each_attestation_key_secret_reaches_its_stage_alone() -> None:
 
 def test_no_key_material_is_in_the_repository() -> None:
     assert [d["metadata"]["name"] for d in _docs() if d["kind"] == "Secret"] == []
-    for path in K8S.iterdir():
+    for path in K8S.rglob("*.yaml"):
         assert "PRIVATE KEY" not in path.read_text(), path.name
 
 
@@ -291,4 +294,4 @@ def test_nothing_runs_alive_topics_any_more() -> None:
 def test_kustomize_deploys_every_manifest() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     manifests = {f.name for f in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization["resources"]) == manifests
+    assert set(kustomization["resources"]) == manifests | {"generated"}

@@ -1,4 +1,4 @@
-"""deploy/k8s/kafka-users.yaml: one Strimzi KafkaUser per stage, granted exactly the ACLs
+"""deploy/k8s/base/kafka-users.yaml: one Strimzi KafkaUser per stage, granted exactly the ACLs
 the pipeline declaration (alive/pipeline.py) says the stage needs, no more, no less."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from alive.pipeline import (
     Topic,
 )
 
-K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base"
 USERS = K8S / "kafka-users.yaml"
 
 Acl = tuple[str, str, str]  # (resource type, resource name, operation)
