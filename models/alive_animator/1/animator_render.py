@@ -26,7 +26,7 @@ import numpy as np
 from animator_effects import Particles, Stars, grade_matrix
 from animator_faces import FaceAnimator
 from animator_scene import DEPTH, SKY, SUBJECT, WATER, Scene, analyse, smoothstep, soften
-from animator_subjects import Array, find_faces
+from animator_subjects import Array, face_boxes
 from animator_vocabulary import Plan, plan_motion
 
 MAX_FRAMES = 600
@@ -99,10 +99,10 @@ def frame_photo(
 def _faces_fit(photo: Array, width: int, height: int) -> bool:
     """Whether one crop of the frame's shape holds every face (with a margin) at once."""
     photo_h, photo_w = photo.shape[:2]
-    faces = find_faces(photo) if min(photo_h, photo_w) >= 64 else []
-    if not faces:
+    found = face_boxes(photo) if min(photo_h, photo_w) >= 64 else []
+    if not found:
         return True
-    boxes = np.array([face.box() for face in faces])
+    boxes = np.array(found)
     span_x = boxes[:, 2].max() - boxes[:, 0].min()
     span_y = boxes[:, 3].max() - boxes[:, 1].min()
     view = min(photo_w / width, photo_h / height)  # photo pixels per frame pixel when covering
@@ -150,8 +150,8 @@ class _Camera:
 
 def _focus(scene: Scene, pic_w: int, pic_h: int) -> Array:
     """What the camera centres on: the faces, else the subject, else the picture's centre."""
-    if scene.faces:
-        boxes = np.array([face.box() for face in scene.faces])
+    if scene.face_boxes:
+        boxes = np.array(scene.face_boxes)
         return np.array([(boxes[:, 0].min() + boxes[:, 2].max()) / 2, boxes[:, 1].min() * 0.6 + boxes[:, 3].max() * 0.4])
     if scene.subject_box is not None:
         left, top, right, bottom = scene.subject_box
@@ -161,9 +161,9 @@ def _focus(scene: Scene, pic_w: int, pic_h: int) -> Array:
 
 def _face_slack(scene: Scene, view: Array) -> Array:
     """How far the view may travel with every face staying inside it (infinite if none)."""
-    if not scene.faces:
+    if not scene.face_boxes:
         return np.array([np.inf, np.inf])
-    boxes = np.array([face.box() for face in scene.faces])
+    boxes = np.array(scene.face_boxes)
     span = np.array([boxes[:, 2].max() - boxes[:, 0].min(), boxes[:, 3].max() - boxes[:, 1].min()])
     slack: Array = np.maximum(view * 0.9 - span, 0)
     return slack

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from animator_subjects import Array, Face, find_faces, person_mask
+from animator_subjects import Array, Face, face_boxes, find_faces, person_mask
 
 GRID_SIDE = 192  # the analysis grid's longer side, cells
 # Map channels (``Scene.maps``): depth 0 far .. 1 near; the subject; the sky; water.
@@ -38,7 +38,8 @@ class Scene:
     maps: Array  # [gh, gw, 4] float32: DEPTH, SUBJECT, SKY, WATER
     foliage: Array  # [gh, gw] float32, 0..1: what sways in the wind
     grid_scale: float
-    faces: list[Face]
+    faces: list[Face]  # near enough for landmarks: these come alive
+    face_boxes: list[tuple[float, float, float, float]]  # every face, near or far
     subject_box: tuple[float, float, float, float] | None  # left, top, right, bottom
     horizon: float  # fraction of the height where the sky ends (0: no sky)
     light_xy: tuple[float, float]  # brightest soft spot in the upper part, fractions
@@ -62,7 +63,9 @@ def analyse(photo: Array, wants_water: bool = False) -> Scene:
     texture = soften(grad, 2)
     texture = np.clip(texture / max(float(np.percentile(texture, 95)), 1e-3), 0, 1)
 
-    faces = find_faces(photo) if min(height, width) >= 64 else []
+    big_enough = min(height, width) >= 64
+    faces = find_faces(photo) if big_enough else []
+    boxes = face_boxes(photo) if big_enough else []
     subject = _subject(photo, small)
 
     # Sky: bright, smooth, near the top, and only where everything above it is sky too.
@@ -118,6 +121,7 @@ def analyse(photo: Array, wants_water: bool = False) -> Scene:
         foliage=foliage.astype(np.float32),
         grid_scale=width / gw,
         faces=faces,
+        face_boxes=boxes + [face.box() for face in faces],
         subject_box=box,
         horizon=horizon,
         light_xy=((lx + 0.5) / gw, (ly + 0.5) / gh),

@@ -79,6 +79,16 @@ def _face_mesh() -> Any:
 
 
 @functools.cache
+def _face_detector() -> Any:
+    _protobuf_compatibility()
+    from mediapipe.python.solutions import face_detection
+
+    # The full-range model: faces up to ~5 m, as in group photos (the mesh's own detector is
+    # for faces near the camera).
+    return face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+
+
+@functools.cache
 def _segmenter() -> Any:
     _protobuf_compatibility()
     from mediapipe.python.solutions import selfie_segmentation
@@ -95,6 +105,18 @@ def find_faces(rgb: Array) -> list[Face]:
         points = np.array([(p.x * width, p.y * height) for p in landmarks.landmark], np.float32)
         faces.append(Face(points))
     return faces
+
+
+def face_boxes(rgb: Array) -> list[tuple[float, float, float, float]]:
+    """(left, top, right, bottom) in pixels of every face the detector finds, near or far."""
+    height, width = rgb.shape[:2]
+    result = _face_detector().process(np.ascontiguousarray(rgb))
+    boxes = []
+    for detection in result.detections or ():
+        box = detection.location_data.relative_bounding_box
+        left, top = box.xmin * width, box.ymin * height
+        boxes.append((left, top, left + box.width * width, top + box.height * height))
+    return boxes
 
 
 def person_mask(rgb: Array) -> Array:
