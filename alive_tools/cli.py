@@ -9,6 +9,8 @@ alive cancel JOB_ID            cancel a job that has not ended
 alive token [--scope S ...]    print a development token of the running stack, for other tools
                                (the CLI mints its own; the API wants one on every call)
 alive topics                   create Alive's topics on the configured Kafka (deployments)
+alive demo [--photo P] [--prompt T]  contact sheets of the embedded animator (no stack):
+                               a PNG per photo under out/, a row of frames per prompt
 
 Exit codes: 0 done (READY or PUBLISHED); 1 the job was rejected, vetoed or failed, or a
 service exited uncleanly; 2 a usage error; 3 no stack is running here; 4 the photo file
@@ -44,6 +46,7 @@ from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import JobState, OutputSpec, Verdict
 from alive_tools.client import AliveClient, Rejected
+from alive_tools.contact_sheets import PROMPTS, SAMPLES, effects_line, write_sheets
 from alive_tools.embedded.stack import REPO_ROOT, EmbeddedStack
 from alive_tools.keys import mint_token
 from services.ingest.auth import CREATOR_CLAIM, CREATOR_SCOPES, Scope
@@ -92,6 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--creator", help="with --scope alive.service: the creator acted for")
     token.add_argument("--ttl-s", type=int, default=3600, help="lifetime in seconds")
     commands.add_parser("topics", help="create the topics on the configured Kafka")
+    demo = commands.add_parser("demo", help="contact sheets of the animator, under out/")
+    demo.add_argument("--photo", type=Path, action="append", help="repeatable (default: samples)")
+    demo.add_argument("--prompt", action="append", help="repeatable (default: a set of effects)")
+    demo.add_argument("--seed", type=int, default=1, help="same seed, same frames")
+    demo.add_argument("--out", type=Path, default=Path("out"), help="where the PNGs go")
     args = parser.parse_args(argv)
     handlers = {
         "run": _run,
@@ -101,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         "cancel": _cancel,
         "token": _token,
         "topics": _topics,
+        "demo": _demo,
     }
     sys.exit(handlers[args.command](args))
 
@@ -210,6 +219,16 @@ def _topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    photos = args.photo or list(SAMPLES)
+    prompts = args.prompt or list(PROMPTS)
+    with console.status(f"animating {len(photos)} photo(s) x {len(prompts)} prompt(s)…"):
+        sheets = write_sheets(photos, prompts, args.out, seed=args.seed)
+    for sheet in sheets:
+        print(sheet)
+    return 0
+
+
 def _submit_and_show(
     client: AliveClient,
     args: argparse.Namespace,
@@ -234,6 +253,7 @@ def _submit_and_show(
         return 1
     job_id = response.job_id
     console.print(f"job {job_id}")
+    console.print(f"animator effects: {effects_line(args.prompt or DEFAULT_PROMPT)}")
     view = _follow(client, job_id, stop_at_ready=True)
     if view.state != JobState.READY:
         _print_path(view)

@@ -200,7 +200,7 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         """The MP4 the model made (or, with ``raw_frames``, encoded here from its frames) of
         frames of ``shape`` (height, width, 3)."""
         assert self._client is not None
-        values = {
+        values: dict[str, tuple[npt.NDArray[Any], str]] = {
             "IMAGE": (image[np.newaxis], "UINT8"),
             "WIDTH": (np.array([[shape[1]]], dtype=np.int32), "INT32"),
             "HEIGHT": (np.array([[shape[0]]], dtype=np.int32), "INT32"),

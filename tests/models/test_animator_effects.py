@@ -45,8 +45,10 @@ def moving_specks(frames: np.ndarray, gap: int = 2) -> float:
     counts = []
     for before, after in zip(frames[:-gap], frames[gap:], strict=True):
         changed = (np.abs(after.astype(np.int16) - before).max(axis=2) > 20).astype(np.uint8)
-        count, _, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
-        counts.append(int(((stats[1:, cv2.CC_STAT_AREA] >= 2) & (stats[1:, cv2.CC_STAT_AREA] <= 80)).sum()))
+        _, _, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
+        counts.append(
+            int(((stats[1:, cv2.CC_STAT_AREA] >= 2) & (stats[1:, cv2.CC_STAT_AREA] <= 80)).sum())
+        )
     return float(np.mean(counts))
 
 
@@ -90,7 +92,9 @@ def test_the_default_prompt_blinks_both_eyes_now_and_then(astronaut: np.ndarray)
     assert shut.any() and shut.mean() < 0.2, both  # a blink, and eyes open most of the time
 
 
-def displacement(before: np.ndarray, after: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+def displacement(
+    before: np.ndarray, after: np.ndarray, box: tuple[int, int, int, int]
+) -> np.ndarray:
     """How far the patch ``box`` (left, top, right, bottom) of ``before`` moved in ``after``."""
     left, top, right, bottom = box
     patch = cv2.cvtColor(before[top:bottom, left:right], cv2.COLOR_RGB2GRAY)
@@ -117,7 +121,13 @@ def test_the_subject_moves_against_the_background(astronaut: np.ndarray) -> None
 
 
 def test_different_prompts_on_one_photo_and_seed_give_different_videos(valley: np.ndarray) -> None:
-    prompts = ["make this photo come alive", "make it rain", "golden sunset", "snow at night", "fog"]
+    prompts = [
+        "make this photo come alive",
+        "make it rain",
+        "golden sunset",
+        "snow at night",
+        "fog",
+    ]
     videos = [render(valley, prompt, frames=12) for prompt in prompts]
     for i in range(len(videos)):
         for j in range(i + 1, len(videos)):

@@ -16,7 +16,7 @@ from animator_subjects import Array
 from animator_vocabulary import Plan
 
 # Colour matrices (rows: R, G, B out; columns: R, G, B in) the grades move towards.
-_SUNSET = np.array([[1.12, 0.06, 0.0], [0.02, 0.96, 0.0], [0.0, 0.02, 0.72]], np.float32)
+_SUNSET = np.array([[1.08, 0.05, 0.0], [0.02, 0.95, 0.0], [0.0, 0.02, 0.78]], np.float32)
 _NIGHT = np.array([[0.28, 0.08, 0.02], [0.06, 0.34, 0.06], [0.08, 0.14, 0.52]], np.float32)
 _RAINY = np.array([[0.78, 0.07, 0.05], [0.05, 0.8, 0.06], [0.05, 0.08, 0.86]], np.float32)
 

@@ -53,7 +53,9 @@ def check_inputs(image: Array, num_frames: int, fps: int, width: int = 0, height
         )
     for name, side in (("WIDTH", width), ("HEIGHT", height)):
         if side and not MIN_SIDE <= side <= MAX_SIDE:
-            raise InvalidInput(f"{name} must be 0 (the photo's) or {MIN_SIDE}..{MAX_SIDE}, got {side}")
+            raise InvalidInput(
+                f"{name} must be 0 (the photo's) or {MIN_SIDE}..{MAX_SIDE}, got {side}"
+            )
     if not 1 <= num_frames <= MAX_FRAMES:
         raise InvalidInput(f"NUM_FRAMES must be 1..{MAX_FRAMES}, got {num_frames}")
     if not 1 <= fps <= MAX_FPS:
@@ -90,7 +92,9 @@ def frame_photo(
     canvas = (canvas.astype(np.float32) * 0.8).astype(np.uint8)  # the photo stands out
     contain = min(out_w / photo_w, out_h / photo_h)
     size = (max(1, round(photo_w * contain)), max(1, round(photo_h * contain)))
-    inner = cv2.resize(photo, size, interpolation=cv2.INTER_AREA if contain < 1 else cv2.INTER_CUBIC)
+    inner = cv2.resize(
+        photo, size, interpolation=cv2.INTER_AREA if contain < 1 else cv2.INTER_CUBIC
+    )
     x, y = (out_w - size[0]) // 2, (out_h - size[1]) // 2
     canvas[y : y + size[1], x : x + size[0]] = inner
     return canvas, framing
@@ -126,10 +130,14 @@ class _Camera:
         room = np.maximum(self._room(max(plan.zoom)), 1e-6)
         focus = np.clip((_focus(scene, pic_w, pic_h) - self.middle) / room, -1, 1)
         # Travel: a share of the room, never so far that a face leaves the frame.
-        reach = plan.pan_reach * np.minimum(1, _face_slack(scene, self._view(max(plan.zoom))) / (2 * room))
+        reach = plan.pan_reach * np.minimum(
+            1, _face_slack(scene, self._view(max(plan.zoom))) / (2 * room)
+        )
         step = np.array(plan.pan) * reach
         start, end = focus - step, focus + step
-        overshoot = np.maximum(np.maximum(start, end) - 1, 0) - np.maximum(-1 - np.minimum(start, end), 0)
+        overshoot = np.maximum(np.maximum(start, end) - 1, 0) - np.maximum(
+            -1 - np.minimum(start, end), 0
+        )
         self.start, self.end = np.clip(start - overshoot, -1, 1), np.clip(end - overshoot, -1, 1)
 
     def _view(self, zoom: float) -> Array:
@@ -152,7 +160,12 @@ def _focus(scene: Scene, pic_w: int, pic_h: int) -> Array:
     """What the camera centres on: the faces, else the subject, else the picture's centre."""
     if scene.face_boxes:
         boxes = np.array(scene.face_boxes)
-        return np.array([(boxes[:, 0].min() + boxes[:, 2].max()) / 2, boxes[:, 1].min() * 0.6 + boxes[:, 3].max() * 0.4])
+        return np.array(
+            [
+                (boxes[:, 0].min() + boxes[:, 2].max()) / 2,
+                boxes[:, 1].min() * 0.6 + boxes[:, 3].max() * 0.4,
+            ]
+        )
     if scene.subject_box is not None:
         left, top, right, bottom = scene.subject_box
         return np.array([(left + right) / 2, top + 0.45 * (bottom - top)])
@@ -200,11 +213,14 @@ class _Renderer:
 
         self.subject_rows = _subject_rows(scene)
         rng = np.random.default_rng(plan.noise_seed + 2)
-        self.clouds = _noise_texture(rng, scene.maps.shape[:2], broad=6.0, fine=1.2)
-        self.fog = _noise_texture(rng, scene.maps.shape[:2], broad=10.0, fine=3.0)
+        grid = (scene.maps.shape[0], scene.maps.shape[1])
+        self.clouds = _noise_texture(rng, grid, broad=6.0, fine=1.2)
+        self.fog = _noise_texture(rng, grid, broad=10.0, fine=3.0)
         sky_colour = np.minimum(scene.sky_rgb * 0.35 + 170, 255)
         self.cloud_colour = sky_colour * (0.55 if plan.grade == "night" else 1.0)
-        self.fog_colour = np.array([120, 130, 150] if plan.grade == "night" else [215, 218, 222], np.float32)
+        self.fog_colour = np.array(
+            [120, 130, 150] if plan.grade == "night" else [215, 218, 222], np.float32
+        )
 
     def render(self, t: float, out: Array) -> None:
         """Writes the frame at time t (seconds) into ``out`` (H x W x 3 uint8)."""
@@ -215,15 +231,34 @@ class _Renderer:
         base_x = (self.low_x * scale + cx).astype(np.float32)
         base_y = (self.low_y * scale + cy).astype(np.float32)
         g = 1 / self.scene.grid_scale
-        maps = cv2.remap(self.scene.maps, base_x * g - 0.5, base_y * g - 0.5, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        foliage = cv2.remap(self.scene.foliage, base_x * g - 0.5, base_y * g - 0.5, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        maps = cv2.remap(
+            self.scene.maps,
+            base_x * g - 0.5,
+            base_y * g - 0.5,
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        foliage = cv2.remap(
+            self.scene.foliage,
+            base_x * g - 0.5,
+            base_y * g - 0.5,
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         dx, dy = self._displacement(t, maps, foliage, scale, cy)
         # Full size: the exact camera map plus the smooth local motion.
         cv2.resize(dx, (self.width, self.height), dst=self.map_x, interpolation=cv2.INTER_LINEAR)
         cv2.resize(dy, (self.width, self.height), dst=self.map_y, interpolation=cv2.INTER_LINEAR)
         self.map_x += self.full_x[None, :] * scale + cx
         self.map_y += self.full_y[:, None] * scale + cy
-        cv2.remap(self.work, self.map_x, self.map_y, cv2.INTER_LINEAR, dst=self.sampled, borderMode=cv2.BORDER_REFLECT101)
+        cv2.remap(
+            self.work,
+            self.map_x,
+            self.map_y,
+            cv2.INTER_LINEAR,
+            dst=self.sampled,
+            borderMode=cv2.BORDER_REFLECT101,
+        )
 
         rise = 1 - math.exp(-t / 1.2)
         cv2.transform(self.sampled, grade_matrix(self.plan, rise, t), dst=self.sampled)
@@ -235,7 +270,15 @@ class _Renderer:
         if self.particles.active or self.stars is not None:
             self.particles.draw(t, self.layer)
             if self.stars is not None:
-                self.stars.draw(t, (1 / scale, (self.width - 1) / 2 - cx / scale, (self.height - 1) / 2 - cy / scale), self.layer)
+                self.stars.draw(
+                    t,
+                    (
+                        1 / scale,
+                        (self.width - 1) / 2 - cx / scale,
+                        (self.height - 1) / 2 - cy / scale,
+                    ),
+                    self.layer,
+                )
             cv2.add(self.blend, self.layer, dst=self.blend, dtype=cv2.CV_32F)
         np.copyto(out, cv2.convertScaleAbs(self.blend))
 
@@ -291,16 +334,36 @@ class _Renderer:
         # Clouds drift across the photo's sky: the texture is sampled shifted and wraps.
         if plan.clouds and sky.max() > 0.01:
             drift = plan.cloud_speed * t * self.clouds.shape[1]
-            near = cv2.remap(self.clouds, gx - drift, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-            far = cv2.remap(self.clouds, gx - 0.5 * drift + 17, gy * 0.8, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-            cover = plan.clouds * (1 - math.exp(-t / 0.8)) * sky * smoothstep(0.48, 0.8, 0.65 * near + 0.35 * far)
+            near = cv2.remap(
+                self.clouds, gx - drift, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP
+            )
+            far = cv2.remap(
+                self.clouds,
+                gx - 0.5 * drift + 17,
+                gy * 0.8,
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_WRAP,
+            )
+            cover = (
+                plan.clouds
+                * (1 - math.exp(-t / 0.8))
+                * sky
+                * smoothstep(0.48, 0.8, 0.65 * near + 0.35 * far)
+            )
             keep -= cover
             add += cover[..., None] * self.cloud_colour
         if plan.fog:
             drift = 0.03 * t * self.fog.shape[1]
-            density = cv2.remap(self.fog, gx - drift, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+            density = cv2.remap(
+                self.fog, gx - drift, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP
+            )
             far = 1 - maps[..., DEPTH]
-            fog = plan.fog * rise * (0.35 + 0.65 * smoothstep(0.3, 0.75, density)) * (0.45 + 0.55 * far)
+            fog = (
+                plan.fog
+                * rise
+                * (0.35 + 0.65 * smoothstep(0.3, 0.75, density))
+                * (0.45 + 0.55 * far)
+            )
             keep *= 1 - fog
             add = add * (1 - fog[..., None]) + fog[..., None] * self.fog_colour
         # Light: a soft glow where the photo is brightest, and rays fanning from it.
@@ -315,8 +378,16 @@ class _Renderer:
             glow *= 0.3
         if plan.rays:
             angle = np.arctan2(self.frame_y - sy, (self.frame_x - sx) * self.width / self.height)
-            fan = 0.5 + 0.5 * np.sin(9 * angle + 0.25 * t + plan.phase) * np.sin(5 * angle - 0.17 * t)
-            rays = plan.rays * rise * 0.22 * smoothstep(0.55, 0.95, fan) * np.exp(-np.sqrt(dist2) / 0.7)
+            fan = 0.5 + 0.5 * np.sin(9 * angle + 0.25 * t + plan.phase) * np.sin(
+                5 * angle - 0.17 * t
+            )
+            rays = (
+                plan.rays
+                * rise
+                * 0.14
+                * smoothstep(0.55, 0.95, fan)
+                * np.exp(-np.sqrt(dist2) / 0.7)
+            )
             glow = glow + rays
         add += glow[..., None] * warm
         if plan.grade == "sunset":
@@ -334,7 +405,9 @@ def _subject_rows(scene: Scene) -> tuple[float, float]:
     return scene.subject_box[1], scene.subject_box[3]
 
 
-def _noise_texture(rng: np.random.Generator, shape: tuple[int, int], broad: float, fine: float) -> Array:
+def _noise_texture(
+    rng: np.random.Generator, shape: tuple[int, int], broad: float, fine: float
+) -> Array:
     """Soft 0..1 noise on the analysis grid (two scales), for clouds and fog."""
     noise = rng.standard_normal((2, *shape)).astype(np.float32)
     a, b = soften(noise[0], broad), soften(noise[1], fine)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from animator_render import InvalidInput, check_inputs
-from animator_scene import Array
+from animator_subjects import Array
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ def smoothstep(edge0: float, edge1: float, x: Array) -> Array:
 
 def soften(grid: Array, sigma: float) -> Array:
     """Gaussian blur of a float map, sigma in cells (edges replicated)."""
-    out: Array = cv2.GaussianBlur(grid.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    out: Array = cv2.GaussianBlur(
+        grid.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REPLICATE
+    )
     return out
 
 
@@ -56,7 +58,6 @@ def analyse(photo: Array, wants_water: bool = False) -> Scene:
     small = cv2.resize(photo, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
     lum = small @ np.array([0.299, 0.587, 0.114], np.float32)
     v = ((np.arange(gh, dtype=np.float32) + 0.5) / gh)[:, None]
-    u = ((np.arange(gw, dtype=np.float32) + 0.5) / gw)[None, :]
 
     soft = soften(lum, 1)
     grad = np.abs(cv2.Sobel(soft, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(soft, cv2.CV_32F, 0, 1))
@@ -89,7 +90,9 @@ def analyse(photo: Array, wants_water: bool = False) -> Scene:
     )
 
     # Water: below the horizon, smooth, and the sky's colour or blue.
-    below_horizon = smoothstep(horizon, horizon + 0.08, v) if horizon > 0 else smoothstep(0.55, 0.7, v)
+    below_horizon = (
+        smoothstep(horizon, horizon + 0.08, v) if horizon > 0 else smoothstep(0.55, 0.7, v)
+    )
     blue = smoothstep(0.02, 0.12, small[..., 2] - small[..., 0])
     like_sky = 1 - smoothstep(0.1, 0.25, np.abs(small - sky_rgb / 255).mean(axis=2))
     water = below_horizon * (1 - smoothstep(0.2, 0.5, texture)) * np.maximum(blue, like_sky)
@@ -124,7 +127,7 @@ def analyse(photo: Array, wants_water: bool = False) -> Scene:
         face_boxes=boxes + [face.box() for face in faces],
         subject_box=box,
         horizon=horizon,
-        light_xy=((lx + 0.5) / gw, (ly + 0.5) / gh),
+        light_xy=(float(lx + 0.5) / gw, float(ly + 0.5) / gh),
         sky_rgb=sky_rgb.astype(np.float32),
     )
 

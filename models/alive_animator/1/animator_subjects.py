@@ -48,7 +48,8 @@ class Face:
 def eye_openness(face: Face, eye: int) -> float:
     """Lid gap over eye width: ~0.25-0.35 open, under ~0.12 closed."""
     outer, inner, upper, lower = (face.points[i] for i in EYES[eye])
-    return float(np.linalg.norm(upper - lower) / max(np.linalg.norm(outer - inner), 1e-6))
+    width = float(np.linalg.norm(outer - inner))
+    return float(np.linalg.norm(upper - lower)) / max(width, 1e-6)
 
 
 def _protobuf_compatibility() -> None:
@@ -64,7 +65,7 @@ def _protobuf_compatibility() -> None:
 
     for cls in (symbol_database.SymbolDatabase, message_factory.MessageFactory):
         if not hasattr(cls, "GetPrototype"):
-            cls.GetPrototype = get_prototype  # type: ignore[attr-defined]
+            setattr(cls, "GetPrototype", get_prototype)  # noqa: B010 (absent from the stubs)
 
 
 @functools.cache

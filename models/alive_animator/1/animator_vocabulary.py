@@ -118,7 +118,6 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-
 def _normalised(text: str) -> str:
     """Lower case, accents removed, anything but letters and digits a single space, padded."""
     plain = unicodedata.normalize("NFKD", text.lower())
@@ -199,7 +198,7 @@ def plan_motion(prompt: str, seed: int) -> Plan:
 
     effects = frozenset(select_effects(prompt))
     zoom = (1.0, zoom_end)
-    pan_reach = 0.6
+    pan_reach = 0.35
     if "zoom_in" in effects:
         zoom, pan_reach = (1.0, zoom_end + 0.1), 0.25
     if "zoom_out" in effects:
@@ -207,7 +206,7 @@ def plan_motion(prompt: str, seed: int) -> Plan:
     sides = ("pan_right" in effects) - ("pan_left" in effects)
     if sides:
         # "Pan left" turns the camera left: the content moves right.
-        pan, pan_reach = (float(sides), 0.0), 0.9
+        pan, pan_reach = (float(sides), 0.0), 0.8
     grade = "night" if "night" in effects else "sunset" if "sunset" in effects else ""
     energy = 0.6 if "calm" in effects else 1.5 if "lively" in effects else 1.0
     has = effects.__contains__
