@@ -32,7 +32,7 @@ PROMPTS = (
 LABEL_HEIGHT = 22
 
 
-def _animator(module: str) -> ModuleType:
+def animator_module(module: str) -> ModuleType:
     """One of the animator's modules, imported as Triton's python backend imports them."""
     if str(ANIMATOR_DIR) not in sys.path:
         sys.path.insert(0, str(ANIMATOR_DIR))
@@ -42,7 +42,7 @@ def _animator(module: str) -> ModuleType:
 def effects_line(prompt: str) -> str:
     """What the animator will do for ``prompt``, for people: from its vocabulary table (the
     one place that knows the words), without loading the rest of the animator."""
-    return str(_animator("animator_vocabulary").describe(prompt))
+    return str(animator_module("animator_vocabulary").describe(prompt))
 
 
 def contact_sheet(
@@ -58,7 +58,7 @@ def contact_sheet(
     thumb_width: int = 144,
 ) -> Image.Image:
     """One row per prompt: ``columns`` frames spread over the video, shrunk to thumbnails."""
-    render, vocabulary = _animator("animator_render"), _animator("animator_vocabulary")
+    render, vocabulary = animator_module("animator_render"), animator_module("animator_vocabulary")
     count = max(1, round(seconds * fps))
     picks = np.linspace(0, count - 1, columns).round().astype(int)
     thumb_height = round(height * thumb_width / width)

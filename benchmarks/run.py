@@ -11,6 +11,8 @@
 5. The serving path (benchmarks/serving.py): the generator against a fixed-cost stand-in
    model, batched and unbatched; and the pipeline's throughput from (2) against the naive
    loop it replaces (one process per core: photo, animator, encode).
+6. The animator alone (benchmarks/animator.py): CPU per frame at the default size for a
+   set of prompts, and contact sheets (PNG, a row of frames per prompt) under out/.
 
 Figures go to stdout and to out/bench.json. The machine is shared and noisy: compare the
 ratios, which are measured in the same run, rather than absolute times across runs.
@@ -43,6 +45,7 @@ from alive_tools.client import AliveClient
 from alive_tools.embedded.stack import EmbeddedStack
 from alive_tools.moderation_eval import DEFAULT_SET, read_items
 from alive_tools.testing import StageHarness
+from benchmarks.animator import animator_cpu, contact_sheets
 from benchmarks.serving import generator_batching, naive_loop
 from services.moderation.photo.settings import PhotoCheckpointSettings
 from services.moderation.photo.stage import PhotoCheckpoint
@@ -218,6 +221,8 @@ def main() -> None:
     results["naive_loop_default_size"] = naive | {
         "naive_ratio": round(pipeline_rate / naive["jobs_per_min"], 2),
     }
+    results["animator_576x1024_cpu"] = animator_cpu()
+    results["contact_sheets"] = contact_sheets(args.out.parent)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -170,3 +170,16 @@ def test_auto_framing_keeps_faces_far_apart_whole(astronaut: np.ndarray) -> None
 def test_the_same_seed_gives_the_same_weather(valley: np.ndarray) -> None:
     a = render(valley, "rain and fog, sparkles", frames=6)
     assert np.array_equal(a, render(valley, "rain and fog, sparkles", frames=6))
+
+
+def test_a_contact_sheet_has_a_labelled_row_of_frames_per_prompt(valley: np.ndarray) -> None:
+    from alive_tools.contact_sheets import LABEL_HEIGHT, contact_sheet
+
+    prompts = ["make it rain", "golden sunset"]
+    sheet = contact_sheet(
+        valley, prompts, width=90, height=160, seconds=1, fps=8, columns=4, thumb_width=45
+    )
+    assert sheet.size == (4 * 45, 2 * (80 + LABEL_HEIGHT))
+    pixels = np.asarray(sheet)
+    rows = [pixels[r * (80 + LABEL_HEIGHT) + LABEL_HEIGHT :][:80] for r in range(2)]
+    assert red_minus_blue(rows[1]) > red_minus_blue(rows[0])  # the sunset row is warmer

@@ -267,3 +267,13 @@ def test_a_config_the_code_cannot_serve_stops_the_model_at_load(
     change(config)
     with pytest.raises(ValueError, match=message):
         started(adapter, config)
+
+
+def test_docs_show_the_vocabulary_as_the_code_has_it() -> None:
+    page = (VERSION_DIR.parents[2] / "docs" / "animator.md").read_text()
+    assert animator_vocabulary.markdown_table() in page
+
+
+def test_people_are_told_what_a_prompt_selected() -> None:
+    assert animator_vocabulary.describe("golden hour, make it rain").startswith("rain, sunset")
+    assert animator_vocabulary.describe("qwerty").startswith("default motion")

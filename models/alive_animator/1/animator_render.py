@@ -182,7 +182,7 @@ def _face_slack(scene: Scene, view: Array) -> Array:
     return slack
 
 
-class _Renderer:
+class Renderer:
     """Draws frames at any time t."""
 
     def __init__(self, picture: Array, scene: Scene, plan: Plan, width: int, height: int) -> None:
@@ -415,6 +415,18 @@ def _noise_texture(
     return (0.5 + 0.22 * field).astype(np.float32)
 
 
+def prepare(
+    image: Array, prompt: str, seed: int, width: int, height: int, framing: str = "auto"
+) -> Renderer:
+    """Everything done once per video: the plan, the framing, the photo's analysis."""
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
+    plan = plan_motion(prompt, seed)
+    picture, _ = frame_photo(np.ascontiguousarray(image), width, height, plan, framing)
+    scene = analyse(picture, wants_water="water" in plan.effects)
+    return Renderer(picture, scene, plan, width, height)
+
+
 def animate(
     image: Array,
     prompt: str,
@@ -428,13 +440,8 @@ def animate(
     """Frames [num_frames, height, width, 3] uint8 of the photo (H x W x 3 uint8) brought to
     life; a size of 0 is the photo's own."""
     check_inputs(image, num_frames, fps, width, height)
-    if framing not in FRAMINGS:
-        raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
     width, height = width or image.shape[1], height or image.shape[0]
-    plan = plan_motion(prompt, seed)
-    picture, _ = frame_photo(np.ascontiguousarray(image), width, height, plan, framing)
-    scene = analyse(picture, wants_water="water" in plan.effects)
-    renderer = _Renderer(picture, scene, plan, width, height)
+    renderer = prepare(image, prompt, seed, width, height, framing)
     frames = np.empty((num_frames, height, width, 3), np.uint8)
     for i in range(num_frames):
         renderer.render(i / fps, frames[i])

@@ -151,6 +151,13 @@ def describe(prompt: str) -> str:
     return f"{named} (always: eased camera, breathing subject, blinking faces)"
 
 
+def markdown_table() -> str:
+    """The vocabulary as docs/animator.md shows it (a test keeps the page current)."""
+    rows = ["| effect | words and phrases |", "|---|---|"]
+    rows += [f"| `{effect}` | {', '.join(phrases)} |" for effect, phrases in VOCABULARY.items()]
+    return "\n".join(rows)
+
+
 @dataclass(frozen=True)
 class Plan:
     """What moves and how much. Sizes are fractions of the frame, times are in seconds."""
