@@ -117,7 +117,7 @@ class FaceAnimator:
             upper=up_d,
             lower=low_d,
             skin=skin,
-            lash=max(0.07 * half, 0.6),
+            lash=max(0.055 * half, 0.6),
         )
 
     def render(self, t: float, work: Array) -> None:
@@ -167,4 +167,4 @@ class FaceAnimator:
         self.map_x[rows, cols] += move * eye.normal[0]
         self.map_y[rows, cols] += move * eye.normal[1]
         lash = np.exp(-(((v - lid) / eye.lash) ** 2)) * amount * (bulge > 0)
-        self.shade[rows, cols] *= 1 - 0.45 * lash
+        self.shade[rows, cols] *= 1 - 0.32 * lash

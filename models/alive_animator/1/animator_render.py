@@ -207,6 +207,8 @@ class Renderer:
         self.map_y = np.empty((height, width), np.float32)
         self.sampled = np.empty((height, width, 3), np.uint8)
         self.blend = np.empty((height, width, 3), np.float32)
+        self.keep = np.empty((height, width, 3), np.float32)
+        self.add = np.empty((height, width, 3), np.float32)
         self.particles = Particles(plan, width, height)
         self.stars = Stars(plan, scene.maps[..., SKY], scene.grid_scale) if plan.stars else None
         self.layer = np.zeros((height, width, 3), np.uint8)
@@ -262,11 +264,12 @@ class Renderer:
 
         rise = 1 - math.exp(-t / 1.2)
         cv2.transform(self.sampled, grade_matrix(self.plan, rise, t), dst=self.sampled)
-        keep, add = self._veil(t, maps, base_x * g, base_y * g, rise, scale)
-        keep_full = cv2.resize(keep, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-        add_full = cv2.resize(add, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-        cv2.multiply(self.sampled, keep_full, dst=self.blend, dtype=cv2.CV_32F)
-        cv2.add(self.blend, add_full, dst=self.blend)
+        keep, add = self._veil(t, maps, base_x * g, base_y * g, rise, (scale, cx, cy))
+        size = (self.width, self.height)
+        cv2.resize(keep, size, dst=self.keep, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(add, size, dst=self.add, interpolation=cv2.INTER_LINEAR)
+        cv2.multiply(self.sampled, self.keep, dst=self.blend, dtype=cv2.CV_32F)
+        cv2.add(self.blend, self.add, dst=self.blend)
         if self.particles.active or self.stars is not None:
             self.particles.draw(t, self.layer)
             if self.stars is not None:
@@ -280,7 +283,7 @@ class Renderer:
                     self.layer,
                 )
             cv2.add(self.blend, self.layer, dst=self.blend, dtype=cv2.CV_32F)
-        np.copyto(out, cv2.convertScaleAbs(self.blend))
+        cv2.convertScaleAbs(self.blend, dst=out)  # rounds and saturates to 0..255
 
     def _displacement(
         self, t: float, maps: Array, foliage: Array, scale: float, cy: float
@@ -323,10 +326,17 @@ class Renderer:
         return (dx * scale).astype(np.float32), (dy * scale).astype(np.float32)
 
     def _veil(
-        self, t: float, maps: Array, gx: Array, gy: Array, rise: float, scale: float
+        self,
+        t: float,
+        maps: Array,
+        gx: Array,
+        gy: Array,
+        rise: float,
+        view: tuple[float, float, float],
     ) -> tuple[Array, Array]:
         """Per low-res cell: what share of the graded photo stays (3 channels), and the light
-        added on top (clouds, fog, glow and rays; 3 channels, 0..255)."""
+        added on top (clouds, fog, glow and rays; 3 channels, 0..255). ``view`` is the
+        camera's (scale, centre x, centre y)."""
         plan = self.plan
         sky = maps[..., SKY]
         keep = np.ones(sky.shape, np.float32)
@@ -368,8 +378,9 @@ class Renderer:
             add = add * (1 - fog[..., None]) + fog[..., None] * self.fog_colour
         # Light: a soft glow where the photo is brightest, and rays fanning from it.
         lx, ly = self.scene.light_xy
-        sx = (lx * self.picture.shape[1] - self.camera.at(t)[1]) / scale / self.width + 0.5
-        sy = (ly * self.picture.shape[0] - self.camera.at(t)[2]) / scale / self.height + 0.5
+        scale, cx, cy = view
+        sx = (lx * self.picture.shape[1] - cx) / scale / self.width + 0.5
+        sy = (ly * self.picture.shape[0] - cy) / scale / self.height + 0.5
         dist2 = ((self.frame_x - sx) * self.width / self.height) ** 2 + (self.frame_y - sy) ** 2
         warm = np.array([255, 190, 110] if plan.grade == "sunset" else [255, 245, 225], np.float32)
         glow = (0.07 + 0.12 * (plan.grade == "sunset")) * rise * np.exp(-dist2 / 0.08)
