@@ -50,7 +50,7 @@ class Particles:
         self.rain_start = rng.uniform(0, 1, (rain_count, 2)).astype(np.float32)
         self.rain_speed = rng.uniform(1.3, 2.0, rain_count).astype(np.float32) * height
         self.rain_length = rng.uniform(0.025, 0.05, rain_count).astype(np.float32) * height
-        self.rain_shade = rng.uniform(70, 140, rain_count).astype(np.float32)
+        self.rain_shade = rng.uniform(55, 120, rain_count).astype(np.float32)
         self.rain_slant = 0.12 * (1 if plan.cloud_speed >= 0 else -1)
         snow_count = int(plan.snow * area / 1400)
         self.snow_start = rng.uniform(0, 1, (snow_count, 2)).astype(np.float32)

@@ -392,13 +392,8 @@ class Renderer:
             fan = 0.5 + 0.5 * np.sin(9 * angle + 0.25 * t + plan.phase) * np.sin(
                 5 * angle - 0.17 * t
             )
-            rays = (
-                plan.rays
-                * rise
-                * 0.14
-                * smoothstep(0.55, 0.95, fan)
-                * np.exp(-np.sqrt(dist2) / 0.7)
-            )
+            strength = plan.rays * rise * 0.09
+            rays = strength * smoothstep(0.45, 1.0, fan) * np.exp(-np.sqrt(dist2) / 0.7)
             glow = glow + rays
         add += glow[..., None] * warm
         if plan.grade == "sunset":
