@@ -183,3 +183,76 @@ def test_a_contact_sheet_has_a_labelled_row_of_frames_per_prompt(valley: np.ndar
     pixels = np.asarray(sheet)
     rows = [pixels[r * (80 + LABEL_HEIGHT) + LABEL_HEIGHT :][:80] for r in range(2)]
     assert red_minus_blue(rows[1]) > red_minus_blue(rows[0])  # the sunset row is warmer
+
+
+def test_clouds_drift_inside_the_sky_not_over_the_ground(valley: np.ndarray) -> None:
+    def change(prompt: str) -> tuple[float, float]:
+        frames = render(valley, prompt, 24, 8, (90, 160)).astype(np.int16)
+        moved = np.abs(frames[-1] - frames[-9]).mean(axis=(1, 2))  # per row, the last second
+        return float(moved[:40].mean()), float(moved[100:].mean())  # sky rows, ground rows
+
+    sky_plain, ground_plain = change("make this photo come alive")
+    sky_clouds, ground_clouds = change("clouds in the sky")
+    assert sky_clouds > sky_plain + 1.5, (sky_plain, sky_clouds)
+    assert abs(ground_clouds - ground_plain) < 1.0, (ground_plain, ground_clouds)
+
+
+def test_fog_lowers_the_contrast(valley: np.ndarray) -> None:
+    plain = render(valley, "make this photo come alive")[-1].astype(np.float64)
+    foggy = render(valley, "misty morning")[-1].astype(np.float64)
+    assert foggy.std() < 0.8 * plain.std()
+
+
+def bright_specks(frame: np.ndarray, reference: np.ndarray, rows: slice) -> int:
+    """Small spots much brighter than the same place in ``reference``."""
+    lift = frame[rows].astype(np.int16).min(axis=2) - reference[rows].astype(np.int16).min(axis=2)
+    count, _ = cv2.connectedComponents((lift > 40).astype(np.uint8))
+    return count - 1
+
+
+def test_sparkles_and_stars_add_bright_points_stars_only_in_the_sky(valley: np.ndarray) -> None:
+    starry = render(valley, "a starry night", 13, 12, (180, 320))[-1]
+    surroundings = cv2.medianBlur(starry, 5)  # a star is a point brighter than around it
+    assert bright_specks(starry, surroundings, slice(0, 80)) > 10  # the sky is the top 45 %
+    assert bright_specks(starry, surroundings, slice(200, 320)) == 0
+    plain = render(valley, "make this photo come alive", 13, 12, (180, 320))[-1]
+    sparkling = render(valley, "magical sparkles", 13, 12, (180, 320))[-1]
+    assert bright_specks(sparkling, plain, slice(0, 320)) >= 5
+
+
+def test_light_rays_brighten_the_frame_in_bands(valley: np.ndarray) -> None:
+    plain = render(valley, "make this photo come alive")[-1].astype(np.float64)
+    rays = render(valley, "sunbeams")[-1].astype(np.float64)
+    lift = (rays - plain).mean(axis=2)
+    assert lift.mean() > 1 and np.percentile(lift, 90) > 2 * max(np.percentile(lift, 10), 0.5)
+
+
+def landmark_series(frames: np.ndarray) -> list[animator_subjects.Face]:
+    faces = []
+    for frame in frames:
+        (face,) = animator_subjects.find_faces(frame)
+        faces.append(face)
+    return faces
+
+
+def test_smile_lifts_the_mouth_corners_and_tilt_turns_the_head(astronaut: np.ndarray) -> None:
+    def corners_above_lips(face: animator_subjects.Face) -> float:
+        points = face.points
+        lips = (points[13, 1] + points[14, 1]) / 2
+        corners = (points[61, 1] + points[291, 1]) / 2
+        return float(lips - corners)
+
+    def eye_line_degrees(face: animator_subjects.Face) -> float:
+        left, right = face.points[33], face.points[263]
+        return float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+
+    plain = landmark_series(
+        render(astronaut, "make this photo come alive", 36, 12, (288, 512))[::5]
+    )
+    smiling = landmark_series(render(astronaut, "smile", 36, 12, (288, 512))[::5])
+    lift = corners_above_lips(smiling[-1]) - corners_above_lips(plain[-1])
+    assert lift > 1.0, lift  # pixels, on a face about 100 pixels wide
+    tilting = landmark_series(render(astronaut, "tilt your head", 60, 12, (288, 512))[::4])
+    turned = [abs(eye_line_degrees(f) - eye_line_degrees(tilting[0])) for f in tilting]
+    steady = [abs(eye_line_degrees(f) - eye_line_degrees(plain[0])) for f in plain]
+    assert max(turned) > 1.5 and max(turned) > 2 * max(steady), (turned, steady)

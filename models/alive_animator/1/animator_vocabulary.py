@@ -231,7 +231,7 @@ def plan_motion(prompt: str, seed: int) -> Plan:
         cloud_speed=cloud_speed * energy * (1.8 if has("wind") else 1.0),
         rain=1.0 * energy if has("rain") else 0.0,
         snow=1.0 * energy if has("snow") else 0.0,
-        fog=0.55 if has("fog") else 0.0,
+        fog=0.7 if has("fog") else 0.0,
         stars=1.0 if has("stars") or grade == "night" else 0.0,
         sparkles=1.0 if has("sparkles") else 0.0,
         rays=1.0 if has("light_rays") or (grade == "sunset" and not has("rain")) else 0.0,
