@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from google.protobuf import json_format, text_format
@@ -277,3 +278,20 @@ def test_docs_show_the_vocabulary_as_the_code_has_it() -> None:
 def test_people_are_told_what_a_prompt_selected() -> None:
     assert animator_vocabulary.describe("golden hour, make it rain").startswith("rain, sunset")
     assert animator_vocabulary.describe("qwerty").startswith("default motion")
+
+
+def test_a_subject_that_is_not_a_person_is_separated_from_its_background() -> None:
+    """A furry brown blob (an animal, say) in the middle of a green and blue scene."""
+    rng = np.random.default_rng(3)
+    height, width = 240, 320
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    photo = np.stack([40 + 0 * x, 120 + 60 * y / height, 180 - 80 * y / height], axis=2)
+    body = ((x - 160) / 70) ** 2 + ((y - 130) / 60) ** 2 < 1
+    photo[body] = [120, 75, 40]
+    photo += rng.normal(0, 10, photo.shape)
+    photo = np.clip(photo, 0, 255).astype(np.uint8)
+    scene = animator_scene.analyse(photo)
+    grid = scene.maps[..., animator_scene.SUBJECT] > 0.5
+    small_body = cv2.resize(body.astype(np.uint8), grid.shape[::-1]) > 0
+    overlap = (grid & small_body).sum() / max((grid | small_body).sum(), 1)
+    assert overlap > 0.7, overlap

@@ -134,7 +134,10 @@ def analyse(photo: Array, wants_water: bool = False) -> Scene:
 
 def _subject(photo: Array, small: Array) -> Array:
     """0..1 on the grid: a person if mediapipe finds one, else GrabCut's foreground from a
-    centred box (animals, objects), if it is a plausible share of the photo; else nothing."""
+    centred box (animals, objects), if it is a plausible share of the photo; else nothing.
+
+    The person segmenter also marks a close-up animal (the sample cat): that is the subject
+    in front too, so it is kept (face effects use the face models, not this mask)."""
     gh, gw = small.shape[:2]
     people = cv2.resize(person_mask(photo), (gw, gh), interpolation=cv2.INTER_AREA)
     if (people > 0.5).mean() > 0.02:
