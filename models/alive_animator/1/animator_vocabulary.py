@@ -205,7 +205,7 @@ def plan_motion(prompt: str, seed: int) -> Plan:
 
     effects = frozenset(select_effects(prompt))
     zoom = (1.0, zoom_end)
-    pan_reach = 0.35
+    pan_reach = 0.22
     if "zoom_in" in effects:
         zoom, pan_reach = (1.0, zoom_end + 0.1), 0.25
     if "zoom_out" in effects:
