@@ -256,3 +256,16 @@ def test_smile_lifts_the_mouth_corners_and_tilt_turns_the_head(astronaut: np.nda
     turned = [abs(eye_line_degrees(f) - eye_line_degrees(tilting[0])) for f in tilting]
     steady = [abs(eye_line_degrees(f) - eye_line_degrees(plain[0])) for f in plain]
     assert max(turned) > 1.5 and max(turned) > 2 * max(steady), (turned, steady)
+
+
+def test_the_wind_reaches_the_hair_and_not_the_face(astronaut: np.ndarray) -> None:
+    import animator_scene
+
+    scene = animator_scene.analyse(astronaut)
+    (face,) = scene.faces
+    left, top, right, bottom = (v / scene.grid_scale for v in face.box())
+    columns = slice(int(left) + 2, int(right) - 2)
+    eyes = face.points[[33, 263], 1].mean() / scene.grid_scale
+    hair = scene.foliage[int(top) : int(top + 0.6 * (eyes - top)), columns]
+    cheeks = scene.foliage[int(eyes) + 3 : int(bottom) - 2, columns]
+    assert hair.mean() > 0.3 and cheeks.max() < 0.1, (hair.mean(), cheeks.max())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from animator_subjects import Array, Face, face_boxes, find_faces, person_mask
+from animator_subjects import EYES, Array, Face, face_boxes, find_faces, person_mask
 
 GRID_SIDE = 192  # the analysis grid's longer side, cells
 # Map channels (``Scene.maps``): depth 0 far .. 1 near; the subject; the sky; water.
@@ -103,6 +103,7 @@ def analyse(photo: Array, wants_water: bool = False) -> Scene:
     red, green, blue_c = small[..., 0], small[..., 1], small[..., 2]
     greenish = smoothstep(0.0, 0.06, green - np.maximum(red, blue_c) * 0.95)
     foliage = soften(greenish * smoothstep(0.1, 0.4, texture) * (1 - sky) * (1 - subject), 1.5)
+    foliage = np.maximum(foliage, _hair(faces, subject, width / gw))
 
     # Depth proxy: lower is nearer, detail nearer, the subject nearest, the sky farthest.
     depth = (0.65 * v**1.5 + 0.2 * texture + 0.15 * soften(subject, 3)) * (1 - 0.9 * sky)
@@ -130,6 +131,25 @@ def analyse(photo: Array, wants_water: bool = False) -> Scene:
         light_xy=(float(lx + 0.5) / gw, float(ly + 0.5) / gh),
         sky_rgb=sky_rgb.astype(np.float32),
     )
+
+
+def _hair(faces: list[Face], subject: Array, scale: float) -> Array:
+    """0..1 on the grid: the subject above and beside each face's eyes (hair, a hat), which
+    the wind moves like foliage."""
+    gh, gw = subject.shape
+    rows = (np.arange(gh, dtype=np.float32)[:, None] + 0.5) * scale
+    columns = (np.arange(gw, dtype=np.float32)[None, :] + 0.5) * scale
+    hair = np.zeros((gh, gw), np.float32)
+    for face in faces:
+        left, top, right, bottom = face.box()
+        eyes = float(face.points[list(EYES[0][:2]) + list(EYES[1][:2]), 1].mean())
+        reach = 0.35 * (right - left)
+        above = 1 - smoothstep(eyes - 0.1 * (bottom - top), eyes + 0.1 * (bottom - top), rows)
+        beside = smoothstep(left - reach, left, columns) * (
+            1 - smoothstep(right, right + reach, columns)
+        )
+        hair = np.maximum(hair, above * beside * subject)
+    return hair
 
 
 def _subject(photo: Array, small: Array) -> Array:
