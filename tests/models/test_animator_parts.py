@@ -259,6 +259,10 @@ def test_a_bad_request_gets_a_clear_error_and_the_others_in_its_batch_are_served
             lambda config: config["parameters"]["model_version"].update(string_value="other"),
             "model_version",
         ),
+        (
+            lambda config: config["parameters"]["framing"].update(string_value="letterbox"),
+            "framing",
+        ),
     ],
 )
 def test_a_config_the_code_cannot_serve_stops_the_model_at_load(
@@ -268,6 +272,19 @@ def test_a_config_the_code_cannot_serve_stops_the_model_at_load(
     change(config)
     with pytest.raises(ValueError, match=message):
         started(adapter, config)
+
+
+def test_a_request_with_a_frame_size_gets_frames_of_that_size(adapter: ModuleType) -> None:
+    config = model_config()
+    request = request_for(config, outputs=("FRAMES",), image=landscape(64, 112), size=(48, 96))
+    (response,) = started(adapter, config).execute([request])
+    assert response.error is None
+    assert response.output_tensors[0].array.shape == (1, 4, 96, 48, 3)
+    mixed = batch_of(np.zeros((32, 32, 3), np.uint8), size=(48, 96))
+    mixed = {k: np.concatenate([v, v]) for k, v in mixed.items()}
+    mixed["width"][1] = 64
+    with pytest.raises(animator_render.InvalidInput, match="WIDTH and HEIGHT must be the same"):
+        animator_requests.read_batch(**mixed)
 
 
 def test_docs_show_the_vocabulary_as_the_code_has_it() -> None:
