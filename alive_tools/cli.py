@@ -13,6 +13,8 @@ alive env [--json]             print the running stack's addresses as shell expo
 alive topics                   create Alive's topics on the configured Kafka (deployments)
 alive verify FILE... [--json]  check the C2PA provenance of videos and images (any tool's)
 alive dev-chain DIR            make a development C2PA signing chain (never for production)
+alive demo [--photo P] [--prompt T]  contact sheets of the embedded animator (no stack):
+                               a PNG per photo under out/, a row of frames per prompt
 
 Exit codes: 0 done (READY or PUBLISHED); 1 the job was rejected, vetoed or failed, or a
 service exited uncleanly; 2 a usage error; 3 no stack is running here; 4 the photo file
@@ -52,6 +54,7 @@ from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent, Verdict
 from alive_tools.client import AliveClient, Rejected
+from alive_tools.contact_sheets import PROMPTS, SAMPLES, effects_line, write_sheets
 from alive_tools.embedded.stack import REPO_ROOT, EmbeddedStack
 from alive_tools.keys import mint_token
 from alive_tools.signing_chain import ensure_dev_chain
@@ -109,6 +112,12 @@ def main(argv: list[str] | None = None) -> None:
     env.add_argument("--json", action="store_true", help="everything the stack wrote, as JSON")
     commands.add_parser("topics", help="create the topics on the configured Kafka")
     _add_provenance_commands(commands)
+
+    demo = commands.add_parser("demo", help="contact sheets of the animator, under out/")
+    demo.add_argument("--photo", type=Path, action="append", help="repeatable (default: samples)")
+    demo.add_argument("--prompt", action="append", help="repeatable (default: a set of effects)")
+    demo.add_argument("--seed", type=int, default=1, help="same seed, same frames")
+    demo.add_argument("--out", type=Path, default=Path("out"), help="where the PNGs go")
     args = parser.parse_args(argv)
     handlers = {
         "run": _run,
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         "topics": _topics,
         "verify": _verify,
         "dev-chain": _dev_chain,
+        "demo": _demo,
     }
     sys.exit(handlers[args.command](args))
 
@@ -312,6 +322,16 @@ def _dev_chain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    photos = args.photo or list(SAMPLES)
+    prompts = args.prompt or list(PROMPTS)
+    with console.status(f"animating {len(photos)} photo(s) x {len(prompts)} prompt(s)…"):
+        sheets = write_sheets(photos, prompts, args.out, seed=args.seed)
+    for sheet in sheets:
+        print(sheet)
+    return 0
+
+
 def _submit_and_show(
     client: AliveClient,
     args: argparse.Namespace,
@@ -336,6 +356,7 @@ def _submit_and_show(
         return 1
     job_id = response.job_id
     console.print(f"job {job_id}")
+    console.print(f"animator effects: {effects_line(args.prompt or DEFAULT_PROMPT)}")
     view = _follow(client, job_id, stop_at_ready=True)
     if view.state != JobState.READY:
         _print_path(view)

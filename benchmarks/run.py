@@ -16,6 +16,8 @@
    the model's; and the per-stage times of the tiny diffusion model's jobs.
 7. Provenance per video (benchmarks/provenance.py): labelling remux, C2PA signing and the
    verification after it, for 1, 5 and 20 MB videos.
+8. The animator alone (benchmarks/animator.py): CPU per frame at the default size for a
+   set of prompts, and contact sheets (PNG, a row of frames per prompt) under out/.
 
 Figures go to stdout and to out/bench.json. The machine is shared and noisy: compare the
 ratios, which are measured in the same run, rather than absolute times across runs.
@@ -45,6 +47,7 @@ from alive.v1.events_pb2 import BlobRef, Job, OutputSpec
 from alive_tools.embedded.stack import EmbeddedStack
 from alive_tools.moderation_eval import DEFAULT_SET, read_items
 from alive_tools.testing import StageHarness
+from benchmarks.animator import animator_cpu, contact_sheets
 from benchmarks.memory import PeakMemory, tree_rss_bytes
 from benchmarks.pipeline import (
     diffusion_stage_times,
@@ -209,6 +212,9 @@ def main() -> None:
         "loop_peak_memory_gib": loop_memory.peak_gib,
     }
     results["provenance_per_video"] = signing_cost()
+
+    results["animator_576x1024_cpu"] = animator_cpu()
+    results["contact_sheets"] = contact_sheets(args.out.parent)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

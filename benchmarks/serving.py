@@ -142,11 +142,11 @@ def _naive_worker(args: tuple[bytes, int, int, str]) -> int:
     from PIL import Image
 
     from alive.media import encode_h264
-    from services.generator.framing import fit_to_frame
+    from services.generator.framing import reduce_for_camera
 
     for seed in range(first_seed, first_seed + count):
-        image = fit_to_frame(Image.open(io.BytesIO(photo)), 576, 1024)
-        frames = animate(image, "make this photo come alive", seed, 96, 24)
+        image = reduce_for_camera(Image.open(io.BytesIO(photo)), 576, 1024)
+        frames = animate(image, "make this photo come alive", seed, 96, 24, 576, 1024)
         encode_h264(frames, 24, Path(out) / f"{seed}.mp4")
     return count
 

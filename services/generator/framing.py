@@ -1,4 +1,7 @@
-"""Fits a photo into the output frame (e.g. a 9:16 Story) before animation."""
+"""Prepares the photo for a model: fitted into the output frame (e.g. a 9:16 Story) for a
+model that animates the frame it is given, or just reduced for one that frames the photo
+itself (it declares WIDTH and HEIGHT inputs, as alive_animator does: its camera moves across
+the photo)."""
 
 from __future__ import annotations
 
@@ -24,6 +27,21 @@ def fit_to_frame(photo: Image.Image, width: int, height: int) -> npt.NDArray[np.
     foreground = photo.resize(size, Image.Resampling.LANCZOS)
     background.paste(foreground, ((width - size[0]) // 2, (height - size[1]) // 2))
     return np.asarray(background)
+
+
+# A model that frames the photo itself gets it reduced to cover the frame with this much to
+# spare (its camera zooms in a little), never enlarged.
+CAMERA_HEADROOM = 1.25
+
+
+def reduce_for_camera(photo: Image.Image, width: int, height: int) -> npt.NDArray[np.uint8]:
+    """The whole photo as uint8 [h, w, 3], no larger than a frame of width x height needs."""
+    photo = photo.convert("RGB")
+    scale = max(width / photo.width, height / photo.height) * CAMERA_HEADROOM
+    if scale < 1:
+        size = (max(width, round(photo.width * scale)), max(height, round(photo.height * scale)))
+        photo = photo.resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(photo)
 
 
 def _cover(photo: Image.Image, width: int, height: int) -> Image.Image:

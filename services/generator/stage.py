@@ -40,7 +40,7 @@ from alive.pipeline import GENERATOR
 from alive.reasons import ReasonCode
 from alive.stage import Cancelled, PermanentError, Stage, StageContext, TransientError, Veto
 from alive.v1.events_pb2 import GenerationInfo, Job
-from services.generator.framing import fit_to_frame
+from services.generator.framing import fit_to_frame, reduce_for_camera
 from services.generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,12 @@ _TRANSIENT_STREAM_PHRASES = (
     "request cancelled",
 )
 # The inputs a video model may declare (models/*/config.pbtxt): the first five every model
-# takes; the diffusion model's come from settings.
+# takes; the diffusion model's come from settings. A model that declares the frame's size
+# (WIDTH, HEIGHT) gets the whole photo and frames it itself; any other gets it fitted.
+FRAME_SIZE_INPUTS = frozenset({"WIDTH", "HEIGHT"})
 KNOWN_INPUTS = frozenset(
     {"IMAGE", "PROMPT", "SEED", "NUM_FRAMES", "FPS", "NEGATIVE_PROMPT", "STEPS", "GUIDANCE"}
+    | FRAME_SIZE_INPUTS
 )
 _MAX_MESSAGE = 2**31 - 1  # frames are large (576x1024x96 RGB is 170 MB)
 
@@ -208,14 +211,20 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         assert self._client is not None
         spec = event.output
         photo_bytes = await asyncio.to_thread(self.blobs.get_bytes, event.photo)
+        prepare = (
+            reduce_for_camera
+            if FRAME_SIZE_INPUTS <= set(await self._model_inputs())
+            else fit_to_frame
+        )
         image = await asyncio.to_thread(
-            lambda: fit_to_frame(Image.open(io.BytesIO(photo_bytes)), spec.width, spec.height)
+            lambda: prepare(Image.open(io.BytesIO(photo_bytes)), spec.width, spec.height)
         )
         count = frame_count(spec)
+        shape = (spec.height, spec.width, 3)
         video = await self._until_cancelled(
-            self._animate(image, event.prompt, event.seed, count, spec.fps, ctx), ctx
+            self._animate(image, shape, event.prompt, event.seed, count, spec.fps, ctx), ctx
         )
-        await asyncio.to_thread(checked_video, video, count, image.shape)
+        await asyncio.to_thread(checked_video, video, count, shape)
         key = output_key(video_prefix(event.job_id, "generated"), ".mp4")
         ref = await asyncio.to_thread(self.blobs.put_bytes, key, video, "video/mp4")
         event.video.CopyFrom(ref)
@@ -231,15 +240,19 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
     async def _animate(
         self,
         image: npt.NDArray[np.uint8],
+        shape: tuple[int, int, int],
         prompt: str,
         seed: int,
         num_frames: int,
         fps: int,
         ctx: StageContext,
     ) -> bytes:
-        """The MP4 the model made (or, with ``raw_frames``, encoded here from its frames)."""
-        values = {
+        """The MP4 the model made (or, with ``raw_frames``, encoded here from its frames) of
+        frames of ``shape`` (height, width, 3)."""
+        values: dict[str, tuple[npt.NDArray[Any], str]] = {
             "IMAGE": (image[np.newaxis], "UINT8"),
+            "WIDTH": (np.array([[shape[1]]], dtype=np.int32), "INT32"),
+            "HEIGHT": (np.array([[shape[0]]], dtype=np.int32), "INT32"),
             "PROMPT": (np.array([[prompt.encode()]], dtype=np.object_), "BYTES"),
             "SEED": (np.array([[seed & (2**63 - 1)]], dtype=np.int64), "INT64"),
             "NUM_FRAMES": (np.array([[num_frames]], dtype=np.int32), "INT32"),
@@ -259,7 +272,7 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         finally:
             self._infer_seconds.labels(model, outcome).observe(time.perf_counter() - started)
         if self.settings.raw_frames:
-            frames = checked_frames(result.as_numpy("FRAMES"), num_frames, image.shape)
+            frames = checked_frames(result.as_numpy("FRAMES"), num_frames, shape)
             return await asyncio.to_thread(encode_h264_bytes, frames, fps, label=self._label)
         return the_video(result.as_numpy("VIDEO"))
 

@@ -114,7 +114,18 @@ async def test_one_request_returns_the_frames_animate_makes(
     assert np.array_equal(frames[0], expected)
     config = await client.get_model_config(MODEL, as_json=True)
     version = config["config"]["parameters"]["model_version"]["string_value"]
-    assert version == "procedural-animator-1"
+    assert version == load_model_module().MODEL_VERSION
+
+
+async def test_a_request_with_a_frame_size_gets_frames_of_that_size(
+    client: InferenceServerClient,
+) -> None:
+    inputs = request(photo(64, 112))  # a landscape photo, framed into a portrait frame
+    for name in ("WIDTH", "HEIGHT"):
+        size = InferInput(name, [1, 1], "INT32")
+        size.set_data_from_numpy(np.array([[48 if name == "WIDTH" else 96]], np.int32))
+        inputs.append(size)
+    assert (await frames_of(client, inputs)).shape == (1, 9, 96, 48, 3)
 
 
 async def test_concurrent_requests_are_batched(client: InferenceServerClient) -> None:

@@ -74,5 +74,8 @@ BACKEND_UTILS = SimpleNamespace(
     TritonError=TritonError,
     InferenceResponse=Response,
     Tensor=Tensor,
-    get_input_tensor_by_name=lambda request, name: Tensor(name, request.tensors[name]),
+    # As Triton does, None for an (optional) input the request did not send.
+    get_input_tensor_by_name=lambda request, name: (
+        Tensor(name, request.tensors[name]) if name in request.tensors else None
+    ),
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from google.protobuf import json_format, text_format
@@ -31,25 +32,59 @@ import animator_vocabulary  # noqa: E402
 from tests.models.test_animator import landscape  # noqa: E402
 
 
-def test_words_steer_the_motion_plan_and_the_seed_alone_does_not_change_with_words() -> None:
+def test_words_steer_the_plan_and_the_seed_alone_does_not_change_with_words() -> None:
     plain = animator_vocabulary.plan_motion("a valley", seed=5)
-    assert plain.warmth == 0 and plain.ripple == 0 and plain.sway == 0
-    assert animator_vocabulary.plan_motion("a golden sunset", seed=5).warmth == 1.0
-    assert animator_vocabulary.plan_motion("moonlit night", seed=5).warmth == -1.0
-    assert animator_vocabulary.plan_motion("waves on the lake", seed=5).ripple > 0
-    assert animator_vocabulary.plan_motion("a windy day", seed=5).sway > 0
+    assert plain.grade == "" and plain.rain == 0 and not plain.wink and plain.effects == set()
+    assert animator_vocabulary.plan_motion("a golden sunset", seed=5).grade == "sunset"
+    assert animator_vocabulary.plan_motion("moonlit night", seed=5).grade == "night"
+    assert animator_vocabulary.plan_motion("waves on the lake", seed=5).ripple > plain.ripple
+    assert animator_vocabulary.plan_motion("a windy day", seed=5).wind > plain.wind
     calm = animator_vocabulary.plan_motion("calm valley", seed=5)
-    assert calm.zoom < plain.zoom and calm.noise_seed == plain.noise_seed
+    assert calm.parallax < plain.parallax and calm.noise_seed == plain.noise_seed
     pulled = animator_vocabulary.plan_motion("slowly pull back", seed=5)
-    assert pulled.zoom_out and pulled.pan == (0.0, 0.0)
+    assert pulled.zoom[0] > pulled.zoom[1]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "effects"),
+    [
+        ("Make it RAIN", {"rain"}),
+        ("Regen und Nebel", {"rain", "fog"}),
+        ("il pleut, coucher de soleil", {"rain", "sunset"}),
+        ("nieve y estrellas", {"snow", "stars"}),
+        ("un occhiolino e un sorriso", {"wink", "smile"}),
+        ("animate this selfie to wink and smile", {"wink", "smile"}),
+        ("golden hour over the sea", {"sunset", "water"}),
+        ("sunbeams through the trees, windy", {"light_rays", "wind"}),
+        ("sparkles", {"sparkles"}),
+        ("clouds in the sky", {"clouds"}),
+        ("Schnee fällt bei Nacht", {"snow", "night"}),
+        ("qwerty zxcv", set()),  # unknown words: the default motion
+        ("rainbow sundae", set()),  # whole words only: no rain, no sun
+    ],
+)
+def test_the_vocabulary_maps_words_and_phrases_in_several_languages(
+    prompt: str, effects: set[str]
+) -> None:
+    assert set(animator_vocabulary.select_effects(prompt)) == effects
+
+
+def test_every_effect_has_words_and_no_word_belongs_to_two_effects() -> None:
+    seen: dict[str, str] = {}
+    for effect, phrases in animator_vocabulary.VOCABULARY.items():
+        assert phrases, effect
+        for phrase in phrases:
+            assert seen.setdefault(phrase, effect) == effect, phrase
 
 
 def test_the_sky_is_found_above_the_ground_of_a_landscape() -> None:
     scene = animator_scene.analyse(landscape(height=112, width=64))
-    top, bottom = scene.sky[: scene.sky_rows // 2].mean(), scene.sky[-20:].mean()
-    assert top > 0.5 and bottom == 0.0
+    sky = scene.maps[..., animator_scene.SKY]
+    rows = sky.shape[0]
+    assert sky[: rows // 5].mean() > 0.5 and sky[-rows // 5 :].mean() == 0.0
     assert 0.2 < scene.horizon < 0.7
-    assert scene.depth[-1].mean() > scene.depth[0].mean()  # the ground is nearer than the sky
+    depth = scene.maps[..., animator_scene.DEPTH]
+    assert depth[-1].mean() > depth[0].mean()  # the ground is nearer than the sky
 
 
 @pytest.mark.parametrize(
@@ -104,16 +139,26 @@ def model_config() -> dict[str, Any]:
 
 
 def batch_of(
-    image: np.ndarray, prompt: str = "clouds", seed: int = 3, num_frames: int = 4, fps: int = 8
+    image: np.ndarray,
+    prompt: str = "clouds",
+    seed: int = 3,
+    num_frames: int = 4,
+    fps: int = 8,
+    size: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """read_batch's arguments for a batch of one item, shaped as Triton hands them over."""
-    return {
+    """read_batch's arguments for a batch of one item, shaped as Triton hands them over;
+    ``size`` (width, height) of the frame, or None to leave the optional inputs out."""
+    arrays = {
         "image": image[np.newaxis],
         "prompt": np.array([[prompt.encode()]], dtype=np.object_),
         "seed": np.array([[seed]], np.int64),
         "num_frames": np.array([[num_frames]], np.int32),
         "fps": np.array([[fps]], np.int32),
     }
+    if size is not None:
+        arrays["width"] = np.array([[size[0]]], np.int32)
+        arrays["height"] = np.array([[size[1]]], np.int32)
+    return arrays
 
 
 def started(adapter: ModuleType, config: dict[str, Any]) -> Any:
@@ -128,7 +173,11 @@ def request_for(
     """A request carrying ``batch_of(**item)`` under the input names ``config`` declares,
     asking for ``outputs`` (default: every output the config declares)."""
     arrays = batch_of(**item)
-    inputs = {tensor["name"]: arrays[tensor["name"].lower()] for tensor in config["input"]}
+    inputs = {
+        tensor["name"]: arrays[tensor["name"].lower()]
+        for tensor in config["input"]
+        if tensor["name"].lower() in arrays
+    }
     asked = outputs or tuple(tensor["name"] for tensor in config["output"])
     return Request(inputs, asked)
 
@@ -211,6 +260,10 @@ def test_a_bad_request_gets_a_clear_error_and_the_others_in_its_batch_are_served
             lambda config: config["parameters"]["model_version"].update(string_value="other"),
             "model_version",
         ),
+        (
+            lambda config: config["parameters"]["framing"].update(string_value="letterbox"),
+            "framing",
+        ),
     ],
 )
 def test_a_config_the_code_cannot_serve_stops_the_model_at_load(
@@ -220,3 +273,43 @@ def test_a_config_the_code_cannot_serve_stops_the_model_at_load(
     change(config)
     with pytest.raises(ValueError, match=message):
         started(adapter, config)
+
+
+def test_a_request_with_a_frame_size_gets_frames_of_that_size(adapter: ModuleType) -> None:
+    config = model_config()
+    request = request_for(config, outputs=("FRAMES",), image=landscape(64, 112), size=(48, 96))
+    (response,) = started(adapter, config).execute([request])
+    assert response.error is None
+    assert response.output_tensors[0].array.shape == (1, 4, 96, 48, 3)
+    mixed = batch_of(np.zeros((32, 32, 3), np.uint8), size=(48, 96))
+    mixed = {k: np.concatenate([v, v]) for k, v in mixed.items()}
+    mixed["width"][1] = 64
+    with pytest.raises(animator_render.InvalidInput, match="WIDTH and HEIGHT must be the same"):
+        animator_requests.read_batch(**mixed)
+
+
+def test_docs_show_the_vocabulary_as_the_code_has_it() -> None:
+    page = (VERSION_DIR.parents[2] / "docs" / "animator.md").read_text()
+    assert animator_vocabulary.markdown_table() in page
+
+
+def test_people_are_told_what_a_prompt_selected() -> None:
+    assert animator_vocabulary.describe("golden hour, make it rain").startswith("rain, sunset")
+    assert animator_vocabulary.describe("qwerty").startswith("default motion")
+
+
+def test_a_subject_that_is_not_a_person_is_separated_from_its_background() -> None:
+    """A furry brown blob (an animal, say) in the middle of a green and blue scene."""
+    rng = np.random.default_rng(3)
+    height, width = 240, 320
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    photo = np.stack([40 + 0 * x, 120 + 60 * y / height, 180 - 80 * y / height], axis=2)
+    body = ((x - 160) / 70) ** 2 + ((y - 130) / 60) ** 2 < 1
+    photo[body] = [120, 75, 40]
+    photo += rng.normal(0, 10, photo.shape)
+    photo = np.clip(photo, 0, 255).astype(np.uint8)
+    scene = animator_scene.analyse(photo)
+    grid = scene.maps[..., animator_scene.SUBJECT] > 0.5
+    small_body = cv2.resize(body.astype(np.uint8), grid.shape[::-1]) > 0
+    overlap = (grid & small_body).sum() / max((grid | small_body).sum(), 1)
+    assert overlap > 0.7, overlap

@@ -173,3 +173,21 @@ def test_a_log_gets_each_step_as_a_line(
     with cli._working("starting the broker…"):
         pass
     assert capsys.readouterr().err == "starting the broker…\n"
+
+
+def test_demo_writes_a_contact_sheet_per_photo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    from alive_tools.contact_sheets import LABEL_HEIGHT
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (96, 64), (90, 140, 200)).save(photo)
+    args = ["demo", "--photo", str(photo), "--prompt", "snow", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as done:
+        cli.main(args)
+    sheet = tmp_path / "out" / "contact-photo.png"
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == str(sheet)
+    # One row (one prompt) of six 9:16 thumbnails 144 pixels wide, under its label.
+    assert Image.open(sheet).size == (6 * 144, 256 + LABEL_HEIGHT)

@@ -1,414 +1,454 @@
-"""Renders frames: a virtual camera (zoom or pan with parallax between near and far), a
-drifting sky with procedural clouds, water ripple, wind sway and slowly shifting light.
+"""Renders frames: a virtual camera moving across the photo, the subject breathing and swaying
+in front of its background (parallax), faces blinking or smiling, water rippling, foliage in
+the wind, and the atmosphere the prompt asks for.
 
 ``animate`` is the one entry point; ``check_inputs`` is the one place its inputs are checked
 (animate runs it, and so does request decoding, to refuse a whole batch before rendering any of
 it). Motion is a function of time in seconds, so fps only changes how it is sampled; the same
-(image, prompt, seed, num_frames, fps) gives bit-identical frames.
+(photo, prompt, seed, size, num_frames, fps) gives bit-identical frames.
+
+Framing: the photo is scaled to cover the frame with a little room to zoom, and the camera
+travels across it on an eased path (``fill``), keeping faces in view. A photo whose faces
+would not fit in the frame together is shown whole over a blurred, enlarged copy of itself
+instead (``surround``); ``auto`` picks between the two.
+
+Per frame, the smooth parts (where each pixel comes from, cloud and fog cover, light) are
+computed on a grid a quarter of the frame's size and resized; only the photo's sampling, the
+blend and the particles touch every pixel, and all buffers are allocated once.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
+import cv2
 import numpy as np
-from animator_scene import Array, Scene, analyse, blur, smoothstep
-from animator_vocabulary import Motion, plan_motion
+from animator_effects import Particles, Stars, grade_matrix
+from animator_faces import FaceAnimator
+from animator_scene import DEPTH, SKY, SUBJECT, WATER, Scene, analyse, smoothstep, soften
+from animator_subjects import Array, face_boxes
+from animator_vocabulary import Plan, plan_motion
 
 MAX_FRAMES = 600
 MAX_FPS = 60
 MIN_SIDE = 16
 MAX_SIDE = 4096
-
-# Tints of the light per channel (R, G, B) that "warm" and "cool" grade towards.
-_WARM_TINT = np.array([0.15, 0.04, -0.16], dtype=np.float32)
-_COOL_TINT = np.array([-0.14, -0.06, 0.06], dtype=np.float32)  # bluer and dimmer
+FRAMINGS = ("auto", "fill", "surround")
+LOW_RES = 4  # the smooth parts are computed on a grid this many times smaller
 
 
 class InvalidInput(ValueError):
     """A request the model cannot animate; the message says which input and why."""
 
 
-def check_inputs(image: Array, num_frames: int, fps: int) -> None:
-    """Raises InvalidInput unless ``animate`` can take this photo at this length and rate."""
+def check_inputs(image: Array, num_frames: int, fps: int, width: int = 0, height: int = 0) -> None:
+    """Raises InvalidInput unless ``animate`` can take this photo at this length, rate and
+    output size (0: the photo's own)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise InvalidInput(f"IMAGE must be uint8 H x W x 3, got {image.dtype} {image.shape}")
-    height, width = image.shape[:2]
-    if min(height, width) < MIN_SIDE or max(height, width) > MAX_SIDE:
+    photo_h, photo_w = image.shape[:2]
+    if min(photo_h, photo_w) < MIN_SIDE or max(photo_h, photo_w) > MAX_SIDE:
         raise InvalidInput(
-            f"IMAGE sides must be {MIN_SIDE}..{MAX_SIDE} pixels, got {width}x{height}"
+            f"IMAGE sides must be {MIN_SIDE}..{MAX_SIDE} pixels, got {photo_w}x{photo_h}"
         )
+    for name, side in (("WIDTH", width), ("HEIGHT", height)):
+        if side and not MIN_SIDE <= side <= MAX_SIDE:
+            raise InvalidInput(
+                f"{name} must be 0 (the photo's) or {MIN_SIDE}..{MAX_SIDE}, got {side}"
+            )
     if not 1 <= num_frames <= MAX_FRAMES:
         raise InvalidInput(f"NUM_FRAMES must be 1..{MAX_FRAMES}, got {num_frames}")
     if not 1 <= fps <= MAX_FPS:
         raise InvalidInput(f"FPS must be 1..{MAX_FPS}, got {fps}")
 
 
-def _pack(image: Array) -> Array:
-    """The photo as one uint64 per pixel, R, G, B in 24-bit lanes, padded by one row and column.
+def ease(x: float) -> float:
+    """0 -> 1 with zero speed at both ends (smootherstep), clamped."""
+    x = min(max(x, 0.0), 1.0)
+    return x * x * x * (x * (6 * x - 15) + 10)
 
-    Bilinear sampling then needs four gathers instead of twelve, and the weighted sums of all
-    three channels happen in one integer multiply: a lane holds at most 255 * 16 * 16 < 2**16,
-    so lanes never spill into each other, and each result's integer part is one whole byte.
+
+def frame_photo(
+    photo: Array, width: int, height: int, plan: Plan, framing: str
+) -> tuple[Array, str]:
+    """The picture the camera moves over, and the framing used. ``fill``: the photo scaled so it
+    covers the frame at the plan's largest zoom (never enlarged beyond that). ``surround``: the
+    whole photo centred over a blurred, enlarged copy, the frame's shape."""
+    zoom = max(plan.zoom)
+    photo_h, photo_w = photo.shape[:2]
+    cover = max(width / photo_w, height / photo_h) * zoom
+    if framing == "auto":
+        framing = "fill" if _faces_fit(photo, width, height) else "surround"
+    if framing == "fill":
+        if cover >= 1:
+            return photo, framing
+        size = (max(width, round(photo_w * cover)), max(height, round(photo_h * cover)))
+        return cv2.resize(photo, size, interpolation=cv2.INTER_AREA), framing
+    out_w, out_h = round(width * zoom), round(height * zoom)
+    cover_scale = max(out_w / photo_w, out_h / photo_h)
+    big = cv2.resize(photo, (round(photo_w * cover_scale), round(photo_h * cover_scale)))
+    left, top = (big.shape[1] - out_w) // 2, (big.shape[0] - out_h) // 2
+    canvas = cv2.GaussianBlur(big[top : top + out_h, left : left + out_w], (0, 0), out_w / 30)
+    canvas = (canvas.astype(np.float32) * 0.8).astype(np.uint8)  # the photo stands out
+    contain = min(out_w / photo_w, out_h / photo_h)
+    size = (max(1, round(photo_w * contain)), max(1, round(photo_h * contain)))
+    inner = cv2.resize(
+        photo, size, interpolation=cv2.INTER_AREA if contain < 1 else cv2.INTER_CUBIC
+    )
+    x, y = (out_w - size[0]) // 2, (out_h - size[1]) // 2
+    canvas[y : y + size[1], x : x + size[0]] = inner
+    return canvas, framing
+
+
+def _faces_fit(photo: Array, width: int, height: int) -> bool:
+    """Whether one crop of the frame's shape holds every face (with a margin) at once."""
+    photo_h, photo_w = photo.shape[:2]
+    found = face_boxes(photo) if min(photo_h, photo_w) >= 64 else []
+    if not found:
+        return True
+    boxes = np.array(found)
+    span_x = boxes[:, 2].max() - boxes[:, 0].min()
+    span_y = boxes[:, 3].max() - boxes[:, 1].min()
+    view = min(photo_w / width, photo_h / height)  # photo pixels per frame pixel when covering
+    return bool(span_x < 0.85 * width * view and span_y < 0.85 * height * view)
+
+
+class _Camera:
+    """Where the frame looks at time t: a centre and a scale in the picture's pixels.
+
+    The path is planned in room units: -1 .. 1 spans the room the picture leaves around the
+    view at the current zoom, so the view never leaves the picture and frame 0 of a photo of
+    the frame's own shape is the whole photo (no room yet at zoom 1).
     """
-    padded = np.pad(image, ((0, 1), (0, 1), (0, 0)), mode="edge").astype(np.uint64)
-    lanes = padded[..., 0] | (padded[..., 1] << np.uint64(24)) | (padded[..., 2] << np.uint64(48))
-    packed: Array = lanes.ravel()
-    return packed
+
+    def __init__(self, picture: Array, scene: Scene, plan: Plan, width: int, height: int) -> None:
+        self.plan, self.width, self.height = plan, width, height
+        pic_h, pic_w = picture.shape[:2]
+        self.size = np.array([pic_w, pic_h], np.float64)
+        self.fill = min(pic_w / width, pic_h / height)  # picture pixels per frame pixel at zoom 1
+        self.middle = (self.size - 1) / 2
+        room = np.maximum(self._room(max(plan.zoom)), 1e-6)
+        focus = np.clip((_focus(scene, pic_w, pic_h) - self.middle) / room, -1, 1)
+        # Travel: a share of the room, never so far that a face leaves the frame.
+        reach = plan.pan_reach * np.minimum(
+            1, _face_slack(scene, self._view(max(plan.zoom))) / (2 * room)
+        )
+        step = np.array(plan.pan) * reach
+        start, end = focus - step, focus + step
+        overshoot = np.maximum(np.maximum(start, end) - 1, 0) - np.maximum(
+            -1 - np.minimum(start, end), 0
+        )
+        self.start, self.end = np.clip(start - overshoot, -1, 1), np.clip(end - overshoot, -1, 1)
+
+    def _view(self, zoom: float) -> Array:
+        view: Array = np.array([self.width, self.height]) * self.fill / zoom
+        return view
+
+    def _room(self, zoom: float) -> Array:
+        room: Array = np.maximum(self.size - self._view(zoom), 0) / 2
+        return room
+
+    def at(self, t: float) -> tuple[float, float, float]:
+        """(scale, centre x, centre y): picture pixels per frame pixel, and the view's centre."""
+        progress = ease(t / self.plan.travel_s)
+        zoom = self.plan.zoom[0] + (self.plan.zoom[1] - self.plan.zoom[0]) * progress
+        centre = self.middle + self._room(zoom) * (self.start + (self.end - self.start) * progress)
+        return self.fill / zoom, float(centre[0]), float(centre[1])
 
 
-def _light_colour(warmth: float) -> Array:
-    """Colour of the glow and sweep: golden when warm, moonlight when cool, else soft daylight."""
-    if warmth > 0:
-        return np.array([1.0, 0.82, 0.55], np.float32)
-    if warmth < 0:
-        return np.array([0.7, 0.82, 1.0], np.float32)
-    return np.array([1.0, 0.95, 0.85], np.float32)
+def _focus(scene: Scene, pic_w: int, pic_h: int) -> Array:
+    """What the camera centres on: the faces, else the subject, else the picture's centre."""
+    if scene.face_boxes:
+        boxes = np.array(scene.face_boxes)
+        return np.array(
+            [
+                (boxes[:, 0].min() + boxes[:, 2].max()) / 2,
+                boxes[:, 1].min() * 0.6 + boxes[:, 3].max() * 0.4,
+            ]
+        )
+    if scene.subject_box is not None:
+        left, top, right, bottom = scene.subject_box
+        return np.array([(left + right) / 2, top + 0.45 * (bottom - top)])
+    return np.array([pic_w / 2, pic_h / 2])
 
 
-# Adds 0.5 to each lane's 8.8 fixed-point result, so truncation rounds.
-_ROUND = np.uint64(128 | 128 << 24 | 128 << 48)
+def _face_slack(scene: Scene, view: Array) -> Array:
+    """How far the view may travel with every face staying inside it (infinite if none)."""
+    if not scene.face_boxes:
+        return np.array([np.inf, np.inf])
+    boxes = np.array(scene.face_boxes)
+    span = np.array([boxes[:, 2].max() - boxes[:, 0].min(), boxes[:, 3].max() - boxes[:, 1].min()])
+    slack: Array = np.maximum(view * 0.9 - span, 0)
+    return slack
 
 
-@dataclass(frozen=True)
-class _FrameState:
-    """What one frame needs that is not per pixel; computed once, read by every band."""
+class Renderer:
+    """Draws frames at any time t."""
 
-    zoom_scale: float  # per pixel, k = 1 / (zoom_base + zoom_scale * depth) is the inverse zoom
-    zoom_base: float
-    shift_depth: tuple[float, float]  # camera translation, the part that grows with depth
-    shift_base: tuple[float, float]
-    sky_shift: float
-    ripple: tuple[Array, Array, Array] | None  # per water row: cos, sin, bob
-    sway: tuple[Array, Array] | None  # per row: cos and sin amplitudes
-    glow_x: Array
-    glow_y: Array
-    sweep: Array  # 1-D profile every row reads at its own offset
-    gains: Array  # per channel
-    tinted: Array  # light colour times gains, per channel
-    clouds: Array | None  # density on the cloud texture's rows, frame columns
-    cloud_colour: Array
+    def __init__(self, picture: Array, scene: Scene, plan: Plan, width: int, height: int) -> None:
+        self.picture, self.scene, self.plan = picture, scene, plan
+        self.width, self.height = width, height
+        self.camera = _Camera(picture, scene, plan, width, height)
+        self.work = picture.copy()  # faces are redrawn into this copy every frame
+        self.faces = [FaceAnimator(picture, face, plan) for face in scene.faces]
 
+        # The low-resolution grid: cell centres in frame pixels, as cv2.resize places them.
+        self.low_w, self.low_h = -(-width // LOW_RES), -(-height // LOW_RES)
+        gx = (np.arange(self.low_w, dtype=np.float32) + 0.5) * (width / self.low_w) - 0.5
+        gy = (np.arange(self.low_h, dtype=np.float32) + 0.5) * (height / self.low_h) - 0.5
+        self.low_x, self.low_y = np.meshgrid(gx - (width - 1) / 2, gy - (height - 1) / 2)
+        self.frame_y = np.meshgrid(gx, gy)[1] / height  # 0 top .. 1 bottom
+        self.frame_x = np.meshgrid(gx, gy)[0] / width
+        self.full_x = np.arange(width, dtype=np.float32) - (width - 1) / 2
+        self.full_y = np.arange(height, dtype=np.float32) - (height - 1) / 2
 
-class _Renderer:
-    """Draws frames at any time t.
+        # Full-size buffers, allocated once.
+        self.map_x = np.empty((height, width), np.float32)
+        self.map_y = np.empty((height, width), np.float32)
+        self.sampled = np.empty((height, width, 3), np.uint8)
+        self.blend = np.empty((height, width, 3), np.float32)
+        self.keep = np.empty((height, width, 3), np.float32)
+        self.add = np.empty((height, width, 3), np.float32)
+        self.particles = Particles(plan, width, height)
+        self.stars = Stars(plan, scene.maps[..., SKY], scene.grid_scale) if plan.stars else None
+        self.layer = np.zeros((height, width, 3), np.uint8)
 
-    Pixels are processed in bands of rows so the dozen work buffers stay in the CPU cache;
-    buffers are reused because allocating and faulting in large arrays dominates numpy time.
-    """
-
-    def __init__(self, image: Array, scene: Scene, motion: Motion) -> None:
-        self.height, self.width = height, width = image.shape[:2]
-        self.scene, self.motion = scene, motion
-        self.packed = _pack(image)
-        self.xs = np.arange(width, dtype=np.float32)
-        self.ys = np.arange(height, dtype=np.float32)
-        self.focus = (motion.focus[0] * width, motion.focus[1] * height)
-
-        self.band = max(1, min(height, 65536 // width))
-        plane, pixels = (self.band, width), self.band * width
-        self.sx, self.sy = np.empty(plane, np.float32), np.empty(plane, np.float32)
-        self.tmp, self.tmp2 = np.empty(plane, np.float32), np.empty(plane, np.float32)
-        self.fixed, self.index = np.empty(pixels, np.intp), np.empty(pixels, np.intp)
-        self.weights = [np.empty(pixels, np.uint64) for _ in range(4)]
-        self.acc = [np.empty(pixels, np.uint64) for _ in range(3)]
-        # Colour is planar (3 x rows x W): numpy is slow on a trailing axis of length 3.
-        self.rgb = np.empty((3, *plane), np.float32)
-        self.rgb8 = np.empty((3, *plane), np.uint8)
-
-        self._prepare_ripple()
-        self._prepare_sway()
-        self._prepare_sweep()
-        self._prepare_clouds()
+        self.subject_rows = _subject_rows(scene)
+        rng = np.random.default_rng(plan.noise_seed + 2)
+        grid = (scene.maps.shape[0], scene.maps.shape[1])
+        self.clouds = _noise_texture(rng, grid, broad=6.0, fine=1.2)
+        self.fog = _noise_texture(rng, grid, broad=10.0, fine=3.0)
+        sky_colour = np.minimum(scene.sky_rgb * 0.35 + 170, 255)
+        self.cloud_colour = sky_colour * (0.55 if plan.grade == "night" else 1.0)
+        self.fog_colour = np.array(
+            [120, 130, 150] if plan.grade == "night" else [215, 218, 222], np.float32
+        )
 
     def render(self, t: float, out: Array) -> None:
         """Writes the frame at time t (seconds) into ``out`` (H x W x 3 uint8)."""
-        state = self._frame_state(t)
-        for top in range(0, self.height, self.band):
-            rows = slice(top, min(top + self.band, self.height))
-            self._coordinates(state, rows)
-            self._sample(rows)
-            self._light(state, rows)
-            self._clouds(state, rows)
-            self._store(rows, out)
-
-    # Per frame ----------------------------------------------------------------------------
-
-    def _frame_state(self, t: float) -> _FrameState:
-        m = self.motion
-        progress = math.tanh(t / m.settle_s)
-        e = m.zoom * ((1 - progress) if m.zoom_out else progress)
-        par = m.parallax
-        # The zoom's excess and the translation are weighted 1 + par * (2 depth - 1) per
-        # pixel: near layers grow and move more than far ones, smoothly, so nothing tears.
-        margin = 1 - 1 / (1 + e)  # pans stay within what the zoom crops, never off the photo
-        fx, fy = self.focus
-        ox = m.pan[0] * 0.6 * margin * (self.width - fx if m.pan[0] > 0 else fx)
-        oy = m.pan[1] * 0.6 * margin * (self.height - fy if m.pan[1] > 0 else fy)
-        ease = 1 - math.exp(-t / 0.5)  # local motions fade in, so frame 0 is the photo
-        rise = math.tanh(t / 3.0)  # and so does the light
-
-        ripple = None
-        if m.ripple:
-            amp = self.ripple_amp * (m.ripple * self.height * ease)
-            phase = self.ripple_phase - 2 * math.pi * 0.5 * t
-            bob = 0.5 * amp * np.sin(1.3 * self.ripple_phase - 3.5 * t)
-            ripple = (amp * np.cos(phase), amp * np.sin(phase), bob)
-        sway = None
-        if m.sway:
-            amp_sway = m.sway * self.width * ease * (0.75 + 0.25 * math.sin(2 * math.pi * 0.21 * t))
-            phase = 2 * math.pi * (0.4 * t + self.ys / (0.7 * self.height))
-            sway = (amp_sway * np.cos(phase), amp_sway * np.sin(phase))
-
-        lx, ly = self.scene.light_xy
-        radius = 0.35 * max(self.width, self.height)
-        cx = (lx + 0.04 * math.sin(2 * math.pi * t / 17.0 + m.hue_phase)) * self.width
-        pulse = m.glow * rise * (0.85 + 0.15 * math.sin(2 * math.pi * 0.15 * t))
-        span = self.sweep_x.size
-        centre = ((0.5 + m.sweep_speed * t) % 1.6 - 0.3) * span  # wraps while off-frame
-        sweep = 0.6 * m.glow * rise * np.exp(-(((self.sweep_x - centre) / (0.12 * span)) ** 2))
-        gains = self._gains(t, rise)
-        return _FrameState(
-            zoom_scale=2 * e * par,
-            zoom_base=1 + e * (1 - par),
-            shift_depth=(2 * par * ox, 2 * par * oy),
-            shift_base=(ox * (1 - par), oy * (1 - par)),
-            sky_shift=m.sky_drift * self.width * progress,
-            ripple=ripple,
-            sway=sway,
-            glow_x=pulse * np.exp(-(((self.xs - cx) / radius) ** 2)),
-            glow_y=np.exp(-(((self.ys - ly * self.height) / radius) ** 2)),
-            sweep=sweep.astype(np.float32),
-            gains=gains,
-            tinted=_light_colour(m.warmth) * gains,
-            clouds=self._cloud_density(t),
-            cloud_colour=np.minimum(self.scene.sky_rgb * 0.4 + 160, 255) * gains,
+        scale, cx, cy = self.camera.at(t)
+        for face in self.faces:
+            face.render(t, self.work)
+        # Where each low-res cell looks in the picture, and what is there.
+        base_x = (self.low_x * scale + cx).astype(np.float32)
+        base_y = (self.low_y * scale + cy).astype(np.float32)
+        g = 1 / self.scene.grid_scale
+        maps = cv2.remap(
+            self.scene.maps,
+            base_x * g - 0.5,
+            base_y * g - 0.5,
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        foliage = cv2.remap(
+            self.scene.foliage,
+            base_x * g - 0.5,
+            base_y * g - 0.5,
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        dx, dy = self._displacement(t, maps, foliage, scale, cy)
+        # Full size: the exact camera map plus the smooth local motion.
+        cv2.resize(dx, (self.width, self.height), dst=self.map_x, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(dy, (self.width, self.height), dst=self.map_y, interpolation=cv2.INTER_LINEAR)
+        self.map_x += self.full_x[None, :] * scale + cx
+        self.map_y += self.full_y[:, None] * scale + cy
+        cv2.remap(
+            self.work,
+            self.map_x,
+            self.map_y,
+            cv2.INTER_LINEAR,
+            dst=self.sampled,
+            borderMode=cv2.BORDER_REFLECT101,
         )
 
-    def _gains(self, t: float, rise: float) -> Array:
-        """Per-channel colour grade: warm or cool, plus a slow wander of the hue."""
-        m = self.motion
-        tint = _WARM_TINT if m.warmth > 0 else _COOL_TINT
-        theta = m.hue_phase + 2 * math.pi * t / 20.0
-        wander = np.cos(theta - np.array([0.0, 2.0, 4.0], np.float32) * math.pi / 3)
-        breathe = 0.015 * math.sin(2 * math.pi * 0.11 * t + m.hue_phase)
-        gains: Array = 1 + rise * (abs(m.warmth) * tint + m.hue_wander * wander + breathe)
-        return gains.astype(np.float32)
+        rise = 1 - math.exp(-t / 1.2)
+        cv2.transform(self.sampled, grade_matrix(self.plan, rise, t), dst=self.sampled)
+        keep, add = self._veil(t, maps, base_x * g, base_y * g, rise, (scale, cx, cy))
+        size = (self.width, self.height)
+        cv2.resize(keep, size, dst=self.keep, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(add, size, dst=self.add, interpolation=cv2.INTER_LINEAR)
+        cv2.multiply(self.sampled, self.keep, dst=self.blend, dtype=cv2.CV_32F)
+        cv2.add(self.blend, self.add, dst=self.blend)
+        if self.particles.active or self.stars is not None:
+            self.particles.draw(t, self.layer)
+            if self.stars is not None:
+                self.stars.draw(
+                    t,
+                    (
+                        1 / scale,
+                        (self.width - 1) / 2 - cx / scale,
+                        (self.height - 1) / 2 - cy / scale,
+                    ),
+                    self.layer,
+                )
+            cv2.add(self.blend, self.layer, dst=self.blend, dtype=cv2.CV_32F)
+        cv2.convertScaleAbs(self.blend, dst=out)  # rounds and saturates to 0..255
 
-    def _cloud_density(self, t: float) -> Array | None:
-        """Cloud cover on the texture's rows: two layers drifting at two speeds, so they morph."""
-        m = self.motion
-        strength = m.clouds * (1 - math.exp(-t / 0.8))
-        if not self.scene.sky_rows or strength <= 0:
-            return None
-        shift = m.cloud_speed * self.width * t
-        near = self._cloud_columns_at(shift)
-        far = self._cloud_columns_at(0.55 * shift + self.width)
-        return (strength * smoothstep(0.5, 0.85, 0.65 * near + 0.35 * far)).astype(np.float32)
+    def _displacement(
+        self, t: float, maps: Array, foliage: Array, scale: float, cy: float
+    ) -> tuple[Array, Array]:
+        """Where the low-res cells take their colour from, relative to the camera alone, in
+        picture pixels: parallax, the subject's breath and sway, ripples, wind."""
+        plan, width, height = self.plan, self.width, self.height
+        ramp = 1 - math.exp(-t / 0.5)  # local motion fades in, so frame 0 is the still photo
+        near = np.maximum(maps[..., DEPTH], maps[..., SUBJECT])
+        subject = maps[..., SUBJECT]
+        progress = ease(t / plan.travel_s)
+        # Near things travel further than far ones as the camera moves (content moves
+        # against the pan): sample from the opposite side.
+        shift = plan.parallax * width * (2 * near - 1) * progress
+        dx = shift * plan.pan[0]
+        dy = shift * 0.3 * plan.pan[1]
+        # Breathing: the subject swells upward from its base; sway: its top moves sideways.
+        top, bottom = self.subject_rows
+        frame_rows = self.low_y + (height - 1) / 2  # frame pixels
+        base = (bottom - cy) / scale + (height - 1) / 2
+        rel = np.clip((base - frame_rows) / max((bottom - top) / scale, 1.0), 0, 1.5)
+        breath = plan.breathe * ramp * math.sin(2 * math.pi * t / 3.6 + plan.phase)
+        dy = dy + subject * breath * rel * (bottom - top) / scale
+        sway = plan.sway * width * ramp * math.sin(2 * math.pi * t / 4.7 + 1.7 * plan.phase)
+        dx = dx - subject * sway * rel**1.5
+        # Water: waves shorter towards the horizon, travelling towards the viewer.
+        water = maps[..., WATER]
+        if plan.ripple and water.max() > 0.05:
+            depth_rows = np.clip(self.frame_y, 0.05, 1)
+            phase = 2 * math.pi * (self.frame_y / (0.012 + 0.03 * depth_rows) - 0.8 * t)
+            across = 2 * math.pi * (self.frame_x * 3 + 0.13 * t)
+            amp = plan.ripple * height * ramp * water * (0.4 + 0.6 * depth_rows)
+            dx = dx + amp * np.sin(phase + np.sin(across))
+            dy = dy + 0.5 * amp * np.cos(phase)
+        # Wind: a wave of gusts through foliage, larger higher up.
+        if plan.wind and foliage.max() > 0.05:
+            gust = 0.65 + 0.35 * math.sin(2 * math.pi * 0.17 * t + plan.phase)
+            wave = np.sin(2 * math.pi * (self.frame_x / 0.35 + self.frame_y / 0.5 - 0.7 * t))
+            dx = dx + plan.wind * width * ramp * gust * foliage * wave * (1.2 - 0.5 * self.frame_y)
+        return (dx * scale).astype(np.float32), (dy * scale).astype(np.float32)
 
-    def _cloud_columns_at(self, shift_px: float) -> Array:
-        """The texture's rows resampled to frame columns, shifted sideways (wrapping)."""
-        pos = ((self.xs - shift_px) / self.cloud_cell) % self.cloud_columns
-        lo = np.floor(pos).astype(np.intp)
-        frac = (pos - lo).astype(np.float32)
-        hi = (lo + 1) % self.cloud_columns
-        row: Array = self.cloud_texture[:, lo] * (1 - frac) + self.cloud_texture[:, hi] * frac
-        return row
-
-    # Per band of rows ---------------------------------------------------------------------
-
-    def _coordinates(self, state: _FrameState, rows: slice) -> None:
-        """Source position of every pixel: camera, parallax, sky drift, ripple, sway."""
-        n = rows.stop - rows.start
-        sx, sy, tmp = self.sx[:n], self.sy[:n], self.tmp[:n]
-        depth = self.scene.depth[rows]
-        np.multiply(depth, state.zoom_scale, out=tmp)
-        tmp += state.zoom_base
-        np.reciprocal(tmp, out=tmp)
-        # Displacements, not positions: at t = 0 every one is exactly 0, so frame 0 is the photo.
-        tmp -= 1
-        fx, fy = self.focus
-        np.multiply((self.xs - fx)[None, :], tmp, out=sx)
-        np.multiply((self.ys[rows] - fy)[:, None], tmp, out=sy)
-        sx += self.xs[None, :]
-        sy += self.ys[rows, None]
-        for target, shift_depth, shift_base in zip(
-            (sx, sy), state.shift_depth, state.shift_base, strict=True
-        ):
-            np.multiply(depth, shift_depth, out=tmp)
-            target += tmp
-            target += shift_base
-
-        sky = slice(rows.start, min(rows.stop, self.scene.sky_rows))
-        if sky.stop > sky.start:
-            part = tmp[: sky.stop - sky.start]
-            np.multiply(self.scene.sky[sky], state.sky_shift, out=part)
-            sx[: sky.stop - sky.start] += part
-        water = slice(max(rows.start, self.water_from), rows.stop)
-        if state.ripple is not None and water.stop > water.start:
-            local = slice(water.start - rows.start, n)
-            own = slice(water.start - self.water_from, water.stop - self.water_from)
-            cos_amp, sin_amp, bob = (a[own] for a in state.ripple)
-            self._wave(sx[local], cos_amp, sin_amp, self.ripple_sin_x, self.ripple_cos_x)
-            sy[local] += bob[:, None]
-        if state.sway is not None:
-            wave = self.tmp2[:n]
-            wave.fill(0)
-            self._wave(
-                wave, state.sway[0][rows], state.sway[1][rows], self.sway_sin_x, self.sway_cos_x
-            )
-            wave *= self.scene.texture[rows]
-            sx += wave
-
-    def _wave(
+    def _veil(
         self,
-        target: Array,
-        cos_amp: Array,
-        sin_amp: Array,
-        sin_x: Array,
-        cos_x: Array,
-    ) -> None:
-        """target += amp(y) * sin(kx * x + phase(y)), as two outer products (no full-size sin)."""
-        out = self.tmp[: target.shape[0]]
-        np.multiply(cos_amp[:, None], sin_x[None, :], out=out)
-        target += out
-        np.multiply(sin_amp[:, None], cos_x[None, :], out=out)
-        target += out
-
-    def _sample(self, rows: slice) -> None:
-        """Bilinear sampling of the photo at (sx, sy) into ``rgb``, in 1/16-pixel fixed point."""
-        n = rows.stop - rows.start
-        pixels = n * self.width
-        sx, sy = self.sx[:n], self.sy[:n]
-        fixed, index = self.fixed[:pixels], self.index[:pixels]
-        wx, wx_rest, wy, wy_rest = (w[:pixels] for w in self.weights)
-        top, bottom, scratch = (a[:pixels] for a in self.acc)
-
-        np.clip(sx, 0, self.width - 1, out=sx)
-        np.clip(sy, 0, self.height - 1, out=sy)
-        sx *= 16
-        np.copyto(fixed, sx.reshape(-1), casting="unsafe")
-        np.bitwise_and(fixed, 15, out=wx, casting="unsafe")
-        np.right_shift(fixed, 4, out=index)
-        sy *= 16
-        np.copyto(fixed, sy.reshape(-1), casting="unsafe")
-        np.bitwise_and(fixed, 15, out=wy, casting="unsafe")
-        np.right_shift(fixed, 4, out=fixed)
-        fixed *= self.width + 1
-        index += fixed
-        np.subtract(16, wx, out=wx_rest)
-        np.subtract(16, wy, out=wy_rest)
-
-        # mode="clip" skips the buffered copy numpy makes for out= with the default mode.
-        np.take(self.packed, index, out=top, mode="clip")
-        top *= wx_rest
-        index += 1
-        np.take(self.packed, index, out=scratch, mode="clip")
-        scratch *= wx
-        top += scratch
-        index += self.width + 1
-        np.take(self.packed, index, out=bottom, mode="clip")
-        bottom *= wx
-        index -= 1
-        np.take(self.packed, index, out=scratch, mode="clip")
-        scratch *= wx_rest
-        bottom += scratch
-        top *= wy_rest
-        bottom *= wy
-        top += bottom
-        top += _ROUND
-        # Little-endian: lane c's integer part is byte 3c + 1 of each uint64.
-        lane_bytes = top.view(np.uint8).reshape(-1, 8)
-        for c in range(3):
-            np.copyto(self.rgb[c, :n].reshape(-1), lane_bytes[:, 3 * c + 1])
-
-    def _light(self, state: _FrameState, rows: slice) -> None:
-        """Grades ``rgb`` and brightens it with the drifting glow and the travelling sweep."""
-        n = rows.stop - rows.start
-        light, factor = self.tmp[:n], self.tmp2[:n]
-        np.multiply(state.glow_y[rows, None], state.glow_x[None, :], out=light)
-        windows = np.lib.stride_tricks.sliding_window_view(state.sweep, self.width)
-        light += windows[self.sweep_offsets[rows]]
-        for c in range(3):
-            np.multiply(light, state.tinted[c], out=factor)
-            factor += state.gains[c]
-            self.rgb[c, :n] *= factor
-
-    def _clouds(self, state: _FrameState, rows: slice) -> None:
-        """Blends the drifting clouds into the sky."""
-        sky = slice(rows.start, min(rows.stop, self.scene.sky_rows))
-        if state.clouds is None or sky.stop <= sky.start:
-            return
-        n = sky.stop - sky.start
-        fy = self.cloud_fy[sky]
-        alpha = self.tmp[:n]
-        np.multiply(state.clouds[self.cloud_row0[sky]], 1 - fy, out=alpha)
-        alpha += state.clouds[self.cloud_row1[sky]] * fy
-        alpha *= self.scene.sky[sky]
-        for c in range(3):
-            part = self.rgb[c, :n]
-            part += alpha * (float(state.cloud_colour[c]) - part)
-
-    def _store(self, rows: slice, out: Array) -> None:
-        n = rows.stop - rows.start
-        rgb, rgb8 = self.rgb[:, :n], self.rgb8[:, :n]
-        rgb += 0.5  # everything above is non-negative, so only the top needs clipping
-        np.minimum(rgb, 255, out=rgb)
-        np.copyto(rgb8, rgb, casting="unsafe")
-        for c in range(3):
-            out[rows, :, c] = rgb8[c]
-
-    # Set-up -------------------------------------------------------------------------------
-
-    def _prepare_ripple(self) -> None:
-        """Rows below the waterline; amplitude and phase per row, with perspective."""
-        start = max(self.scene.horizon, 0.45)
-        self.water_from = min(int(start * self.height), self.height)
-        v = (self.ys[self.water_from :] / self.height - start) / max(1 - start, 1e-3)
-        self.ripple_amp = (smoothstep(0.0, 0.25, v) * (0.3 + 0.7 * v)).astype(np.float32)
-        # Waves are shorter far away (near the waterline): integrate 1 / wavelength over rows.
-        wavelength = self.height * (0.015 + 0.05 * v)
-        self.ripple_phase = (2 * math.pi * np.cumsum(1 / wavelength)).astype(np.float32)
-        kx = 2 * math.pi / (0.3 * self.width)
-        self.ripple_sin_x, self.ripple_cos_x = np.sin(kx * self.xs), np.cos(kx * self.xs)
-
-    def _prepare_sway(self) -> None:
-        kx = 2 * math.pi / (0.8 * self.width)
-        self.sway_sin_x, self.sway_cos_x = np.sin(kx * self.xs), np.cos(kx * self.xs)
-
-    def _prepare_sweep(self) -> None:
-        """Row offsets into the sweep's 1-D profile: the band leans like low sunlight."""
-        self.sweep_offsets = np.round(self.ys[::-1] * 0.35).astype(np.intp)
-        span = self.width + int(self.sweep_offsets.max())
-        self.sweep_x = np.arange(span, dtype=np.float32)
-
-    def _prepare_clouds(self) -> None:
-        """A soft noise texture, tileable sideways, that drifts over the sky."""
-        rows = self.scene.sky_rows
-        self.cloud_columns = 64  # the texture spans two frame widths before repeating
-        self.cloud_cell = 2 * self.width / self.cloud_columns
-        cell_h = 0.6 * self.cloud_cell  # flatter than wide, like clouds seen from below
-        texture_rows = math.ceil(rows / cell_h) + 2
-        rng = np.random.default_rng(self.motion.noise_seed)
-        noise = rng.standard_normal((2, texture_rows, self.cloud_columns))
-        broad, fine = blur(noise[0], 6, wrap_x=True), blur(noise[1], 1, wrap_x=True)
-        field = 0.75 * broad / max(float(broad.std()), 1e-6) + 0.25 * fine / max(
-            float(fine.std()), 1e-6
-        )
-        self.cloud_texture = (0.5 + 0.22 * field).astype(np.float32)
-        pos = np.clip(self.ys[:rows] / cell_h, 0, texture_rows - 1)
-        self.cloud_row0 = np.floor(pos).astype(np.intp)
-        self.cloud_row1 = np.minimum(self.cloud_row0 + 1, texture_rows - 1)
-        self.cloud_fy = (pos - self.cloud_row0).astype(np.float32)[:, None]
+        t: float,
+        maps: Array,
+        gx: Array,
+        gy: Array,
+        rise: float,
+        view: tuple[float, float, float],
+    ) -> tuple[Array, Array]:
+        """Per low-res cell: what share of the graded photo stays (3 channels), and the light
+        added on top (clouds, fog, glow and rays; 3 channels, 0..255). ``view`` is the
+        camera's (scale, centre x, centre y)."""
+        plan = self.plan
+        sky = maps[..., SKY]
+        keep = np.ones(sky.shape, np.float32)
+        add = np.zeros((*sky.shape, 3), np.float32)
+        # Clouds drift across the photo's sky: the texture is sampled shifted and wraps.
+        if plan.clouds and sky.max() > 0.01:
+            drift = plan.cloud_speed * t * self.clouds.shape[1]
+            near = cv2.remap(
+                self.clouds, gx - drift, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP
+            )
+            far = cv2.remap(
+                self.clouds,
+                gx - 0.5 * drift + 17,
+                gy * 0.8,
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_WRAP,
+            )
+            cover = (
+                plan.clouds
+                * (1 - math.exp(-t / 0.8))
+                * sky
+                * smoothstep(0.48, 0.8, 0.65 * near + 0.35 * far)
+            )
+            keep -= cover
+            add += cover[..., None] * self.cloud_colour
+        if plan.fog:
+            drift = 0.03 * t * self.fog.shape[1]
+            density = cv2.remap(
+                self.fog, gx - drift, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP
+            )
+            far = 1 - maps[..., DEPTH]
+            fog = (
+                plan.fog
+                * rise
+                * (0.35 + 0.65 * smoothstep(0.3, 0.75, density))
+                * (0.45 + 0.55 * far)
+            )
+            keep *= 1 - fog
+            add = add * (1 - fog[..., None]) + fog[..., None] * self.fog_colour
+        # Light: a soft glow where the photo is brightest, and rays fanning from it.
+        lx, ly = self.scene.light_xy
+        scale, cx, cy = view
+        sx = (lx * self.picture.shape[1] - cx) / scale / self.width + 0.5
+        sy = (ly * self.picture.shape[0] - cy) / scale / self.height + 0.5
+        dist2 = ((self.frame_x - sx) * self.width / self.height) ** 2 + (self.frame_y - sy) ** 2
+        warm = np.array([255, 190, 110] if plan.grade == "sunset" else [255, 245, 225], np.float32)
+        glow = (0.07 + 0.12 * (plan.grade == "sunset")) * rise * np.exp(-dist2 / 0.08)
+        glow *= 0.85 + 0.15 * math.sin(2 * math.pi * 0.15 * t + plan.phase)
+        if plan.grade == "night":
+            glow *= 0.3
+        if plan.rays:
+            angle = np.arctan2(self.frame_y - sy, (self.frame_x - sx) * self.width / self.height)
+            fan = 0.5 + 0.5 * np.sin(9 * angle + 0.25 * t + plan.phase) * np.sin(
+                5 * angle - 0.17 * t
+            )
+            strength = plan.rays * rise * 0.09
+            rays = strength * smoothstep(0.45, 1.0, fan) * np.exp(-np.sqrt(dist2) / 0.7)
+            glow = glow + rays
+        add += glow[..., None] * warm
+        if plan.grade == "sunset":
+            # The sky near the horizon turns orange.
+            band = sky * smoothstep(0.0, 1.0, self.frame_y / max(self.scene.horizon, 0.2))
+            add += (0.25 * rise * band)[..., None] * np.array([255, 120, 40], np.float32)
+            keep *= 1 - 0.2 * rise * band
+        return np.repeat(keep[..., None], 3, axis=2), add
 
 
-def animate(image: Array, prompt: str, seed: int, num_frames: int, fps: int) -> Array:
-    """Frames [num_frames, H, W, 3] uint8 of the photo (H x W x 3 uint8) brought to life."""
-    check_inputs(image, num_frames, fps)
-    image = np.ascontiguousarray(image)
-    renderer = _Renderer(image, analyse(image), plan_motion(prompt, seed))
-    frames = np.empty((num_frames, *image.shape), np.uint8)
+def _subject_rows(scene: Scene) -> tuple[float, float]:
+    """The subject's top and bottom row in the picture (the whole height if none)."""
+    if scene.subject_box is None:
+        return 0.0, scene.maps.shape[0] * scene.grid_scale
+    return scene.subject_box[1], scene.subject_box[3]
+
+
+def _noise_texture(
+    rng: np.random.Generator, shape: tuple[int, int], broad: float, fine: float
+) -> Array:
+    """Soft 0..1 noise on the analysis grid (two scales), for clouds and fog."""
+    noise = rng.standard_normal((2, *shape)).astype(np.float32)
+    a, b = soften(noise[0], broad), soften(noise[1], fine)
+    field = 0.75 * a / max(float(a.std()), 1e-6) + 0.25 * b / max(float(b.std()), 1e-6)
+    return (0.5 + 0.22 * field).astype(np.float32)
+
+
+def prepare(
+    image: Array, prompt: str, seed: int, width: int, height: int, framing: str = "auto"
+) -> Renderer:
+    """Everything done once per video: the plan, the framing, the photo's analysis."""
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
+    plan = plan_motion(prompt, seed)
+    picture, _ = frame_photo(np.ascontiguousarray(image), width, height, plan, framing)
+    scene = analyse(picture, wants_water="water" in plan.effects)
+    return Renderer(picture, scene, plan, width, height)
+
+
+def animate(
+    image: Array,
+    prompt: str,
+    seed: int,
+    num_frames: int,
+    fps: int,
+    width: int = 0,
+    height: int = 0,
+    framing: str = "auto",
+) -> Array:
+    """Frames [num_frames, height, width, 3] uint8 of the photo (H x W x 3 uint8) brought to
+    life; a size of 0 is the photo's own."""
+    check_inputs(image, num_frames, fps, width, height)
+    width, height = width or image.shape[1], height or image.shape[0]
+    renderer = prepare(image, prompt, seed, width, height, framing)
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
     for i in range(num_frames):
         renderer.render(i / fps, frames[i])
     return frames

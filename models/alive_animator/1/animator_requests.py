@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from animator_render import InvalidInput, check_inputs
-from animator_scene import Array
+from animator_subjects import Array
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,18 @@ class Job:
     seed: int
     num_frames: int
     fps: int
+    width: int  # 0: the photo's
+    height: int
 
 
 def read_batch(
-    image: Array, prompt: Array, seed: Array, num_frames: Array, fps: Array
+    image: Array,
+    prompt: Array,
+    seed: Array,
+    num_frames: Array,
+    fps: Array,
+    width: Array | None = None,
+    height: Array | None = None,
 ) -> list[Job]:
     """The items of one request's batch (arrays as Triton hands them over), or InvalidInput.
 
@@ -34,6 +42,10 @@ def read_batch(
     if image.ndim != 4:  # [batch, ...], else there are no items to take apart
         raise InvalidInput(f"IMAGE must be [batch, H, W, 3], got {list(image.shape)}")
     batch = image.shape[0]
+
+    def size(side: Array | None, i: int) -> int:
+        return 0 if side is None else int(side.reshape(batch, -1)[i, 0])
+
     jobs = [
         Job(
             image=image[i],
@@ -41,14 +53,18 @@ def read_batch(
             seed=int(seed.reshape(batch, -1)[i, 0]),
             num_frames=int(num_frames.reshape(batch, -1)[i, 0]),
             fps=int(fps.reshape(batch, -1)[i, 0]),
+            width=size(width, i),
+            height=size(height, i),
         )
         for i in range(batch)
     ]
     for job in jobs:
-        check_inputs(job.image, job.num_frames, job.fps)
+        check_inputs(job.image, job.num_frames, job.fps, job.width, job.height)
     if len({job.num_frames for job in jobs}) > 1:
         # FRAMES of one request is one tensor, so its items must agree on the length.
         raise InvalidInput("NUM_FRAMES must be the same for every item of a request")
+    if len({(job.width, job.height) for job in jobs}) > 1:
+        raise InvalidInput("WIDTH and HEIGHT must be the same for every item of a request")
     return jobs
 
 

@@ -1,16 +1,22 @@
-"""What the animator knows about a photo: a sky mask, a depth proxy (vertical position,
-texture and centre), texture, the horizon and the brightest spot; plus the grid helpers the
-renderer shares."""
+"""What the animator knows about a photo: its subject (people by mediapipe's segmentation,
+animals and other things by GrabCut from the centre), faces with landmarks, and cheap image
+analysis on a small copy: sky, water, foliage, a depth proxy, the horizon, the light.
+
+The maps live on a small grid (``grid_scale`` photo pixels per cell); the renderer samples
+them along its camera path, so they are never resized to the full frame.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
 
+import cv2
 import numpy as np
-import numpy.typing as npt
+from animator_subjects import EYES, Array, Face, face_boxes, find_faces, person_mask
 
-Array = npt.NDArray[Any]
+GRID_SIDE = 192  # the analysis grid's longer side, cells
+# Map channels (``Scene.maps``): depth 0 far .. 1 near; the subject; the sky; water.
+DEPTH, SUBJECT, SKY, WATER = range(4)
 
 
 def smoothstep(edge0: float, edge1: float, x: Array) -> Array:
@@ -18,88 +24,64 @@ def smoothstep(edge0: float, edge1: float, x: Array) -> Array:
     return t * t * (3.0 - 2.0 * t)
 
 
-def blur(grid: Array, passes: int, wrap_x: bool = False) -> Array:
-    """Repeated [1, 2, 1] / 4 filter along both axes: a cheap Gaussian, sigma ~ sqrt(passes / 2)."""
-    out = grid.astype(np.float32)
-    for _ in range(passes):
-        out = (np.vstack([out[:1], out[:-1]]) + 2 * out + np.vstack([out[1:], out[-1:]])) * 0.25
-        if wrap_x:
-            left, right = np.roll(out, 1, axis=1), np.roll(out, -1, axis=1)
-        else:
-            left = np.hstack([out[:, :1], out[:, :-1]])
-            right = np.hstack([out[:, 1:], out[:, -1:]])
-        out = (left + 2 * out + right) * 0.25
+def soften(grid: Array, sigma: float) -> Array:
+    """Gaussian blur of a float map, sigma in cells (edges replicated)."""
+    out: Array = cv2.GaussianBlur(
+        grid.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REPLICATE
+    )
     return out
-
-
-def _lerp_axis(src: int, dst: int) -> tuple[Array, Array, Array]:
-    """Indices and weights that resample an axis of ``src`` cells to ``dst``, centres aligned."""
-    pos = np.clip((np.arange(dst, dtype=np.float32) + 0.5) * (src / dst) - 0.5, 0, src - 1)
-    lo = np.floor(pos).astype(np.intp)
-    return lo, np.minimum(lo + 1, src - 1), (pos - lo).astype(np.float32)
-
-
-def _upsample(grid: Array, height: int, width: int) -> Array:
-    """Bilinear resize of a 2-D map (the analysis grid) to the full frame."""
-    y0, y1, fy = _lerp_axis(grid.shape[0], height)
-    x0, x1, fx = _lerp_axis(grid.shape[1], width)
-    rows = grid[y0] * (1 - fy)[:, None] + grid[y1] * fy[:, None]
-    # Column fancy-indexing can return a Fortran-ordered array, which slows every later op.
-    return np.ascontiguousarray(rows[:, x0] * (1 - fx) + rows[:, x1] * fx, dtype=np.float32)
 
 
 @dataclass(frozen=True)
 class Scene:
-    """What the animator knows about the photo, as full-size float32 maps."""
+    """The analysis of one photo, in that photo's pixels (maps on a grid ``grid_scale`` times
+    smaller)."""
 
-    depth: Array  # 0 far .. 1 near, smooth so the warp never tears
-    sky: Array  # 0..1, only the top ``sky_rows`` rows can be non-zero
-    sky_rows: int
-    texture: Array  # 0..1 local detail (foliage sways, flat areas don't)
-    horizon: float  # fraction of the height where the sky ends
+    maps: Array  # [gh, gw, 4] float32: DEPTH, SUBJECT, SKY, WATER
+    foliage: Array  # [gh, gw] float32, 0..1: what sways in the wind
+    grid_scale: float
+    faces: list[Face]  # near enough for landmarks: these come alive
+    face_boxes: list[tuple[float, float, float, float]]  # every face, near or far
+    subject_box: tuple[float, float, float, float] | None  # left, top, right, bottom
+    horizon: float  # fraction of the height where the sky ends (0: no sky)
     light_xy: tuple[float, float]  # brightest soft spot in the upper part, fractions
     sky_rgb: Array  # mean colour of the sky, 0..255
 
 
-def analyse(image: Array) -> Scene:
-    """Sky, depth proxy and light position, computed on a grid of ~64 cells across."""
-    height, width = image.shape[:2]
-    block = max(1, min(height, width) // 64)
-    gh, gw = height // block, width // block
-    cells = image[: gh * block, : gw * block].reshape(gh, block, gw, block, 3)
-    small = cells.mean(axis=(1, 3), dtype=np.float32) / 255
-    lum = small @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+def analyse(photo: Array, wants_water: bool = False) -> Scene:
+    """Everything the renderer needs to know about ``photo`` (H x W x 3 RGB uint8). With
+    ``wants_water`` (the prompt asks for it) and no water found, the ground below the
+    horizon is taken for water: the best guess at what the person meant."""
+    height, width = photo.shape[:2]
+    scale = max(1.0, max(height, width) / GRID_SIDE)
+    gw, gh = max(4, round(width / scale)), max(4, round(height / scale))
+    small = cv2.resize(photo, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    lum = small @ np.array([0.299, 0.587, 0.114], np.float32)
     v = ((np.arange(gh, dtype=np.float32) + 0.5) / gh)[:, None]
-    u = ((np.arange(gw, dtype=np.float32) + 0.5) / gw)[None, :]
 
-    soft = blur(lum, 1)
-    grad = np.abs(np.diff(soft, axis=0, append=soft[-1:])) + np.abs(
-        np.diff(soft, axis=1, append=soft[:, -1:])
-    )
-    texture = blur(grad, 2)
+    soft = soften(lum, 1)
+    grad = np.abs(cv2.Sobel(soft, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(soft, cv2.CV_32F, 0, 1))
+    texture = soften(grad, 2)
     texture = np.clip(texture / max(float(np.percentile(texture, 95)), 1e-3), 0, 1)
+
+    big_enough = min(height, width) >= 64
+    faces = find_faces(photo) if big_enough else []
+    boxes = face_boxes(photo) if big_enough else []
+    subject = _subject(photo, small)
 
     # Sky: bright, smooth, near the top, and only where everything above it is sky too.
     sky = (
         (1 - smoothstep(0.3, 0.7, v))
         * (1 - smoothstep(0.15, 0.45, texture))
         * (0.4 + 0.6 * smoothstep(0.15, 0.55, lum))
+        * (1 - subject)
     )
-    sky = blur(np.minimum.accumulate(sky, axis=0), 2)
-    sky = np.clip((sky - 0.05) / 0.95, 0, 1)  # exactly zero away from the sky, yet continuous
-
-    # Depth proxy: lower is nearer, detail and the centre are nearer, the sky is farthest.
-    centre = np.exp(-((u - 0.5) ** 2) / 0.08 - (v - 0.6) ** 2 / 0.12)
-    depth = (0.6 * v**1.5 + 0.25 * texture + 0.15 * centre) * (1 - 0.9 * sky)
-    depth = blur(depth, 24)
-    depth = (depth - depth.min()) / max(float(depth.max() - depth.min()), 1e-6)
+    sky = soften(np.minimum.accumulate(sky, axis=0), 1.5)
+    sky = np.clip((sky - 0.05) / 0.95, 0, 1)
 
     sky_per_row = sky.mean(axis=1)
     below = np.nonzero(sky_per_row < 0.5 * max(float(sky_per_row.max()), 1e-6))[0]
     horizon = float(below[0]) / gh if len(below) and sky_per_row.max() > 0.05 else 0.0
-
-    upper = blur(lum, 6)[: max(1, int(gh * 0.6))]
-    ly, lx = np.unravel_index(int(np.argmax(upper)), upper.shape)
     weight = float(sky.sum())
     sky_rgb = (
         (small * sky[..., None]).sum(axis=(0, 1)) / weight * 255
@@ -107,16 +89,92 @@ def analyse(image: Array) -> Scene:
         else np.array([200.0, 205.0, 215.0])
     )
 
-    sky_full = _upsample(sky, height, width)
-    has_sky = np.nonzero(sky_full.max(axis=1) > 0.01)[0]
-    sky_rows = int(has_sky[-1]) + 1 if len(has_sky) else 0
-    sky_full[sky_rows:] = 0
+    # Water: below the horizon, smooth, and the sky's colour or blue.
+    below_horizon = (
+        smoothstep(horizon, horizon + 0.08, v) if horizon > 0 else smoothstep(0.55, 0.7, v)
+    )
+    blue = smoothstep(0.02, 0.12, small[..., 2] - small[..., 0])
+    like_sky = 1 - smoothstep(0.1, 0.25, np.abs(small - sky_rgb / 255).mean(axis=2))
+    water = below_horizon * (1 - smoothstep(0.2, 0.5, texture)) * np.maximum(blue, like_sky)
+    if wants_water and water.mean() < 0.02:
+        water = below_horizon * smoothstep(0.5, 0.7, v)
+    water = soften(water * (1 - subject), 2)
+
+    red, green, blue_c = small[..., 0], small[..., 1], small[..., 2]
+    greenish = smoothstep(0.0, 0.06, green - np.maximum(red, blue_c) * 0.95)
+    foliage = soften(greenish * smoothstep(0.1, 0.4, texture) * (1 - sky) * (1 - subject), 1.5)
+    foliage = np.maximum(foliage, _hair(faces, subject, width / gw))
+
+    # Depth proxy: lower is nearer, detail nearer, the subject nearest, the sky farthest.
+    depth = (0.65 * v**1.5 + 0.2 * texture + 0.15 * soften(subject, 3)) * (1 - 0.9 * sky)
+    depth = soften(depth, 6)
+    depth = (depth - depth.min()) / max(float(depth.max() - depth.min()), 1e-6)
+    depth = np.maximum(depth, soften(subject, 1.5))
+
+    upper = soften(lum, 6)[: max(1, int(gh * 0.6))]
+    ly, lx = np.unravel_index(int(np.argmax(upper)), upper.shape)
+    ys, xs = np.nonzero(subject > 0.5)
+    box = (
+        (float(xs.min()) * scale, float(ys.min()) * scale, float(xs.max() + 1) * scale,
+         float(ys.max() + 1) * scale)
+        if len(xs) else None
+    )  # fmt: skip
+    maps = np.stack([depth, soften(subject, 1.0), sky, water], axis=2).astype(np.float32)
     return Scene(
-        depth=_upsample(depth, height, width),
-        sky=sky_full,
-        sky_rows=sky_rows,
-        texture=_upsample(texture * (1 - sky), height, width),
+        maps=np.ascontiguousarray(maps),
+        foliage=foliage.astype(np.float32),
+        grid_scale=width / gw,
+        faces=faces,
+        face_boxes=boxes + [face.box() for face in faces],
+        subject_box=box,
         horizon=horizon,
-        light_xy=cast(tuple[float, float], ((lx + 0.5) / gw, (ly + 0.5) / gh)),
+        light_xy=(float(lx + 0.5) / gw, float(ly + 0.5) / gh),
         sky_rgb=sky_rgb.astype(np.float32),
     )
+
+
+def _hair(faces: list[Face], subject: Array, scale: float) -> Array:
+    """0..1 on the grid: the subject above and beside each face's eyes (hair, a hat), which
+    the wind moves like foliage."""
+    gh, gw = subject.shape
+    rows = (np.arange(gh, dtype=np.float32)[:, None] + 0.5) * scale
+    columns = (np.arange(gw, dtype=np.float32)[None, :] + 0.5) * scale
+    hair = np.zeros((gh, gw), np.float32)
+    for face in faces:
+        left, top, right, bottom = face.box()
+        eyes = float(face.points[list(EYES[0][:2]) + list(EYES[1][:2]), 1].mean())
+        reach = 0.35 * (right - left)
+        above = 1 - smoothstep(eyes - 0.1 * (bottom - top), eyes + 0.1 * (bottom - top), rows)
+        beside = smoothstep(left - reach, left, columns) * (
+            1 - smoothstep(right, right + reach, columns)
+        )
+        hair = np.maximum(hair, above * beside * subject)
+    return hair
+
+
+def _subject(photo: Array, small: Array) -> Array:
+    """0..1 on the grid: a person if mediapipe finds one, else GrabCut's foreground from a
+    centred box (animals, objects), if it is a plausible share of the photo; else nothing.
+
+    The person segmenter also marks a close-up animal (the sample cat): that is the subject
+    in front too, so it is kept (face effects use the face models, not this mask)."""
+    gh, gw = small.shape[:2]
+    people = cv2.resize(person_mask(photo), (gw, gh), interpolation=cv2.INTER_AREA)
+    if (people > 0.5).mean() > 0.02:
+        return np.clip(people, 0, 1)
+    rgb8 = (small * 255).astype(np.uint8)
+    mask = np.zeros((gh, gw), np.uint8)
+    rect = (round(gw * 0.12), round(gh * 0.1), round(gw * 0.76), round(gh * 0.85))
+    background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's clustering draws from OpenCV's RNG: same photo, same mask
+    cv2.grabCut(rgb8, mask, rect, background, foreground, 3, cv2.GC_INIT_WITH_RECT)
+    found = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.float32)
+    # Keep the largest blob: a subject is one thing.
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(found.astype(np.uint8))
+    if count <= 1:
+        return np.zeros((gh, gw), np.float32)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    found = (labels == largest).astype(np.float32)
+    if not 0.04 <= found.mean() <= 0.7:
+        return np.zeros((gh, gw), np.float32)
+    return soften(found, 1.0)
