@@ -26,8 +26,13 @@ from alive.v1.events_pb2 import (
     ImagePromptRequest,
     Job,
     JobState,
+    PublishedVideo,
     PublishRequest,
+    ReviewDecision,
+    ReviewItem,
     StatusEvent,
+    Unpublished,
+    UserReport,
     Verdict,
     VetoEvent,
 )
@@ -42,7 +47,8 @@ class Topic(Generic[MessageT]):
     ``key`` names it in settings: ``ALIVE_TOPICS__<KEY>`` renames it (``default_name``
     otherwise). A topic whose ``message`` is None carries other topics' records as they were
     (the dead-letter topic). Stages write and read the topics their ``StageSpec`` names;
-    ``also_written_by`` and ``also_read_by`` name anyone else (for docs/topics.md).
+    ``also_written_by`` and ``also_read_by`` name anyone else (for docs/topics.md). A topic
+    with ``retention_ms`` is created with that retention (an audit log keeps longer).
     """
 
     key: str
@@ -51,6 +57,8 @@ class Topic(Generic[MessageT]):
     purpose: str
     also_written_by: str = ""
     also_read_by: str = ""
+    # Retention of its own (Kafka's retention.ms); None: the cluster's default.
+    retention_ms: int | None = None
 
 
 REQUESTS = Topic(
@@ -77,7 +85,46 @@ PUBLISH_REQUESTS = Topic(
     also_written_by="the gRPC API's Publish (ingest service); other services",
 )
 PUBLISHED = Topic(
-    "published", "alive.published", Job, "videos live on a Story", also_read_by="Story services"
+    "published",
+    "alive.published",
+    PublishedVideo,
+    "videos live on a Story: blob, AI label, provenance (no prompt)",
+    also_read_by="Story services",
+)
+REVIEW_QUEUE = Topic(
+    "review_queue",
+    "alive.review-queue",
+    ReviewItem,
+    "jobs waiting for a person (marked, sampled or reported)",
+    also_written_by="the review web app (reported videos)",
+    also_read_by="the review web app (rebuilds its queue from it)",
+)
+# The audit log of reviewers' decisions: kept a year, whatever the cluster's default.
+AUDIT_RETENTION_MS = 365 * 24 * 3600 * 1000
+REVIEW_DECISIONS = Topic(
+    "review_decisions",
+    "alive.review-decisions",
+    ReviewDecision,
+    "every reviewer decision: who, when, what, why (audit log)",
+    also_written_by="the review web app",
+    also_read_by="the review web app (rebuilds its queue from it); auditors",
+    retention_ms=AUDIT_RETENTION_MS,
+)
+REPORTS = Topic(
+    "reports",
+    "alive.reports",
+    UserReport,
+    "users' reports of published videos",
+    also_written_by="the gRPC API's Report (ingest service); other services",
+    also_read_by="the review web app (thresholds, severe reports)",
+)
+UNPUBLISHED = Topic(
+    "unpublished",
+    "alive.unpublished",
+    Unpublished,
+    "videos taken off Stories (severe reports, rejected on review)",
+    also_written_by="the review web app",
+    also_read_by="Story services",
 )
 # Written by the runner for every stage, whatever the stage.
 STATUS = Topic(
@@ -124,6 +171,9 @@ class StageSpec:
     A stage that ``attests`` signs, on each pass, what it judged or made (alive/attestation.py);
     before it acts it verifies the attestations of the stages it ``requires``, each over the
     job as it stands now (the same photo, prompt and video bytes).
+
+    A stage that ``holds`` may leave a job waiting for a person: it writes an item to that
+    topic, and the job stays in ``held_state`` until a decision comes back.
     """
 
     name: str
@@ -137,6 +187,8 @@ class StageSpec:
     veto_verdict: Verdict.ValueType = Verdict.VETO
     attests: Subject | None = None
     requires: tuple[str, ...] = ()
+    holds: Topic[Any] | None = None
+    held_state: JobState.ValueType = JobState.JOB_STATE_UNSPECIFIED
 
     @property
     def consumer_group(self) -> str:
@@ -231,6 +283,8 @@ REVIEW = StageSpec(
     "pre-publish review: live on a Story",
     attests=Subject.VIDEO,
     requires=("moderation-photo", "moderation-prompt", "moderation-video", "provenance"),
+    holds=REVIEW_QUEUE,
+    held_state=JobState.READY,
 )
 
 
@@ -300,6 +354,8 @@ class Pipeline:
         for spec in self.stages:
             seen.setdefault(spec.consumes.key, spec.consumes)
             seen.setdefault(spec.emits.key, spec.emits)
+            if spec.holds is not None:
+                seen.setdefault(spec.holds.key, spec.holds)
         for topic in self.side_topics:
             seen.setdefault(topic.key, topic)
         return list(seen.values())
@@ -322,5 +378,5 @@ PIPELINE = Pipeline(
         MODERATION_VIDEO,
         REVIEW,
     ],
-    side_topics=[STATUS, VETOES, DLQ],
+    side_topics=[STATUS, VETOES, DLQ, REVIEW_DECISIONS, REPORTS, UNPUBLISHED],
 )

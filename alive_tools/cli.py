@@ -38,11 +38,11 @@ from alive.blobs import LocalBlobStore
 from alive.jobs import DEFAULT_PROMPT
 from alive.kafka import ensure_topics
 from alive.media import probe_mp4
-from alive.pipeline import PIPELINE
+from alive.pipeline import PIPELINE, REVIEW
 from alive.provenance import verify_video
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import JobView
-from alive.v1.events_pb2 import JobState, OutputSpec, Verdict
+from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent, Verdict
 from alive_tools.client import AliveClient, Rejected
 from alive_tools.embedded.stack import REPO_ROOT, EmbeddedStack
 from alive_tools.keys import mint_token
@@ -121,6 +121,7 @@ def _run(args: argparse.Namespace) -> int:
         stack.__enter__()
     try:
         console.print(f"stack up in {time.monotonic() - started:.1f} s (logs in {stack.logs})")
+        console.print(f"review queue: {stack.review_url} (accounts in {stack.reviewer_file})")
         with stack.client() as client:
             code = _submit_and_show(
                 client, args, LocalBlobStore(stack.blob_root), stack.trust_anchor, publish=True
@@ -242,6 +243,8 @@ def _submit_and_show(
     if publish:
         client.publish(job_id)
         view = _follow(client, job_id, stop_at_ready=False, shown=len(view.history))
+        if view.state == JobState.READY:
+            console.print("[yellow]held for a person: decide it in the review queue")
     _print_path(view)
     _print_video(video, trust_anchor)
     console.print(f"[bold green]video: {video}")
@@ -263,6 +266,8 @@ def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool, shown: int
                 f"{time.monotonic() - started:6.1f} s  {JobState.Name(event.state)}"
                 f"  ({event.stage})  {' '.join(event.reason_codes)}".rstrip()
             )
+            if _held(event):
+                break
         return client.get(job_id)
     columns = (
         SpinnerColumn(),
@@ -274,6 +279,8 @@ def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool, shown: int
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("waiting", total=len(STEPS_TO_READY))
         for event in events:
+            if _held(event):
+                break
             done = STEPS_TO_READY.index(event.state) + 1 if event.state in STEPS_TO_READY else 0
             working = PIPELINE.next_stage(event.state)
             progress.update(
@@ -282,6 +289,11 @@ def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool, shown: int
                 description=f"{working.name}…" if working else JobState.Name(event.state).lower(),
             )
     return client.get(job_id)
+
+
+def _held(event: StatusEvent) -> bool:
+    """Review holds the job for a person: it stays READY until a reviewer decides."""
+    return event.stage == REVIEW.name and event.verdict == Verdict.REVIEW
 
 
 def _save_video(blobs: LocalBlobStore, view: JobView, out_dir: Path) -> Path:

@@ -1,0 +1,157 @@
+"""The human review queue as state: items waiting for a person, claims, decisions, reports.
+
+Everything here is rebuilt from Kafka at start (alive.review-queue, alive.review-decisions,
+alive.reports, alive.unpublished) by applying their records in any order, so a restart loses
+nothing; ``actions`` then says what the topics show was decided or crossed a threshold but not
+yet carried out. No Kafka client here: services/review/web/app.py feeds it and sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from alive.reasons import REPORT_REASONS, ReasonCode
+from alive.v1.events_pb2 import ReviewDecision, ReviewItem, Unpublished, UserReport
+
+ORIGIN_PUBLISH = "publish"
+ORIGIN_REPORT = "report"
+
+
+@dataclass
+class Claim:
+    reviewer: str
+    expires_at_ms: int
+
+
+@dataclass
+class JobReports:
+    reporters: set[str] = field(default_factory=set)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportPolicy:
+    """When reports send a published video to a person, and when they unpublish it at once."""
+
+    threshold: int
+    severe: frozenset[str]
+
+
+class ClaimRefused(Exception):
+    """Another reviewer holds the item, or it is decided: the message says which."""
+
+
+class ReviewQueue:
+    def __init__(self, policy: ReportPolicy) -> None:
+        self.policy = policy
+        self.items: dict[str, ReviewItem] = {}
+        self.decisions: dict[str, ReviewDecision] = {}
+        self.reports: dict[str, JobReports] = {}
+        self.unpublished: set[str] = set()
+        self.claims: dict[str, Claim] = {}
+        # Jobs whose decision is being sent: nobody else may decide them meanwhile.
+        self._deciding: set[str] = set()
+
+    # Applying records (replay and live alike; each is idempotent).
+
+    def add_item(self, item: ReviewItem) -> None:
+        old = self.items.get(item.job_id)
+        if old is None or item.queued_at_ms < old.queued_at_ms:
+            self.items[item.job_id] = item  # a re-queued job keeps its first age
+
+    def add_decision(self, decision: ReviewDecision) -> None:
+        self.decisions.setdefault(decision.job_id, decision)  # the first decision is final
+        self.claims.pop(decision.job_id, None)
+        self._deciding.discard(decision.job_id)
+
+    def add_report(self, report: UserReport) -> None:
+        if report.reason_code not in REPORT_REASONS:
+            return  # the API refuses these; one from elsewhere is ignored, not counted
+        reports = self.reports.setdefault(report.job_id, JobReports())
+        if report.reporter in reports.reporters:
+            return  # de-duplicated per reporter and job
+        reports.reporters.add(report.reporter)
+        reports.reasons[report.reason_code] = reports.reasons.get(report.reason_code, 0) + 1
+
+    def add_unpublished(self, event: Unpublished) -> None:
+        self.unpublished.add(event.job_id)
+
+    # What is waiting.
+
+    def open_items(self, reason: str | None = None) -> list[ReviewItem]:
+        """Undecided items, oldest first; with ``reason``, only those with that reason."""
+        waiting = [
+            i
+            for i in self.items.values()
+            if i.job_id not in self.decisions and (reason is None or reason in i.reason_codes)
+        ]
+        return sorted(waiting, key=lambda i: (i.queued_at_ms, i.job_id))
+
+    def reasons(self) -> list[str]:
+        return sorted({r for i in self.open_items() for r in i.reason_codes})
+
+    def oldest_age_ms(self, now_ms: int) -> int:
+        items = self.open_items()
+        return now_ms - items[0].queued_at_ms if items else 0
+
+    # Claims: one reviewer per item at a time, for a while.
+
+    def claim(self, job_id: str, reviewer: str, now_ms: int, timeout_ms: int) -> Claim:
+        """Claims (or renews) the item for ``reviewer``; refused while another holds it."""
+        if job_id in self.decisions or job_id in self._deciding:
+            raise ClaimRefused("already decided")
+        if job_id not in self.items:
+            raise ClaimRefused("not in the queue")
+        held = self.claims.get(job_id)
+        if held is not None and held.reviewer != reviewer and held.expires_at_ms > now_ms:
+            raise ClaimRefused(f"claimed by {held.reviewer}")
+        claim = Claim(reviewer, now_ms + timeout_ms)
+        self.claims[job_id] = claim
+        return claim
+
+    def live_claim(self, job_id: str, now_ms: int) -> Claim | None:
+        held = self.claims.get(job_id)
+        return held if held is not None and held.expires_at_ms > now_ms else None
+
+    def begin_decision(self, job_id: str, reviewer: str, now_ms: int) -> ReviewItem:
+        """Checks ``reviewer`` holds a live claim and reserves the item for the decision
+        being sent. Synchronous: two requests on one event loop cannot both pass."""
+        if job_id in self.decisions or job_id in self._deciding:
+            raise ClaimRefused("already decided")
+        held = self.claims.get(job_id)
+        if held is None or held.reviewer != reviewer or held.expires_at_ms <= now_ms:
+            raise ClaimRefused("claim the item first (yours expired or another holds it)")
+        self._deciding.add(job_id)
+        return self.items[job_id]
+
+    def abandon_decision(self, job_id: str) -> None:
+        """The decision could not be sent: the item is open again (the claim stays)."""
+        self._deciding.discard(job_id)
+
+    # What the topics say must still happen.
+
+    def report_actions(self, job_id: str) -> tuple[ReviewItem | None, bool]:
+        """For a reported job: the item to queue (None: none needed) and whether to unpublish
+        it now. A reviewer's decision is final: later reports of a decided job change nothing.
+
+        Partial: the issue asks that a decision be final *for its policy version*; a new
+        policy version re-opening decided jobs is not written (decisions record the version).
+        """
+        reports = self.reports.get(job_id)
+        if reports is None or job_id in self.decisions:
+            return None, False
+        severe = sorted(r for r in reports.reasons if r in self.policy.severe)
+        enough = len(reports.reporters) >= self.policy.threshold
+        if not (severe or enough):
+            return None, False
+        item = None
+        if job_id not in self.items:
+            codes = severe or sorted(reports.reasons)
+            if enough:
+                codes = [*codes, ReasonCode.REPORTED_THRESHOLD]
+            item = ReviewItem(job_id=job_id, reason_codes=codes, origin=ORIGIN_REPORT)
+        return item, bool(severe) and job_id not in self.unpublished
+
+    def reported_jobs(self) -> Iterable[str]:
+        return list(self.reports)
