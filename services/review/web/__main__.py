@@ -12,58 +12,33 @@ import logging
 import signal
 import sys
 
-import uvicorn
 from prometheus_client import CollectorRegistry
 
-from alive.blobs import LocalBlobStore
 from alive.health import HealthServer
-from alive.kafka import make_producer
 from alive.settings import ServiceSettings
 from alive.telemetry import setup_logging, setup_tracing, shutdown_tracing
-from services.review import decisions
-from services.review.web.app import ReviewDesk, ReviewMetrics, make_app
-from services.review.web.auth import Accounts, Sessions
-from services.review.web.feed import ReviewFeed
-from services.review.web.queue import ReportPolicy, ReviewQueue
+from services.review.web.service import SERVICE, ReviewWeb
 from services.review.web.settings import ReviewWebSettings
 
-SERVICE = "review-web"
 log = logging.getLogger(__name__)
 
 
 async def _serve(settings: ReviewWebSettings, common: ServiceSettings) -> None:
     registry = CollectorRegistry()
-    queue = ReviewQueue(
-        ReportPolicy(settings.report_threshold, frozenset(settings.severe_report_reasons))
-    )
-    metrics = ReviewMetrics(registry, queue)
+    web = ReviewWeb(settings, common, registry)
     health = HealthServer(common.http_host, common.http_port, registry)
-    producer = make_producer(common, client_id=SERVICE)
-    key = decisions.load_private_key(settings.decision_key_path)
-    blobs = LocalBlobStore(common.blob_root, common.blob_max_bytes)
-    desk = ReviewDesk(settings, common, queue, blobs, producer, key, metrics)
-    feed = ReviewFeed(common, queue, desk.on_report, desk.on_caught_up)
-    app = make_app(desk, Accounts(settings.reviewers), Sessions(settings.session_ttl_s))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_config=None, access_log=False
-        )
-    )
-    health.add_readiness_check("queue", feed.caught_up.is_set)
-    health.add_readiness_check("pages", lambda: server.started and not server.should_exit)
+    health.add_readiness_check(SERVICE, lambda: web.ready)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # uvicorn takes these while it serves and hands them back here when it stops.
+        loop.add_signal_handler(sig, web.request_stop)
     await health.start()
-    await producer.start()
     try:
-        await feed.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-        # uvicorn takes SIGTERM while it serves, then hands it back to the handler above.
-        log.info("started", extra={"port": settings.port, "http_port": health.port})
-        await server.serve()
+        await web.start()
+        log.info("started", extra={"port": web.port, "http_port": health.port})
+        await web.serve_until_stopped()
     finally:
-        await feed.stop()
-        await producer.stop()
+        await web.stop()
         await health.stop()
         log.info("stopped")
 

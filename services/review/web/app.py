@@ -246,7 +246,8 @@ class ReviewDesk:
     async def on_caught_up(self) -> None:
         """After the replay at start: carry out what the topics show is still owed."""
         for decision in list(self.queue.decisions.values()):
-            if decision.origin == ORIGIN_PUBLISH and self.ledger.get(REVIEW.name, decision.job_id):
+            acted = self.ledger.get(REVIEW.name, decision.job_id) is not None
+            if decision.origin == ORIGIN_PUBLISH and acted:
                 continue  # the review service has acted on it
             if (
                 decision.origin == ORIGIN_REPORT
