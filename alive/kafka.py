@@ -117,11 +117,13 @@ async def ensure_topics(settings: ServiceSettings) -> None:
             return
         new = [
             NewTopic(
-                name=t,
+                name=settings.topic(t),
                 num_partitions=profile.topic_partitions,
                 replication_factor=profile.replication_factor,
+                topic_configs={"retention.ms": str(t.retention_ms)} if t.retention_ms else {},
             )
-            for t in missing
+            for t in PIPELINE.topics()
+            if settings.topic(t) in missing
         ]
         try:
             await admin.create_topics(new)

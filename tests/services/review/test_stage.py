@@ -349,3 +349,16 @@ async def test_publishes_outside_the_window_and_other_creators_do_not_count(
     assert out.statuses[0].state == JobState.PUBLISHED
     # Its own publish now counts against the creator's next one.
     assert await stage.publishes.recent(job.creator_id, 3600, "next-job") == 1
+
+
+async def test_a_mark_whose_record_names_no_reason_still_waits_for_a_person(
+    ready: tuple[LocalBlobStore, Job, Path],
+) -> None:
+    blobs, job, anchor = ready
+    KEYS.attest(job, "moderation-video", verdict=Verdict.REVIEW)
+    mark_ready(blobs, job)
+    out = (await review(blobs, anchor, job.job_id)).emitted
+    (item,) = out.outputs
+    assert isinstance(item, ReviewItem)
+    assert list(item.reason_codes) == [ReasonCode.REVIEW_HUMAN_REQUIRED]
+    assert "moderation-video" in out.statuses[0].detail
