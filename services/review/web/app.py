@@ -70,7 +70,14 @@ from services.review.web.auth import (
     Sessions,
     same_token,
 )
-from services.review.web.queue import ORIGIN_PUBLISH, ORIGIN_REPORT, ClaimRefused, ReviewQueue
+from services.review.web.queue import (
+    ORIGIN_PUBLISH,
+    ORIGIN_REPORT,
+    ClaimRefused,
+    ReviewQueue,
+    item_key,
+    key_of,
+)
 from services.review.web.settings import ReviewWebSettings
 
 log = logging.getLogger(__name__)
@@ -159,11 +166,12 @@ class ReviewDesk:
         )
 
     async def decide(
-        self, job_id: str, reviewer: str, outcome: ReviewOutcome.ValueType, reason: str, note: str
+        self, key: str, reviewer: str, outcome: ReviewOutcome.ValueType, reason: str, note: str
     ) -> ReviewDecision:
-        """Records and carries out a decision; raises ClaimRefused when the reviewer may not
-        decide the item (no live claim, or decided already)."""
-        item = self.queue.begin_decision(job_id, reviewer, now_ms())
+        """Records and carries out a decision on the item ``key``; raises ClaimRefused when
+        the reviewer may not decide it (no live claim, or decided already)."""
+        item = self.queue.begin_decision(key, reviewer, now_ms())
+        job_id = item.job_id
         try:
             job = self.job(job_id)
             policy = _policy_version(job)
@@ -185,7 +193,7 @@ class ReviewDesk:
             )
             await self._send(REVIEW_DECISIONS, job_id, decision)  # the audit log first
         except BaseException:
-            self.queue.abandon_decision(job_id)
+            self.queue.abandon_decision(key)
             raise
         self.queue.add_decision(decision)
         outcome_name = "approve" if outcome == ReviewOutcome.REVIEW_APPROVE else "reject"
@@ -215,7 +223,7 @@ class ReviewDesk:
     async def _unpublish(self, job_id: str, reasons: list[str]) -> None:
         if job_id in self.queue.unpublished:
             return
-        published = self.job(job_id, REVIEW.name)
+        published = self.job(job_id)
         event = Unpublished(
             job_id=job_id,
             creator_id=published.creator_id if published else "",
@@ -230,9 +238,12 @@ class ReviewDesk:
         """A report arrived (or the queue was rebuilt): queue the video for a person and
         unpublish it at once, as the report policy says."""
         item, unpublish = self.queue.report_actions(job_id)
-        published = self.job(job_id, REVIEW.name)
+        # The job as the checkpoints passed it (review publishes the same video, and may not
+        # have written its own record yet when the first report arrives).
+        published = self.job(job_id)
         if published is None:
-            return  # not a video review published; the API refuses such reports
+            log.warning("report of an unknown job", extra={"job_id": job_id})
+            return
         if unpublish:
             severe = [r for r in (item.reason_codes if item else []) if r != "REPORTED_THRESHOLD"]
             await self._unpublish(job_id, severe or [ReasonCode.REPORTED_THRESHOLD])
@@ -367,7 +378,8 @@ def make_app(desk: ReviewDesk, accounts: Accounts, sessions: Sessions) -> Starle
             {
                 "item": i,
                 "age_s": (at - i.queued_at_ms) // 1000,
-                "claim": desk.queue.live_claim(i.job_id, at),
+                "key": key_of(i),
+                "claim": desk.queue.live_claim(key_of(i), at),
             }
             for i in desk.queue.open_items(reason)
         ]
@@ -386,31 +398,33 @@ def make_app(desk: ReviewDesk, accounts: Accounts, sessions: Sessions) -> Starle
         session = session_of(request)
         if session is None:
             return to_login()
-        job_id = request.path_params["job_id"]
-        item = desk.queue.items.get(job_id)
-        job = desk.job(job_id)
+        key = item_key(request.path_params["origin"], request.path_params["job_id"])
+        item = desk.queue.items.get(key)
+        job = desk.job(item.job_id) if item is not None else None
         if item is None or job is None:
             return PlainTextResponse("no such item", status_code=404)
         refused = None
         claim = None
         try:
             claim = desk.queue.claim(
-                job_id, session.reviewer, now_ms(), settings.claim_timeout_s * 1000
+                key, session.reviewer, now_ms(), settings.claim_timeout_s * 1000
             )
         except ClaimRefused as exc:
             refused = str(exc)
-        following = [i.job_id for i in desk.queue.open_items() if i.job_id != job_id]
+        following = [key_of(i) for i in desk.queue.open_items() if key_of(i) != key]
         return TEMPLATES.TemplateResponse(
             request,
             "item.html",
             {
                 "session": session,
                 "item": item,
+                "key": key,
                 "job": job,
                 "checkpoints": desk.checkpoints(job),
                 "claim": claim,
                 "refused": refused,
-                "decision": desk.queue.decisions.get(job_id),
+                "decision": desk.queue.decisions.get(key),
+                "approve": ReviewOutcome.REVIEW_APPROVE,
                 "reject_reasons": REJECT_REASONS,
                 "next_job": following[0] if following else None,
             },
@@ -423,7 +437,7 @@ def make_app(desk: ReviewDesk, accounts: Accounts, sessions: Sessions) -> Starle
         form = await request.form()
         if not same_token(session.csrf, _field(form, "csrf")):
             return PlainTextResponse("CSRF check failed", status_code=403)
-        job_id = request.path_params["job_id"]
+        key = item_key(request.path_params["origin"], request.path_params["job_id"])
         action = _field(form, "outcome")
         reason = _field(form, "reason") or ""
         note = (_field(form, "note") or "")[:2000]
@@ -435,19 +449,20 @@ def make_app(desk: ReviewDesk, accounts: Accounts, sessions: Sessions) -> Starle
         if outcome == ReviewOutcome.REVIEW_REJECT and reason not in REJECT_REASONS:
             return PlainTextResponse("a rejection needs a reason code", status_code=400)
         try:
-            await desk.decide(job_id, session.reviewer, outcome, reason, note)
+            await desk.decide(key, session.reviewer, outcome, reason, note)
         except ClaimRefused as exc:
             return PlainTextResponse(f"not decided: {exc}", status_code=409)
         following = desk.queue.open_items()
-        target = f"/items/{following[0].job_id}" if following else "/"
+        target = f"/items/{key_of(following[0])}" if following else "/"
         return RedirectResponse(target, status_code=303)
 
     def media(subject: str) -> Any:
         async def serve(request: Request) -> Response:
             if session_of(request) is None:
                 return PlainTextResponse("sign in", status_code=401)
-            job_id = request.path_params["job_id"]
-            job = desk.job(job_id) if job_id in desk.queue.items else None
+            key = item_key(request.path_params["origin"], request.path_params["job_id"])
+            item = desk.queue.items.get(key)
+            job = desk.job(item.job_id) if item is not None else None
             if job is None:
                 return PlainTextResponse("no such item", status_code=404)
             ref = job.video if subject == "video" else job.photo
@@ -468,10 +483,10 @@ def make_app(desk: ReviewDesk, accounts: Accounts, sessions: Sessions) -> Starle
             Route("/login", login_page, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
-            Route("/items/{job_id}", item_page),
-            Route("/items/{job_id}/decision", decide, methods=["POST"]),
-            Route("/items/{job_id}/video", media("video")),
-            Route("/items/{job_id}/photo", media("photo")),
+            Route("/items/{origin}/{job_id}", item_page),
+            Route("/items/{origin}/{job_id}/decision", decide, methods=["POST"]),
+            Route("/items/{origin}/{job_id}/video", media("video")),
+            Route("/items/{origin}/{job_id}/photo", media("photo")),
             Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static"))),
         ],
     )

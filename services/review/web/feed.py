@@ -61,7 +61,13 @@ class ReviewFeed:
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
         self._task = asyncio.create_task(self._follow(consumer, end))
-        await asyncio.wait_for(self.caught_up.wait(), timeout=60)
+        caught_up = asyncio.create_task(self.caught_up.wait())
+        await asyncio.wait({self._task, caught_up}, timeout=60, return_when="FIRST_COMPLETED")
+        caught_up.cancel()
+        if self._task.done():
+            self._task.result()  # raises why the feed stopped
+        if not self.caught_up.is_set():
+            raise TimeoutError("the review topics were not read to their end in 60 s")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -69,19 +75,34 @@ class ReviewFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    @property
+    def healthy(self) -> bool:
+        """Caught up, and still following (readiness fails once the feed has stopped)."""
+        return self.caught_up.is_set() and self._task is not None and not self._task.done()
+
     async def _follow(self, consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> None:
         try:
-            while True:
-                if not self.caught_up.is_set() and await _reached(consumer, end):
-                    await self._on_caught_up()
-                    self.caught_up.set()
-                    log.info("review queue rebuilt", extra={"open": len(self._queue.open_items())})
-                batch = await consumer.getmany(timeout_ms=200)
-                for records in batch.values():
-                    for record in records:
-                        await self._apply(record)
+            await self._follow_records(consumer, end)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the review feed stopped")
+            raise
         finally:
             await consumer.stop()
+
+    async def _follow_records(
+        self, consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]
+    ) -> None:
+        while True:
+            if not self.caught_up.is_set() and await _reached(consumer, end):
+                await self._on_caught_up()
+                self.caught_up.set()
+                log.info("review queue rebuilt", extra={"open": len(self._queue.open_items())})
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    await self._apply(record)
 
     async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         topic = self._topics[record.topic]

@@ -18,6 +18,16 @@ ORIGIN_PUBLISH = "publish"
 ORIGIN_REPORT = "report"
 
 
+def item_key(origin: str, job_id: str) -> str:
+    """One job may wait twice: held before publishing, and later reported. Each is an item
+    of its own, decided on its own."""
+    return f"{origin}/{job_id}"
+
+
+def key_of(message: ReviewItem | ReviewDecision) -> str:
+    return item_key(message.origin, message.job_id)
+
+
 @dataclass
 class Claim:
     reviewer: str
@@ -56,14 +66,15 @@ class ReviewQueue:
     # Applying records (replay and live alike; each is idempotent).
 
     def add_item(self, item: ReviewItem) -> None:
-        old = self.items.get(item.job_id)
+        old = self.items.get(key_of(item))
         if old is None or item.queued_at_ms < old.queued_at_ms:
-            self.items[item.job_id] = item  # a re-queued job keeps its first age
+            self.items[key_of(item)] = item  # a re-queued job keeps its first age
 
     def add_decision(self, decision: ReviewDecision) -> None:
-        self.decisions.setdefault(decision.job_id, decision)  # the first decision is final
-        self.claims.pop(decision.job_id, None)
-        self._deciding.discard(decision.job_id)
+        key = key_of(decision)
+        self.decisions.setdefault(key, decision)  # the first decision is final
+        self.claims.pop(key, None)
+        self._deciding.discard(key)
 
     def add_report(self, report: UserReport) -> None:
         if report.reason_code not in REPORT_REASONS:
@@ -83,8 +94,8 @@ class ReviewQueue:
         """Undecided items, oldest first; with ``reason``, only those with that reason."""
         waiting = [
             i
-            for i in self.items.values()
-            if i.job_id not in self.decisions and (reason is None or reason in i.reason_codes)
+            for key, i in self.items.items()
+            if key not in self.decisions and (reason is None or reason in i.reason_codes)
         ]
         return sorted(waiting, key=lambda i: (i.queued_at_ms, i.job_id))
 
@@ -97,56 +108,58 @@ class ReviewQueue:
 
     # Claims: one reviewer per item at a time, for a while.
 
-    def claim(self, job_id: str, reviewer: str, now_ms: int, timeout_ms: int) -> Claim:
+    def claim(self, key: str, reviewer: str, now_ms: int, timeout_ms: int) -> Claim:
         """Claims (or renews) the item for ``reviewer``; refused while another holds it."""
-        if job_id in self.decisions or job_id in self._deciding:
+        if key in self.decisions or key in self._deciding:
             raise ClaimRefused("already decided")
-        if job_id not in self.items:
+        if key not in self.items:
             raise ClaimRefused("not in the queue")
-        held = self.claims.get(job_id)
+        held = self.claims.get(key)
         if held is not None and held.reviewer != reviewer and held.expires_at_ms > now_ms:
             raise ClaimRefused(f"claimed by {held.reviewer}")
         claim = Claim(reviewer, now_ms + timeout_ms)
-        self.claims[job_id] = claim
+        self.claims[key] = claim
         return claim
 
-    def live_claim(self, job_id: str, now_ms: int) -> Claim | None:
-        held = self.claims.get(job_id)
+    def live_claim(self, key: str, now_ms: int) -> Claim | None:
+        held = self.claims.get(key)
         return held if held is not None and held.expires_at_ms > now_ms else None
 
-    def begin_decision(self, job_id: str, reviewer: str, now_ms: int) -> ReviewItem:
+    def begin_decision(self, key: str, reviewer: str, now_ms: int) -> ReviewItem:
         """Checks ``reviewer`` holds a live claim and reserves the item for the decision
         being sent. Synchronous: two requests on one event loop cannot both pass."""
-        if job_id in self.decisions or job_id in self._deciding:
+        if key in self.decisions or key in self._deciding:
             raise ClaimRefused("already decided")
-        held = self.claims.get(job_id)
+        held = self.claims.get(key)
         if held is None or held.reviewer != reviewer or held.expires_at_ms <= now_ms:
             raise ClaimRefused("claim the item first (yours expired or another holds it)")
-        self._deciding.add(job_id)
-        return self.items[job_id]
+        self._deciding.add(key)
+        return self.items[key]
 
-    def abandon_decision(self, job_id: str) -> None:
+    def abandon_decision(self, key: str) -> None:
         """The decision could not be sent: the item is open again (the claim stays)."""
-        self._deciding.discard(job_id)
+        self._deciding.discard(key)
 
     # What the topics say must still happen.
 
     def report_actions(self, job_id: str) -> tuple[ReviewItem | None, bool]:
         """For a reported job: the item to queue (None: none needed) and whether to unpublish
-        it now. A reviewer's decision is final: later reports of a decided job change nothing.
+        it now. A reviewer's decision on a reported video is final: later reports change
+        nothing. (An approval before publishing is not one: reports after it still count.)
 
         Partial: the issue asks that a decision be final *for its policy version*; a new
         policy version re-opening decided jobs is not written (decisions record the version).
         """
         reports = self.reports.get(job_id)
-        if reports is None or job_id in self.decisions:
+        key = item_key(ORIGIN_REPORT, job_id)
+        if reports is None or key in self.decisions:
             return None, False
         severe = sorted(r for r in reports.reasons if r in self.policy.severe)
         enough = len(reports.reporters) >= self.policy.threshold
         if not (severe or enough):
             return None, False
         item = None
-        if job_id not in self.items:
+        if key not in self.items:
             codes = severe or sorted(reports.reasons)
             if enough:
                 codes = [*codes, ReasonCode.REPORTED_THRESHOLD]

@@ -47,7 +47,7 @@ class ReviewWeb:
 
     @property
     def ready(self) -> bool:
-        return self.feed.caught_up.is_set() and self.server.started and not self.server.should_exit
+        return self.feed.healthy and self.server.started and not self.server.should_exit
 
     @property
     def port(self) -> int:

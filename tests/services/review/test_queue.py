@@ -23,46 +23,47 @@ def queue_with(*job_ids: str) -> ReviewQueue:
 
 def test_items_wait_oldest_first_and_filter_by_reason() -> None:
     queue = ReviewQueue(POLICY)
-    queue.add_item(ReviewItem(job_id="b", queued_at_ms=20, reason_codes=["REVIEW_SAMPLED"]))
-    queue.add_item(ReviewItem(job_id="a", queued_at_ms=10, reason_codes=["PROMPT_REAL_PERSON"]))
-    queue.add_item(ReviewItem(job_id="a", queued_at_ms=30))  # redelivered: keeps its age
+    held = {"origin": "publish"}
+    queue.add_item(ReviewItem(job_id="b", queued_at_ms=20, reason_codes=["REVIEW_SAMPLED"], **held))
+    queue.add_item(ReviewItem(job_id="a", queued_at_ms=10, reason_codes=["REAL_PERSON"], **held))
+    queue.add_item(ReviewItem(job_id="a", queued_at_ms=30, **held))  # redelivered: keeps its age
     assert [i.job_id for i in queue.open_items()] == ["a", "b"]
     assert [i.job_id for i in queue.open_items("REVIEW_SAMPLED")] == ["b"]
     assert queue.oldest_age_ms(110) == 100
-    queue.add_decision(ReviewDecision(job_id="a"))
+    queue.add_decision(ReviewDecision(job_id="a", origin="publish"))
     assert [i.job_id for i in queue.open_items()] == ["b"]
 
 
 def test_two_reviewers_cannot_both_decide_one_item() -> None:
     queue = queue_with("j")
-    queue.claim("j", "ana", now_ms=0, timeout_ms=MINUTE)
+    queue.claim("publish/j", "ana", now_ms=0, timeout_ms=MINUTE)
     with pytest.raises(ClaimRefused, match="claimed by ana"):
-        queue.claim("j", "ben", now_ms=1, timeout_ms=MINUTE)
+        queue.claim("publish/j", "ben", now_ms=1, timeout_ms=MINUTE)
     with pytest.raises(ClaimRefused):
-        queue.begin_decision("j", "ben", now_ms=2)  # without the claim
-    queue.begin_decision("j", "ana", now_ms=2)
+        queue.begin_decision("publish/j", "ben", now_ms=2)  # without the claim
+    queue.begin_decision("publish/j", "ana", now_ms=2)
     # While ana's decision is being sent, neither a second decision nor a claim gets in.
     with pytest.raises(ClaimRefused, match="already decided"):
-        queue.begin_decision("j", "ana", now_ms=3)
+        queue.begin_decision("publish/j", "ana", now_ms=3)
     with pytest.raises(ClaimRefused, match="already decided"):
-        queue.claim("j", "ben", now_ms=3, timeout_ms=MINUTE)
+        queue.claim("publish/j", "ben", now_ms=3, timeout_ms=MINUTE)
 
 
 def test_a_claim_runs_out_and_another_reviewer_may_take_the_item() -> None:
     queue = queue_with("j")
-    queue.claim("j", "ana", now_ms=0, timeout_ms=MINUTE)
-    queue.claim("j", "ben", now_ms=MINUTE + 1, timeout_ms=MINUTE)
+    queue.claim("publish/j", "ana", now_ms=0, timeout_ms=MINUTE)
+    queue.claim("publish/j", "ben", now_ms=MINUTE + 1, timeout_ms=MINUTE)
     with pytest.raises(ClaimRefused):
-        queue.begin_decision("j", "ana", now_ms=MINUTE + 2)  # hers ran out
-    assert queue.begin_decision("j", "ben", now_ms=MINUTE + 2).job_id == "j"
+        queue.begin_decision("publish/j", "ana", now_ms=MINUTE + 2)  # hers ran out
+    assert queue.begin_decision("publish/j", "ben", now_ms=MINUTE + 2).job_id == "j"
 
 
 def test_a_decision_that_could_not_be_sent_leaves_the_item_open() -> None:
     queue = queue_with("j")
-    queue.claim("j", "ana", now_ms=0, timeout_ms=MINUTE)
-    queue.begin_decision("j", "ana", now_ms=1)
-    queue.abandon_decision("j")
-    assert queue.begin_decision("j", "ana", now_ms=2).job_id == "j"
+    queue.claim("publish/j", "ana", now_ms=0, timeout_ms=MINUTE)
+    queue.begin_decision("publish/j", "ana", now_ms=1)
+    queue.abandon_decision("publish/j")
+    assert queue.begin_decision("publish/j", "ana", now_ms=2).job_id == "j"
 
 
 def report(job_id: str, reporter: str, reason: str = ReasonCode.REPORTED_SPAM) -> UserReport:
@@ -92,6 +93,16 @@ def test_one_severe_report_queues_and_unpublishes_at_once(reason: str) -> None:
     assert unpublish
     queue.add_unpublished(Unpublished(job_id="v"))
     assert queue.report_actions("v")[1] is False  # once
+
+
+def test_reports_after_an_approval_before_publishing_still_count() -> None:
+    queue = queue_with("v")
+    queue.add_decision(ReviewDecision(job_id="v", origin="publish"))
+    queue.add_report(report("v", "u1", ReasonCode.REPORTED_SELF_HARM))
+    item, unpublish = queue.report_actions("v")
+    assert item is not None and item.origin == "report" and unpublish
+    queue.add_item(item)
+    assert [(i.origin, i.job_id) for i in queue.open_items()] == [("report", "v")]
 
 
 def test_a_reviewers_decision_on_a_reported_video_is_final() -> None:

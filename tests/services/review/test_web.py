@@ -228,13 +228,13 @@ async def test_sign_in_queue_page_and_item_page_show_what_a_reviewer_needs(
     await browser.sign_in("ana")
     _, listing, _ = await browser.get("/")
     assert "job-a" in listing and "PROMPT_REAL_PERSON" in listing
-    _, item, _ = await browser.get("/items/job-a")
-    assert 'src="/items/job-a/video"' in item and 'src="/items/job-a/photo"' in item
+    _, item, _ = await browser.get("/items/publish/job-a")
+    assert 'src="/items/publish/job-a/video"' in item and 'src="/items/publish/job-a/photo"' in item
     assert "a cat waves at dusk" in item  # the prompt, shown here only
     assert "moderation-prompt" in item and "real_person 0.910" in item and "p7" in item
-    status, body, _ = await browser.get("/items/job-a/video")
+    status, body, _ = await browser.get("/items/publish/job-a/video")
     assert status == 200 and body == "mp4 bytes"
-    assert (await Browser(web.port).get("/items/job-a/video"))[0] == 401  # signed out
+    assert (await Browser(web.port).get("/items/publish/job-a/video"))[0] == 401  # signed out
 
 
 async def test_every_form_needs_its_csrf_token(
@@ -246,9 +246,9 @@ async def test_every_form_needs_its_csrf_token(
     browser = Browser(web.port)
     assert (await browser.post("/login", {"name": "ana", "password": PASSWORDS["ana"]}))[0] == 403
     await browser.sign_in("ana")
-    await browser.get("/items/job-c")
+    await browser.get("/items/publish/job-c")
     forged = {"csrf": "not-the-token", "outcome": "approve"}
-    assert (await browser.post("/items/job-c/decision", forged))[0] == 403
+    assert (await browser.post("/items/publish/job-c/decision", forged))[0] == 403
     assert (await browser.post("/logout", {"csrf": "nope"}))[0] == 403
     assert not web.queue.decisions
 
@@ -271,8 +271,8 @@ async def test_two_reviewers_racing_on_one_item_make_one_decision(
     ana, ben = Browser(web.port), Browser(web.port)
     await ana.sign_in("ana")
     await ben.sign_in("ben")
-    _, ana_page, _ = await ana.get("/items/job-r")  # ana claims it
-    _, ben_page, _ = await ben.get("/items/job-r")
+    _, ana_page, _ = await ana.get("/items/publish/job-r")  # ana claims it
+    _, ben_page, _ = await ben.get("/items/publish/job-r")
     assert "claimed by ana" in ben_page and 'id="approve"' not in ben_page
     approve = {"csrf": csrf(ana_page), "outcome": "approve", "note": "fine"}
     reject = {
@@ -281,9 +281,9 @@ async def test_two_reviewers_racing_on_one_item_make_one_decision(
         "reason": ReasonCode.PROMPT_REAL_PERSON,
     }
     answers = await asyncio.gather(
-        ana.post("/items/job-r/decision", approve),
-        ana.post("/items/job-r/decision", approve),
-        ben.post("/items/job-r/decision", reject),
+        ana.post("/items/publish/job-r/decision", approve),
+        ana.post("/items/publish/job-r/decision", approve),
+        ben.post("/items/publish/job-r/decision", reject),
     )
     assert sorted(a[0] for a in answers) == [303, 409, 409]
     await asyncio.sleep(0.5)
@@ -305,16 +305,16 @@ async def test_a_restart_rebuilds_the_queue_loses_no_decision_and_applies_none_t
     first = await start()
     browser = Browser(first.port)
     await browser.sign_in("ana")
-    _, page, _ = await browser.get("/items/job-0")
+    _, page, _ = await browser.get("/items/publish/job-0")
     reject = {"csrf": csrf(page), "outcome": "reject", "reason": ReasonCode.VIDEO_SEXUAL}
-    assert (await browser.post("/items/job-0/decision", reject))[0] == 303
+    assert (await browser.post("/items/publish/job-0/decision", reject))[0] == 303
     await first.stop()
 
     # The review service has not acted on the decision yet: the restarted app sends it again
     # (the review service's ledger makes a second delivery harmless).
     second = await start()
     assert [i.job_id for i in second.queue.open_items()] == ["job-1", "job-2"]
-    assert second.queue.decisions["job-0"].reason_code == ReasonCode.VIDEO_SEXUAL
+    assert second.queue.decisions["publish/job-0"].reason_code == ReasonCode.VIDEO_SEXUAL
     await asyncio.sleep(0.5)
     requests = await env.records(PUBLISH_REQUESTS.key, PublishRequest)
     assert [r.job_id for r in requests] == ["job-0", "job-0"]
@@ -333,9 +333,9 @@ async def test_a_restart_rebuilds_the_queue_loses_no_decision_and_applies_none_t
 
 
 def published(env: Env, job_id: str) -> Job:
-    job = ready_job(env, job_id)
-    StageLedger(env.blobs).put(REVIEW.name, job_id, StageOutcome(passed=job).SerializeToString())
-    return job
+    """A published job as the web app sees it: READY in the ledger (review's own record may
+    come after the first report)."""
+    return ready_job(env, job_id)
 
 
 async def user_report(env: Env, job_id: str, reporter: str, reason: str) -> None:
@@ -361,10 +361,10 @@ async def test_reports_at_the_threshold_send_the_video_to_a_person(
     # A reviewer rejects it: it comes off Stories.
     browser = Browser(web.port)
     await browser.sign_in("ben")
-    _, page, _ = await browser.get("/items/vid-t")
+    _, page, _ = await browser.get("/items/report/vid-t")
     assert "u1" not in page and "u2" not in page  # reporters are not shown
     form = {"csrf": csrf(page), "outcome": "reject", "reason": ReasonCode.REPORTED_HATE}
-    assert (await browser.post("/items/vid-t/decision", form))[0] == 303
+    assert (await browser.post("/items/report/vid-t/decision", form))[0] == 303
     await asyncio.sleep(0.5)
     (gone,) = await env.records(UNPUBLISHED.key, Unpublished)
     assert gone.job_id == "vid-t" and list(gone.reason_codes) == [ReasonCode.REVIEW_REJECTED]
