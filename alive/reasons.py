@@ -133,6 +133,20 @@ class ReasonCode(StrEnum):
 REPORT_REASONS = frozenset(c for c in ReasonCode if c.startswith("REPORTED_")) - {
     ReasonCode.REPORTED_THRESHOLD
 }
+# What a reviewer may reject a video with: the content findings of the checkpoints (their
+# policy categories) and the report vocabulary.
+REVIEWER_REASONS = REPORT_REASONS | frozenset(
+    {
+        ReasonCode.PHOTO_SEXUAL,
+        ReasonCode.PHOTO_MINOR_SAFETY,
+        ReasonCode.PHOTO_TEXT,
+        *(c for c in ReasonCode if c.startswith("PROMPT_")),
+        ReasonCode.VIDEO_SEXUAL,
+        ReasonCode.VIDEO_MINOR_SAFETY,
+        ReasonCode.VIDEO_TEXT,
+        ReasonCode.VIDEO_SPEECH,
+    }
+) - {ReasonCode.PROMPT_CONTROL_CHARACTERS, ReasonCode.PROMPT_TOO_LONG}
 # Report reasons so grave that one report takes the video off Stories at once, before a
 # person looks (the default of the review web app's ``severe_report_reasons`` setting).
 SEVERE_REPORT_REASONS = frozenset(

@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from alive.reasons import ReasonCode
+from alive.reasons import REVIEWER_REASONS
 from alive.v1.events_pb2 import ReviewDecision, ReviewOutcome
 
 # Versioned so that a change of encoding can never make an old signature mean something new.
@@ -93,10 +93,9 @@ def problem(
         return "it was made for another job"
     if decision.video_sha256 != video_sha256:
         return "the video is not the one the reviewer saw"
-    if decision.outcome == ReviewOutcome.REVIEW_REJECT and decision.reason_code not in set(
-        ReasonCode
-    ):
-        return f"{decision.reason_code!r} is not a reason code"
+    rejects = decision.outcome == ReviewOutcome.REVIEW_REJECT
+    if rejects and decision.reason_code not in REVIEWER_REASONS:
+        return f"{decision.reason_code!r} is not a reason a reviewer may give"
     if decision.outcome not in (ReviewOutcome.REVIEW_APPROVE, ReviewOutcome.REVIEW_REJECT):
         return "it neither approves nor rejects"
     return None

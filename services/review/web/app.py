@@ -48,7 +48,7 @@ from alive.pipeline import (
     UNPUBLISHED,
     Topic,
 )
-from alive.reasons import ReasonCode
+from alive.reasons import REVIEWER_REASONS, ReasonCode
 from alive.settings import ServiceSettings
 from alive.telemetry import headers_with_trace
 from alive.v1.events_pb2 import (
@@ -82,10 +82,7 @@ from services.review.web.settings import ReviewWebSettings
 
 log = logging.getLogger(__name__)
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-# The reasons a reviewer may reject with: every reason a checkpoint or a report gives.
-REJECT_REASONS = sorted(
-    c for c in ReasonCode if c.startswith(("PHOTO_", "PROMPT_", "VIDEO_", "REPORTED_"))
-)
+REJECT_REASONS = sorted(REVIEWER_REASONS)
 
 
 def now_ms() -> int:

@@ -158,3 +158,24 @@ def test_reviewers_play_reject_and_approve_in_the_browser(
     assert b"someone-watching" not in off.SerializeToString()
     page.goto(stack.review_url)
     assert page.locator(f"a[href='/items/report/{approved}']").is_visible()  # back to a person
+
+
+def test_a_killed_review_web_app_comes_back_with_its_queue(
+    stack: EmbeddedStack, client: AliveClient, browser: Browser
+) -> None:
+    """The review web app killed (SIGKILL) with an item in the queue and claimed: restarted,
+    it rebuilds the queue from Kafka, the claim is gone with the process, and a reviewer
+    decides the item."""
+    held = held_job(client, 3)
+    first = signed_in(browser, stack, "reviewer")
+    first.goto(f"{stack.review_url}items/publish/{held}")
+    first.wait_for_selector("#approve")  # claimed by reviewer
+    stack.kill("review-web")
+    stack.restart("review-web")
+    other = signed_in(browser, stack, "reviewer2")  # sessions died with the process
+    assert other.locator(f"a[href='/items/publish/{held}']").is_visible()
+    other.goto(f"{stack.review_url}items/publish/{held}")
+    other.click("#approve")
+    assert wait_for(client, held, {JobState.VETOED, JobState.PUBLISHED}).state == JobState.PUBLISHED
+    first.reload()
+    assert first.url.endswith("/login")  # the old session is gone

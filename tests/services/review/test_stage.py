@@ -296,7 +296,7 @@ async def test_a_persons_rejection_vetoes_with_their_reason(
     assert not out.outputs
 
 
-@pytest.mark.parametrize("forgery", ["untrusted key", "edited", "other video"])
+@pytest.mark.parametrize("forgery", ["untrusted key", "edited", "other video", "no policy reason"])
 async def test_a_decision_that_does_not_verify_is_not_acted_on(
     ready: tuple[LocalBlobStore, Job, Path], tmp_path: Path, forgery: str
 ) -> None:
@@ -311,6 +311,8 @@ async def test_a_decision_that_does_not_verify_is_not_acted_on(
     if forgery == "other video":
         request.decision.video_sha256 = "0" * 64
         decisions.sign(request.decision, DECISION_KEY)
+    if forgery == "no policy reason":  # signed, but a rejection must give a policy reason
+        request = decision(job, ReviewOutcome.REVIEW_REJECT, ReasonCode.JOB_ENDED)
     out = await harness.send(request, key=job.job_id.encode())
     assert list(out.vetoes[0].reason_codes) == [ReasonCode.REVIEW_DECISION_INVALID]
     assert not out.outputs
