@@ -97,7 +97,7 @@ class StageMetrics:
         )
         self.events_out = Counter(
             "alive_events_processed",
-            "Events processed, by outcome (passed, vetoed, rejected, failed, duplicate, "
+            "Events processed, by outcome (passed, vetoed, rejected, held, failed, duplicate, "
             "cancelled, undecodable, dead_lettered).",
             [*labels, "outcome"],
             registry=registry,
