@@ -234,16 +234,16 @@ class ReviewDesk:
     async def on_report(self, job_id: str) -> None:
         """A report arrived (or the queue was rebuilt): queue the video for a person and
         unpublish it at once, as the report policy says."""
-        item, unpublish = self.queue.report_actions(job_id)
+        actions = self.queue.report_actions(job_id)
         # The job as the checkpoints passed it (review publishes the same video, and may not
         # have written its own record yet when the first report arrives).
         published = self.job(job_id)
         if published is None:
             log.warning("report of an unknown job", extra={"job_id": job_id})
             return
-        if unpublish:
-            severe = [r for r in (item.reason_codes if item else []) if r != "REPORTED_THRESHOLD"]
-            await self._unpublish(job_id, severe or [ReasonCode.REPORTED_THRESHOLD])
+        if actions.unpublish:
+            await self._unpublish(job_id, actions.unpublish)
+        item = actions.item
         if item is not None:
             item.creator_id = published.creator_id
             item.video_sha256 = published.video.sha256

@@ -48,6 +48,14 @@ class ReportPolicy:
     severe: frozenset[str]
 
 
+@dataclass(frozen=True)
+class ReportActions:
+    """What reports of one video call for now."""
+
+    item: ReviewItem | None  # queue it for a person
+    unpublish: list[str]  # take it off Stories at once, for these severe reasons
+
+
 class ClaimRefused(Exception):
     """Another reviewer holds the item, or it is decided: the message says which."""
 
@@ -142,10 +150,11 @@ class ReviewQueue:
 
     # What the topics say must still happen.
 
-    def report_actions(self, job_id: str) -> tuple[ReviewItem | None, bool]:
-        """For a reported job: the item to queue (None: none needed) and whether to unpublish
-        it now. A reviewer's decision on a reported video is final: later reports change
-        nothing. (An approval before publishing is not one: reports after it still count.)
+    def report_actions(self, job_id: str) -> ReportActions:
+        """For a reported job: the item to queue (None: none needed) and the severe reasons
+        to unpublish it with now (empty: keep it up). A reviewer's decision on a reported
+        video is final: later reports change nothing. (An approval before publishing is not
+        one: reports after it still count.)
 
         Partial: the issue asks that a decision be final *for its policy version*; a new
         policy version re-opening decided jobs is not written (decisions record the version).
@@ -153,18 +162,18 @@ class ReviewQueue:
         reports = self.reports.get(job_id)
         key = item_key(ORIGIN_REPORT, job_id)
         if reports is None or key in self.decisions:
-            return None, False
+            return ReportActions(None, [])
         severe = sorted(r for r in reports.reasons if r in self.policy.severe)
         enough = len(reports.reporters) >= self.policy.threshold
         if not (severe or enough):
-            return None, False
+            return ReportActions(None, [])
         item = None
         if key not in self.items:
             codes = severe or sorted(reports.reasons)
             if enough:
                 codes = [*codes, ReasonCode.REPORTED_THRESHOLD]
             item = ReviewItem(job_id=job_id, reason_codes=codes, origin=ORIGIN_REPORT)
-        return item, bool(severe) and job_id not in self.unpublished
+        return ReportActions(item, [] if job_id in self.unpublished else severe)
 
     def reported_jobs(self) -> Iterable[str]:
         return list(self.reports)

@@ -4,14 +4,17 @@ needed. (Rebuilding it from Kafka is in test_web.py.)"""
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import pytest
 
 from alive.reasons import REPORT_REASONS, SEVERE_REPORT_REASONS, ReasonCode
 from alive.v1.events_pb2 import ReviewDecision, ReviewItem, Unpublished, UserReport
-from services.review.web.queue import ClaimRefused, ReportPolicy, ReviewQueue
+from services.review.web.queue import ClaimRefused, ReportActions, ReportPolicy, ReviewQueue
 
 POLICY = ReportPolicy(threshold=3, severe=frozenset(SEVERE_REPORT_REASONS))
 MINUTE = 60_000
+NOTHING = ReportActions(None, [])
 
 
 def queue_with(*job_ids: str) -> ReviewQueue:
@@ -74,32 +77,32 @@ def test_reports_count_once_per_reporter_and_queue_the_video_at_the_threshold() 
     queue = ReviewQueue(POLICY)
     for reporter in ("u1", "u1", "u2", "u2"):
         queue.add_report(report("v", reporter))
-    assert queue.report_actions("v") == (None, False)  # two reporters, threshold three
+    assert queue.report_actions("v") == NOTHING  # two reporters, threshold three
     queue.add_report(report("v", "u3", ReasonCode.REPORTED_HATE))
-    item, unpublish = queue.report_actions("v")
+    item, unpublish = astuple(queue.report_actions("v"))
     assert item is not None and item.origin == "report"
     assert ReasonCode.REPORTED_THRESHOLD in item.reason_codes
     assert not unpublish  # not severe: a person decides first
     queue.add_item(item)
-    assert queue.report_actions("v") == (None, False)  # queued once
+    assert queue.report_actions("v") == NOTHING  # queued once
 
 
 @pytest.mark.parametrize("reason", sorted(SEVERE_REPORT_REASONS))
 def test_one_severe_report_queues_and_unpublishes_at_once(reason: str) -> None:
     queue = ReviewQueue(POLICY)
     queue.add_report(report("v", "u1", reason))
-    item, unpublish = queue.report_actions("v")
+    item, unpublish = astuple(queue.report_actions("v"))
     assert item is not None and list(item.reason_codes) == [reason]
-    assert unpublish
+    assert unpublish == [reason]
     queue.add_unpublished(Unpublished(job_id="v"))
-    assert queue.report_actions("v")[1] is False  # once
+    assert not queue.report_actions("v").unpublish  # once
 
 
 def test_reports_after_an_approval_before_publishing_still_count() -> None:
     queue = queue_with("v")
     queue.add_decision(ReviewDecision(job_id="v", origin="publish"))
     queue.add_report(report("v", "u1", ReasonCode.REPORTED_SELF_HARM))
-    item, unpublish = queue.report_actions("v")
+    item, unpublish = astuple(queue.report_actions("v"))
     assert item is not None and item.origin == "report" and unpublish
     queue.add_item(item)
     assert [(i.origin, i.job_id) for i in queue.open_items()] == [("report", "v")]
@@ -111,12 +114,12 @@ def test_a_reviewers_decision_on_a_reported_video_is_final() -> None:
     queue.add_decision(ReviewDecision(job_id="v", origin="report"))
     for n in range(5):
         queue.add_report(report("v", f"more-{n}", ReasonCode.REPORTED_SEXUAL_MINOR))
-    assert queue.report_actions("v") == (None, False)
+    assert queue.report_actions("v") == NOTHING
 
 
 def test_a_report_outside_the_vocabulary_is_not_counted() -> None:
     queue = ReviewQueue(POLICY)
     for n in range(5):
         queue.add_report(report("v", f"u{n}", ReasonCode.REVIEW_REJECTED))
-    assert queue.report_actions("v") == (None, False)
+    assert queue.report_actions("v") == NOTHING
     assert ReasonCode.REPORTED_THRESHOLD not in REPORT_REASONS
