@@ -28,6 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.message import Message
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -55,6 +56,7 @@ from alive.v1.events_pb2 import (
     Job,
     PublishRequest,
     ReviewDecision,
+    ReviewItem,
     ReviewOutcome,
     StageOutcome,
     Unpublished,
@@ -81,6 +83,7 @@ from services.review.web.queue import (
 from services.review.web.settings import ReviewWebSettings
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("alive.review_web")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 REJECT_REASONS = sorted(REVIEWER_REASONS)
 
@@ -168,6 +171,20 @@ class ReviewDesk:
         """Records and carries out a decision on the item ``key``; raises ClaimRefused when
         the reviewer may not decide it (no live claim, or decided already)."""
         item = self.queue.begin_decision(key, reviewer, now_ms())
+        with tracer.start_as_current_span(
+            "review.decide", kind=trace.SpanKind.SERVER, attributes={"alive.job_id": item.job_id}
+        ):
+            return await self._decide(key, item, reviewer, outcome, reason, note)
+
+    async def _decide(
+        self,
+        key: str,
+        item: ReviewItem,
+        reviewer: str,
+        outcome: ReviewOutcome.ValueType,
+        reason: str,
+        note: str,
+    ) -> ReviewDecision:
         job_id = item.job_id
         try:
             job = self.job(job_id)
