@@ -86,6 +86,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alive.review_web")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 REJECT_REASONS = sorted(REVIEWER_REASONS)
+NOT_VIA_PROXY = "sign in through the company's single sign-on"
 
 
 def now_ms() -> int:
@@ -345,7 +346,9 @@ def make_app(desk: ReviewDesk, accounts: Accounts, sessions: Sessions) -> Starle
 
     async def login_page(request: Request) -> Response:
         header = settings.trusted_user_header
-        if header is not None and request.headers.get(header):
+        if header is not None:  # the proxy signs reviewers in; no passwords here
+            if not request.headers.get(header):
+                return PlainTextResponse(NOT_VIA_PROXY, status_code=401)
             sid, _ = sessions.open(request.headers[header], now_ms())
             response: Response = RedirectResponse("/", status_code=303)
             set_cookie(response, SESSION_COOKIE, sid, settings.session_ttl_s)
@@ -358,6 +361,8 @@ def make_app(desk: ReviewDesk, accounts: Accounts, sessions: Sessions) -> Starle
         return response
 
     async def login(request: Request) -> Response:
+        if settings.trusted_user_header is not None:
+            return PlainTextResponse(NOT_VIA_PROXY, status_code=401)
         form = await request.form()
         if not same_token(request.cookies.get(LOGIN_CSRF_COOKIE, ""), _field(form, "csrf")):
             return PlainTextResponse("CSRF check failed", status_code=403)

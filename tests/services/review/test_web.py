@@ -388,3 +388,22 @@ async def test_one_severe_report_unpublishes_at_once_and_only_once(
     assert len(await env.records(UNPUBLISHED.key, Unpublished)) == 1
     assert len(await env.records(REVIEW_QUEUE.key, ReviewItem)) == 1
     assert [i.job_id for i in again.queue.open_items()] == ["vid-s"]
+
+
+async def test_behind_an_sso_proxy_the_reviewer_comes_from_its_header(
+    env: Env, start: Callable[..., Awaitable[ReviewWeb]]
+) -> None:
+    web = await start(trusted_user_header="X-Auth-Request-User")
+    browser = Browser(web.port)
+    browser.opener.addheaders = [("X-Auth-Request-User", "dana@example.com")]
+    status, _, location = await browser.get("/login")
+    assert (status, location) == (303, "/")  # no password form: the proxy signed dana in
+    status, page, _ = await browser.get("/")
+    assert status == 200 and "dana@example.com" in page
+    browser.opener.addheaders = [("X-Auth-Request-User", "eve@example.com")]
+    assert (await browser.get("/"))[2] == "/login"  # dana's session is not eve's
+    stranger = Browser(web.port)  # no header: the proxy did not sign anyone in
+    assert (await stranger.get("/"))[2] == "/login"
+    assert (await stranger.get("/login"))[0] == 401
+    password = {"name": "ana", "password": PASSWORDS["ana"]}
+    assert (await stranger.post("/login", password))[0] == 401  # passwords are off
