@@ -26,8 +26,13 @@ from alive.v1.events_pb2 import (
     ImagePromptRequest,
     Job,
     JobState,
+    PublishedVideo,
     PublishRequest,
+    ReviewDecision,
+    ReviewItem,
     StatusEvent,
+    Unpublished,
+    UserReport,
     Verdict,
     VetoEvent,
 )
@@ -91,7 +96,47 @@ PUBLISH_REQUESTS = Topic(
     also_written_by="the gRPC API's Publish (ingest service); other services",
 )
 PUBLISHED = Topic(
-    "published", "alive.published", Job, "videos live on a Story", also_read_by="Story services"
+    "published",
+    "alive.published",
+    PublishedVideo,
+    "videos live on a Story: blob, AI label, provenance (no prompt)",
+    also_read_by="Story services",
+)
+REVIEW_QUEUE = Topic(
+    "review_queue",
+    "alive.review-queue",
+    ReviewItem,
+    "jobs waiting for a person (marked, sampled or reported)",
+    also_written_by="the review web app (reported videos)",
+    also_read_by="the review web app (rebuilds its queue from it)",
+    # The queue is rebuilt from this topic: an item must outlive the longest wait for a
+    # reviewer (the queue-age alert fires long before).
+    retention_days=30,
+)
+REVIEW_DECISIONS = Topic(
+    "review_decisions",
+    "alive.review-decisions",
+    ReviewDecision,
+    "every reviewer decision: who, when, what, why (audit log)",
+    also_written_by="the review web app",
+    also_read_by="the review web app (rebuilds its queue from it); auditors",
+    retention_days=365,  # the audit log of reviewers' decisions: kept a year
+)
+REPORTS = Topic(
+    "reports",
+    "alive.reports",
+    UserReport,
+    "users' reports of published videos",
+    also_written_by="the gRPC API's Report (ingest service); other services",
+    also_read_by="the review web app (thresholds, severe reports)",
+)
+UNPUBLISHED = Topic(
+    "unpublished",
+    "alive.unpublished",
+    Unpublished,
+    "videos taken off Stories (severe reports, rejected on review)",
+    also_written_by="the review web app",
+    also_read_by="Story services",
 )
 # Written by the runner for every stage, whatever the stage.
 STATUS = Topic(
@@ -140,6 +185,9 @@ class StageSpec:
     A stage that ``attests`` signs, on each pass, what it judged or made (alive/attestation.py);
     before it acts it verifies the attestations of the stages it ``requires``, each over the
     job as it stands now (the same photo, prompt and video bytes).
+
+    A stage that ``holds`` may leave a job waiting for a person: it writes an item to that
+    topic, and the job stays in ``held_state`` until a decision comes back.
     """
 
     name: str
@@ -153,6 +201,8 @@ class StageSpec:
     veto_verdict: Verdict.ValueType = Verdict.VETO
     attests: Subject | None = None
     requires: tuple[str, ...] = ()
+    holds: Topic[Any] | None = None
+    held_state: JobState.ValueType = JobState.JOB_STATE_UNSPECIFIED
 
     @property
     def consumer_group(self) -> str:
@@ -247,6 +297,8 @@ REVIEW = StageSpec(
     "pre-publish review: live on a Story",
     attests=Subject.VIDEO,
     requires=("moderation-photo", "moderation-prompt", "moderation-video", "provenance"),
+    holds=REVIEW_QUEUE,
+    held_state=JobState.READY,
 )
 
 
@@ -316,6 +368,8 @@ class Pipeline:
         for spec in self.stages:
             seen.setdefault(spec.consumes.key, spec.consumes)
             seen.setdefault(spec.emits.key, spec.emits)
+            if spec.holds is not None:
+                seen.setdefault(spec.holds.key, spec.holds)
         for topic in self.side_topics:
             seen.setdefault(topic.key, topic)
         return list(seen.values())
@@ -338,5 +392,5 @@ PIPELINE = Pipeline(
         MODERATION_VIDEO,
         REVIEW,
     ],
-    side_topics=[STATUS, VETOES, DLQ],
+    side_topics=[STATUS, VETOES, DLQ, REVIEW_DECISIONS, REPORTS, UNPUBLISHED],
 )

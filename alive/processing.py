@@ -28,6 +28,7 @@ from alive.reasons import Finding, ReasonCode
 from alive.settings import ServiceSettings, StageSettings
 from alive.stage import (
     Cancelled,
+    Hold,
     JobIdentity,
     PermanentError,
     Stage,
@@ -212,6 +213,7 @@ class _Outcome:
     veto: Veto | None = None
     failure: PermanentError | None = None
     cancelled: bool = False
+    hold: Hold | None = None
 
 
 class ProgressReporter:
@@ -392,6 +394,9 @@ class EventProcessor:
         elif outcome.failure is not None:
             await self._fail(record, outcome.failure, ctx)
             self._count("failed")
+        elif outcome.hold is not None:
+            await self._emit_hold(outcome.hold, ctx)
+            self._count("held")
         elif outcome.cancelled:  # stopped part-way: its CANCELLED status is already out
             log.info("cancelled while processing", extra={"job_id": ctx.identity.job_id})
             self._count("cancelled")
@@ -430,6 +435,8 @@ class EventProcessor:
                 return _Outcome(failure=PermanentError(ReasonCode.STAGE_ERROR, _described(exc)))
             if isinstance(result, Veto):
                 return _Outcome(veto=result)
+            if isinstance(result, Hold):
+                return _Outcome(hold=result)
             return _Outcome(passed=result)
         raise AssertionError("unreachable: the last attempt returns")
 
@@ -454,13 +461,27 @@ class EventProcessor:
         status = status_event(spec, ctx, spec.passed_state, verdict, ctx.review, finished)
         if job.HasField("video"):
             status.video.CopyFrom(job.video)
-        await self.send_events(ctx.identity, [(spec.emits, job), (STATUS, status)])
+        output = self.stage.output(job)
+        await self.send_events(ctx.identity, [(spec.emits, output), (STATUS, status)])
         self.ledger.put(
             spec.name, ctx.identity.job_id, StageOutcome(passed=job).SerializeToString()
         )
         log.info(
             "passed",
             extra={"job_id": ctx.identity.job_id, "duration_ms": finished - ctx.started_at_ms},
+        )
+
+    async def _emit_hold(self, hold: Hold, ctx: StageContext) -> None:
+        """The item for a person, and a status saying why the job waits (its state is
+        unchanged). No ledger record: the decision comes back as an event of its own."""
+        spec = self.spec
+        if spec.holds is None:
+            raise AssertionError(f"{spec.name} holds jobs but its spec names no topic")
+        status = status_event(spec, ctx, spec.held_state, Verdict.REVIEW, hold.findings, now_ms())
+        await self.send_events(ctx.identity, [(spec.holds, hold.item), (STATUS, status)])
+        log.info(
+            "held for a person",
+            extra={"job_id": ctx.identity.job_id, "reason_codes": [f.code for f in hold.findings]},
         )
 
     async def _emit_veto(self, veto: Veto, ctx: StageContext) -> None:

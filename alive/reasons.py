@@ -82,6 +82,29 @@ class ReasonCode(StrEnum):
     REVIEW_PROVENANCE_NOT_TRUSTED = "REVIEW_PROVENANCE_NOT_TRUSTED"
     JOB_NOT_READY = "JOB_NOT_READY"
     REVIEW_HUMAN_REQUIRED = "REVIEW_HUMAN_REQUIRED"
+    REVIEW_RATE_LIMITED = "REVIEW_RATE_LIMITED"
+    REVIEW_SAMPLED = "REVIEW_SAMPLED"
+    # A reviewer rejected it (with one of the REPORTED_* / checkpoint codes beside it), or a
+    # decision that does not verify (forged, or about another video).
+    REVIEW_REJECTED = "REVIEW_REJECTED"
+    REVIEW_DECISION_INVALID = "REVIEW_DECISION_INVALID"
+    # User reports: the reason a user gives, one per moderation category
+    # (services/moderation/policy.yaml); SEVERE_REPORT_REASONS unpublish at once.
+    REPORTED_SEXUAL = "REPORTED_SEXUAL"
+    REPORTED_SEXUAL_MINOR = "REPORTED_SEXUAL_MINOR"
+    REPORTED_VIOLENCE = "REPORTED_VIOLENCE"
+    REPORTED_GORE = "REPORTED_GORE"
+    REPORTED_WEAPONS = "REPORTED_WEAPONS"
+    REPORTED_SELF_HARM = "REPORTED_SELF_HARM"
+    REPORTED_HATE = "REPORTED_HATE"
+    REPORTED_HARASSMENT = "REPORTED_HARASSMENT"
+    REPORTED_REAL_PERSON = "REPORTED_REAL_PERSON"
+    REPORTED_DECEPTION = "REPORTED_DECEPTION"
+    REPORTED_DRUGS = "REPORTED_DRUGS"
+    REPORTED_SPAM = "REPORTED_SPAM"
+    REPORTED_PII = "REPORTED_PII"
+    REPORTED_THRESHOLD = "REPORTED_THRESHOLD"
+    REPORT_REASON_UNKNOWN = "REPORT_REASON_UNKNOWN"
     # The gRPC API's Cancel on a job that has already ended.
     JOB_ENDED = "JOB_ENDED"
     # Failures (state FAILED, the event dead-lettered).
@@ -104,6 +127,31 @@ class ReasonCode(StrEnum):
     EVENT_WITHOUT_JOB_ID = "EVENT_WITHOUT_JOB_ID"
     INVALID_JOB_ID = "INVALID_JOB_ID"
     UNPROCESSABLE_EVENT = "UNPROCESSABLE_EVENT"
+
+
+# What a user may give as the reason of a report: the moderation vocabulary.
+REPORT_REASONS = frozenset(c for c in ReasonCode if c.startswith("REPORTED_")) - {
+    ReasonCode.REPORTED_THRESHOLD
+}
+# What a reviewer may reject a video with: the content findings of the checkpoints (their
+# policy categories) and the report vocabulary.
+REVIEWER_REASONS = REPORT_REASONS | frozenset(
+    {
+        ReasonCode.PHOTO_SEXUAL,
+        ReasonCode.PHOTO_MINOR_SAFETY,
+        ReasonCode.PHOTO_TEXT,
+        *(c for c in ReasonCode if c.startswith("PROMPT_")),
+        ReasonCode.VIDEO_SEXUAL,
+        ReasonCode.VIDEO_MINOR_SAFETY,
+        ReasonCode.VIDEO_TEXT,
+        ReasonCode.VIDEO_SPEECH,
+    }
+) - {ReasonCode.PROMPT_CONTROL_CHARACTERS, ReasonCode.PROMPT_TOO_LONG}
+# Report reasons so grave that one report takes the video off Stories at once, before a
+# person looks (the default of the review web app's ``severe_report_reasons`` setting).
+SEVERE_REPORT_REASONS = frozenset(
+    {ReasonCode.REPORTED_SEXUAL_MINOR, ReasonCode.REPORTED_SELF_HARM, ReasonCode.REPORTED_GORE}
+)
 
 
 @dataclass(frozen=True)

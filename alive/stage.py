@@ -2,7 +2,8 @@
 
 A stage names its place in the pipeline (``spec``, a ``StageSpec`` from alive/pipeline.py:
 what it reads and writes, the states it moves a job to) and, for each event it reads,
-returns the job to send on (``Job``) or a ``Veto`` with reason codes. It raises
+returns the job to send on (``Job``), a ``Veto`` with reason codes, or (a stage that may
+wait for a person) a ``Hold``. It raises
 ``TransientError`` when a retry may help (a dependency is down) and ``PermanentError`` when
 it cannot (the runner dead-letters the event and marks the job failed). Everything else
 (consuming, producing, status events, the ledger, retries, metrics, traces, commits) is the
@@ -54,6 +55,16 @@ class Veto:
     @property
     def detail(self) -> str:
         return "; ".join(f.detail for f in self.findings if f.detail)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A job that waits for a person (a stage whose spec ``holds``): ``item`` goes to that
+    topic, the job keeps its state, and the stage records no outcome, so the decision, when
+    it comes back as a new event, is processed."""
+
+    item: Message
+    findings: tuple[Finding, ...]
 
 
 class PermanentError(ReasonError):
@@ -127,7 +138,12 @@ class Stage(ABC, Generic[EventT, SettingsT]):
         return {}
 
     @abstractmethod
-    async def process(self, event: EventT, ctx: StageContext) -> Job | Veto: ...
+    async def process(self, event: EventT, ctx: StageContext) -> Job | Veto | Hold: ...
+
+    def output(self, job: Job) -> Message:
+        """What goes to ``spec.emits`` for a passed job, once attested: the job itself,
+        unless the topic carries something else (alive.published: no prompt)."""
+        return job
 
     async def start(self) -> None:
         """Connect to dependencies before the first event."""

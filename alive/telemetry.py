@@ -109,6 +109,7 @@ OUTCOMES = (
     "passed",
     "vetoed",
     "rejected",
+    "held",
     "failed",
     "duplicate",
     "cancelled",

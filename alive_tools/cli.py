@@ -48,7 +48,7 @@ from alive.blobs import BlobStore, open_blob_store
 from alive.jobs import DEFAULT_PROMPT
 from alive.kafka import ensure_topics
 from alive.media import probe_mp4
-from alive.pipeline import PIPELINE
+from alive.pipeline import PIPELINE, REVIEW
 from alive.provenance import DEV_TRUST_ANCHOR, verify_video
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import JobView
@@ -166,6 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         stack.__enter__()
     try:
         console.print(f"stack up in {time.monotonic() - started:.1f} s (logs in {stack.logs})")
+        console.print(f"review queue: {stack.review_url} (accounts in {stack.reviewer_file})")
         with stack.client() as client:
             code = _submit_and_show(
                 client, args, stack.blob_store(), stack.trust_anchor, publish=True
@@ -365,6 +366,8 @@ def _submit_and_show(
     if publish:
         client.publish(job_id)
         view = _follow(client, job_id, stop_at_ready=False, shown=len(view.history))
+        if view.state == JobState.READY:
+            console.print("[yellow]held for a person: decide it in the review queue")
     _print_path(view)
     _print_video(video, trust_anchor)
     console.print(f"[bold green]video: {video}")
@@ -390,6 +393,8 @@ def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool, shown: int
                 f"{time.monotonic() - started:6.1f} s  {JobState.Name(event.state)}"
                 f"  ({event.stage})  {' '.join(event.reason_codes)}".rstrip()
             )
+            if _held(event):
+                break
         return client.get(job_id)
     columns = (
         SpinnerColumn(),
@@ -404,6 +409,8 @@ def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool, shown: int
             if event.HasField("progress"):
                 progress.update(task, description=f"{_progress_text(event)}…")
                 continue
+            if _held(event):
+                break
             done = STEPS_TO_READY.index(event.state) + 1 if event.state in STEPS_TO_READY else 0
             working = PIPELINE.next_stage(event.state)
             progress.update(
@@ -418,6 +425,11 @@ def _progress_text(report: StatusEvent) -> str:
     """e.g. "generator 12/30 steps"."""
     progress = report.progress
     return f"{report.stage} {progress.done}/{progress.total} {progress.unit}".rstrip()
+
+
+def _held(event: StatusEvent) -> bool:
+    """Review holds the job for a person: it stays READY until a reviewer decides."""
+    return event.stage == REVIEW.name and event.verdict == Verdict.REVIEW
 
 
 def _save_video(blobs: BlobStore, view: JobView, out_dir: Path) -> Path:

@@ -15,6 +15,8 @@ from alive.v1.api_pb2 import (
     GetJobRequest,
     JobView,
     PublishJobRequest,
+    ReportRequest,
+    ReportResponse,
     SubmitRequest,
     SubmitResponse,
     WatchRequest,
@@ -95,6 +97,13 @@ class AliveClient:
         request = CancelJobRequest(job_id=job_id)
         view: JobView = self._stub.Cancel(request, timeout=timeout_s, metadata=self._metadata)
         return view
+
+    def report(self, job_id: str, reason_code: str, timeout_s: float = 10) -> ReportResponse:
+        request = ReportRequest(job_id=job_id, reason_code=reason_code)
+        answer: ReportResponse = self._stub.Report(
+            request, timeout=timeout_s, metadata=self._metadata
+        )
+        return answer
 
     def close(self) -> None:
         self._channel.close()

@@ -33,6 +33,7 @@ from alive.attestation import Keyring, key_id, private_key_pem, public_key_text
 from alive.pipeline import PIPELINE
 from alive.v1.events_pb2 import Job, Verdict
 from services.ingest.settings import IngestSettings
+from services.review.web.auth import hash_password
 
 TRUST_FILE = "attestation-trust.json"
 
@@ -228,3 +229,49 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
+
+
+def decision_key_paths(key_dir: Path) -> tuple[Path, Path]:
+    """The review web app's decision-signing key and its public half."""
+    return key_dir / "review-web-decisions.pem", key_dir / "review-web-decisions.pub.pem"
+
+
+def ensure_decision_keys(key_dir: Path) -> tuple[Path, Path]:
+    """The review web app's Ed25519 decision key (made when missing) and its public key."""
+    private, public = decision_key_paths(key_dir)
+    if not (private.exists() and public.exists()):
+        key_dir.mkdir(parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        _write(private, private_key_pem(key), 0o600)
+        _write(
+            public,
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            0o644,
+        )
+    return private, public
+
+
+@dataclass(frozen=True)
+class Reviewers:
+    """Development reviewer accounts: passwords (for people and tests) and their hashes
+    (for the app)."""
+
+    passwords: dict[str, str]
+    hashes: dict[str, str]
+
+
+DEV_REVIEWERS = ("reviewer", "reviewer2")
+
+
+def ensure_reviewers(path: Path) -> Reviewers:
+    """Two development reviewer accounts with random passwords, kept in ``path`` (owner
+    only); the app gets argon2 hashes only."""
+    if path.exists():
+        passwords = {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    else:
+        passwords = {name: secrets.token_urlsafe(12) for name in DEV_REVIEWERS}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write(path, json.dumps(passwords, indent=2).encode(), 0o600)
+    return Reviewers(passwords, {name: hash_password(p) for name, p in passwords.items()})

@@ -173,9 +173,24 @@ WORKLOADS: dict[str, Workload] = {
         base_mib=256,
         per_job_mib=64,
         cpu="250m",
-        env=(("ALIVE_REVIEW__TRUST_ANCHOR_PATH", "/etc/alive/trust/root.pem"),),
+        env=(
+            ("ALIVE_REVIEW__TRUST_ANCHOR_PATH", "/etc/alive/trust/root.pem"),
+            # The review web app's decision public keys (review-web.yaml): the only reviewer
+            # decisions review acts on.
+            (
+                "ALIVE_REVIEW__DECISION_PUBLIC_KEY_PATHS",
+                '["/etc/alive/review-decision-keys/decisions.pub.pem"]',
+            ),
+        ),
         # Review verifies only: it gets the public trust anchor, never the signing key.
-        mounts=(("trust", "/etc/alive/trust", {"configMap": {"name": "alive-trust-anchor"}}),),
+        mounts=(
+            ("trust", "/etc/alive/trust", {"configMap": {"name": "alive-trust-anchor"}}),
+            (
+                "decision-keys",
+                "/etc/alive/review-decision-keys",
+                {"configMap": {"name": "alive-review-decision-keys"}},
+            ),
+        ),
     ),
 }
 

@@ -41,7 +41,11 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     workdir = tmp_path_factory.mktemp("stack")
-    running = EmbeddedStack(workdir, shutdown_grace_s=5)
+    # No random sample: a test that publishes a clean job expects it PUBLISHED; jobs that wait
+    # for a person are made by marking them (tests/services/review/test_browser.py).
+    running = EmbeddedStack(
+        workdir, shutdown_grace_s=5, extra_env={"ALIVE_REVIEW__HUMAN_SAMPLE_RATE": "0"}
+    )
     with running:
         yield running
 

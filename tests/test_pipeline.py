@@ -21,7 +21,7 @@ from alive.processing import DLQ_OFFSET, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC
 from alive.provenance import DIGITAL_SOURCE_TYPE_AI, verify_video
 from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, OutputSpec
 from alive_tools.client import AliveClient, Rejected
-from alive_tools.embedded.stack import EmbeddedStack
+from alive_tools.embedded.stack import REVIEW_WEB, EmbeddedStack
 from services.ingest.settings import IngestSettings
 from tests.support import (
     SMALL_FRAMES,
@@ -309,6 +309,10 @@ def test_metrics_and_health_endpoints(
             assert ready.status == 200, name
         with urllib.request.urlopen(f"{base}/metrics") as metrics:
             text = metrics.read().decode()
+        if name == REVIEW_WEB:  # the review queue's app, not a stage: metrics of its own
+            assert "alive_review_queue_depth" in text, name
+            assert "alive_review_queue_oldest_age_seconds" in text, name
+            continue
         assert "alive_stage_latency_seconds" in text and "alive_in_flight" in text, name
     port = stack.services["moderation-prompt"].http_port
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as metrics:

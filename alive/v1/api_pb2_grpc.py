@@ -60,6 +60,11 @@ class AliveStub:
                 request_serializer=alive_dot_v1_dot_api__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=alive_dot_v1_dot_api__pb2.JobView.FromString,
                 _registered_method=True)
+        self.Report = channel.unary_unary(
+                '/alive.v1.Alive/Report',
+                request_serializer=alive_dot_v1_dot_api__pb2.ReportRequest.SerializeToString,
+                response_deserializer=alive_dot_v1_dot_api__pb2.ReportResponse.FromString,
+                _registered_method=True)
 
 
 class AliveServicer:
@@ -109,6 +114,17 @@ class AliveServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Report(self, request, context):
+        """Reports a PUBLISHED video with a reason from the moderation vocabulary (REPORTED_*):
+        publishes a UserReport to alive.reports. The same caller reporting the same video again
+        is answered as the first time (duplicate set), and counts once. Any signed-in caller
+        (scope alive.report); NOT_FOUND for a job that is not published. INVALID_ARGUMENT
+        (REPORT_REASON_UNKNOWN) for a reason outside the vocabulary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AliveServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -136,6 +152,11 @@ def add_AliveServicer_to_server(servicer, server):
                     servicer.Cancel,
                     request_deserializer=alive_dot_v1_dot_api__pb2.CancelJobRequest.FromString,
                     response_serializer=alive_dot_v1_dot_api__pb2.JobView.SerializeToString,
+            ),
+            'Report': grpc.unary_unary_rpc_method_handler(
+                    servicer.Report,
+                    request_deserializer=alive_dot_v1_dot_api__pb2.ReportRequest.FromString,
+                    response_serializer=alive_dot_v1_dot_api__pb2.ReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +294,33 @@ class Alive:
             '/alive.v1.Alive/Cancel',
             alive_dot_v1_dot_api__pb2.CancelJobRequest.SerializeToString,
             alive_dot_v1_dot_api__pb2.JobView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Report(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alive.v1.Alive/Report',
+            alive_dot_v1_dot_api__pb2.ReportRequest.SerializeToString,
+            alive_dot_v1_dot_api__pb2.ReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

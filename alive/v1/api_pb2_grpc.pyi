@@ -63,6 +63,13 @@ class AliveStub:
     is never published. FAILED_PRECONDITION (JOB_ENDED) for a job already ended. Scope
     alive.cancel.
     """
+    Report: _grpc.UnaryUnaryMultiCallable[_api_pb2.ReportRequest, _api_pb2.ReportResponse]
+    """Reports a PUBLISHED video with a reason from the moderation vocabulary (REPORTED_*):
+    publishes a UserReport to alive.reports. The same caller reporting the same video again
+    is answered as the first time (duplicate set), and counts once. Any signed-in caller
+    (scope alive.report); NOT_FOUND for a job that is not published. INVALID_ARGUMENT
+    (REPORT_REASON_UNKNOWN) for a reason outside the vocabulary.
+    """
 
 @_typing.type_check_only
 class AliveAsyncStub(AliveStub):
@@ -90,6 +97,13 @@ class AliveAsyncStub(AliveStub):
     """Ends a job that has not ended: it becomes CANCELLED, no later stage works on it and it
     is never published. FAILED_PRECONDITION (JOB_ENDED) for a job already ended. Scope
     alive.cancel.
+    """
+    Report: _aio.UnaryUnaryMultiCallable[_api_pb2.ReportRequest, _api_pb2.ReportResponse]  # type: ignore[assignment]
+    """Reports a PUBLISHED video with a reason from the moderation vocabulary (REPORTED_*):
+    publishes a UserReport to alive.reports. The same caller reporting the same video again
+    is answered as the first time (duplicate set), and counts once. Any signed-in caller
+    (scope alive.report); NOT_FOUND for a job that is not published. INVALID_ARGUMENT
+    (REPORT_REASON_UNKNOWN) for a reason outside the vocabulary.
     """
 
 class AliveServicer(metaclass=_abc_1.ABCMeta):
@@ -145,6 +159,19 @@ class AliveServicer(metaclass=_abc_1.ABCMeta):
         """Ends a job that has not ended: it becomes CANCELLED, no later stage works on it and it
         is never published. FAILED_PRECONDITION (JOB_ENDED) for a job already ended. Scope
         alive.cancel.
+        """
+
+    @_abc_1.abstractmethod
+    def Report(
+        self,
+        request: _api_pb2.ReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ReportResponse, _abc.Awaitable[_api_pb2.ReportResponse]]:
+        """Reports a PUBLISHED video with a reason from the moderation vocabulary (REPORTED_*):
+        publishes a UserReport to alive.reports. The same caller reporting the same video again
+        is answered as the first time (duplicate set), and counts once. Any signed-in caller
+        (scope alive.report); NOT_FOUND for a job that is not published. INVALID_ARGUMENT
+        (REPORT_REASON_UNKNOWN) for a reason outside the vocabulary.
         """
 
 def add_AliveServicer_to_server(servicer: AliveServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -110,6 +110,23 @@ REVIEW: Verdict.ValueType  # 5
 """passed, but a person must look before it is published (reason_codes say why)"""
 Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
 
+class _ReviewOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_OUTCOME_UNSPECIFIED: _ReviewOutcome.ValueType  # 0
+    REVIEW_APPROVE: _ReviewOutcome.ValueType  # 1
+    REVIEW_REJECT: _ReviewOutcome.ValueType  # 2
+
+class ReviewOutcome(_ReviewOutcome, metaclass=_ReviewOutcomeEnumTypeWrapper): ...
+
+REVIEW_OUTCOME_UNSPECIFIED: ReviewOutcome.ValueType  # 0
+REVIEW_APPROVE: ReviewOutcome.ValueType  # 1
+REVIEW_REJECT: ReviewOutcome.ValueType  # 2
+Global___ReviewOutcome: _TypeAlias = ReviewOutcome  # noqa: Y015
+
 @_typing.final
 class BlobRef(_message.Message):
     """A reference to a blob in the configured blob store (file:// for the embedded default,
@@ -582,23 +599,260 @@ class PublishRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     REQUESTED_BY_FIELD_NUMBER: _builtins.int
     REQUESTED_AT_MS_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     requested_by: _builtins.str
     requested_at_ms: _builtins.int
+    @_builtins.property
+    def decision(self) -> Global___ReviewDecision:
+        """Set only by the review web app: a person's decision on a job that waited for one.
+        The review service acts on it only if its signature verifies (docs/security.md).
+        """
+
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         requested_by: _builtins.str = ...,
         requested_at_ms: _builtins.int = ...,
+        decision: Global___ReviewDecision | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "requested_at_ms", b"requested_at_ms", "requested_by", b"requested_by"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "job_id", b"job_id", "requested_at_ms", b"requested_at_ms", "requested_by", b"requested_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PublishRequest: _TypeAlias = PublishRequest  # noqa: Y015
+
+@_typing.final
+class ReviewItem(_message.Message):
+    """Why a job waits for a person, on alive.review-queue (written by the review service for a
+    publish request, and by the review web app for user reports). Keyed by job id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    CREATOR_ID_FIELD_NUMBER: _builtins.int
+    REASON_CODES_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    QUEUED_AT_MS_FIELD_NUMBER: _builtins.int
+    VIDEO_SHA256_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    creator_id: _builtins.str
+    origin: _builtins.str
+    """"publish" | "report" """
+    queued_at_ms: _builtins.int
+    video_sha256: _builtins.str
+    """the video a decision is about"""
+    @_builtins.property
+    def reason_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """checkpoint marks, REVIEW_SAMPLED, REPORTED_*"""
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        creator_id: _builtins.str = ...,
+        reason_codes: _abc.Iterable[_builtins.str] | None = ...,
+        origin: _builtins.str = ...,
+        queued_at_ms: _builtins.int = ...,
+        video_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "job_id", b"job_id", "origin", b"origin", "queued_at_ms", b"queued_at_ms", "reason_codes", b"reason_codes", "video_sha256", b"video_sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewItem: _TypeAlias = ReviewItem  # noqa: Y015
+
+@_typing.final
+class ReviewDecision(_message.Message):
+    """A reviewer's decision, on alive.review-decisions (the audit log: who, when, what, why).
+    Signed by the review web app's Ed25519 key over every field but key_id and signature.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    REVIEWER_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_MS_FIELD_NUMBER: _builtins.int
+    QUEUED_AT_MS_FIELD_NUMBER: _builtins.int
+    VIDEO_SHA256_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    decision_id: _builtins.str
+    job_id: _builtins.str
+    reviewer: _builtins.str
+    outcome: Global___ReviewOutcome.ValueType
+    reason_code: _builtins.str
+    """required for REVIEW_REJECT: the policy's reason"""
+    note: _builtins.str
+    """the reviewer's words; never shown to the creator"""
+    decided_at_ms: _builtins.int
+    queued_at_ms: _builtins.int
+    video_sha256: _builtins.str
+    origin: _builtins.str
+    """of the item decided"""
+    policy_version: _builtins.str
+    """a decision is final for this version of the policy"""
+    key_id: _builtins.str
+    signature: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        decision_id: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+        reviewer: _builtins.str = ...,
+        outcome: Global___ReviewOutcome.ValueType = ...,
+        reason_code: _builtins.str = ...,
+        note: _builtins.str = ...,
+        decided_at_ms: _builtins.int = ...,
+        queued_at_ms: _builtins.int = ...,
+        video_sha256: _builtins.str = ...,
+        origin: _builtins.str = ...,
+        policy_version: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided_at_ms", b"decided_at_ms", "decision_id", b"decision_id", "job_id", b"job_id", "key_id", b"key_id", "note", b"note", "origin", b"origin", "outcome", b"outcome", "policy_version", b"policy_version", "queued_at_ms", b"queued_at_ms", "reason_code", b"reason_code", "reviewer", b"reviewer", "signature", b"signature", "video_sha256", b"video_sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewDecision: _TypeAlias = ReviewDecision  # noqa: Y015
+
+@_typing.final
+class UserReport(_message.Message):
+    """A signed-in user's report of a published video, on alive.reports. The reporter is never
+    shown to the creator; reports are de-duplicated per reporter and job.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_ID_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    REPORTER_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    AT_MS_FIELD_NUMBER: _builtins.int
+    report_id: _builtins.str
+    """derived from (reporter, job): the same report twice is one"""
+    job_id: _builtins.str
+    reporter: _builtins.str
+    reason_code: _builtins.str
+    """REPORTED_<moderation category>"""
+    at_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        report_id: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+        reporter: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+        at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "job_id", b"job_id", "reason_code", b"reason_code", "report_id", b"report_id", "reporter", b"reporter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserReport: _TypeAlias = UserReport  # noqa: Y015
+
+@_typing.final
+class Unpublished(_message.Message):
+    """A video taken off Stories at once, on alive.unpublished (Story services consume it)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    CREATOR_ID_FIELD_NUMBER: _builtins.int
+    REASON_CODES_FIELD_NUMBER: _builtins.int
+    AT_MS_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    creator_id: _builtins.str
+    at_ms: _builtins.int
+    @_builtins.property
+    def reason_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """never names a reporter"""
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        creator_id: _builtins.str = ...,
+        reason_codes: _abc.Iterable[_builtins.str] | None = ...,
+        at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "creator_id", b"creator_id", "job_id", b"job_id", "reason_codes", b"reason_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Unpublished: _TypeAlias = Unpublished  # noqa: Y015
+
+@_typing.final
+class PublishedVideo(_message.Message):
+    """A video live on a Story, on alive.published: what a Story service needs, and nothing of
+    the prompt.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    CREATOR_ID_FIELD_NUMBER: _builtins.int
+    VIDEO_FIELD_NUMBER: _builtins.int
+    AI_GENERATED_FIELD_NUMBER: _builtins.int
+    DIGITAL_SOURCE_TYPE_FIELD_NUMBER: _builtins.int
+    PROVENANCE_STATE_FIELD_NUMBER: _builtins.int
+    PUBLISHED_AT_MS_FIELD_NUMBER: _builtins.int
+    REVIEW_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    creator_id: _builtins.str
+    ai_generated: _builtins.bool
+    """label it AI-generated"""
+    digital_source_type: _builtins.str
+    """the C2PA manifest's"""
+    provenance_state: _builtins.str
+    """Trusted, re-verified by review"""
+    published_at_ms: _builtins.int
+    @_builtins.property
+    def video(self) -> Global___BlobRef: ...
+    @_builtins.property
+    def review(self) -> Global___Attestation:
+        """Review's signed statement over the video (score human_approved = 1 after a person
+        approved it): a Story service can check it with review's public key.
+        """
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        creator_id: _builtins.str = ...,
+        video: Global___BlobRef | None = ...,
+        ai_generated: _builtins.bool = ...,
+        digital_source_type: _builtins.str = ...,
+        provenance_state: _builtins.str = ...,
+        published_at_ms: _builtins.int = ...,
+        review: Global___Attestation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["review", b"review", "video", b"video"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ai_generated", b"ai_generated", "creator_id", b"creator_id", "digital_source_type", b"digital_source_type", "job_id", b"job_id", "provenance_state", b"provenance_state", "published_at_ms", b"published_at_ms", "review", b"review", "video", b"video"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishedVideo: _TypeAlias = PublishedVideo  # noqa: Y015
 
 @_typing.final
 class StatusEvent(_message.Message):

@@ -2,6 +2,10 @@
 and every stage of the pipeline (alive/pipeline.py) as its own process, in pipeline order.
 ``alive up``, ``alive run`` and the tests start it.
 
+Beside the stages runs the review web app (services/review/web), the human review queue, at
+``review_url``; its development reviewer accounts and passwords are in
+``<workdir>/keys/reviewers.json``.
+
 Everything listens on loopback only. Each service gets the shared settings and its own
 (``ALIVE_<STAGE>__*``), never another service's. Logs go to ``<workdir>/logs/<name>.log``.
 """
@@ -35,12 +39,20 @@ from alive_tools.embedded.triton import TritonServer
 from alive_tools.keys import (
     TRUST_FILE,
     ApiKeys,
+    decision_key_paths,
     ensure_api_keys,
+    ensure_decision_keys,
     ensure_key_dir,
+    ensure_reviewers,
     mint_token,
 )
 from alive_tools.signing_chain import ensure_dev_chain
 from services.ingest.auth import CREATOR_SCOPES
+from services.review.web.settings import ENV_PREFIX as REVIEW_WEB_PREFIX
+
+# The review web app: a process of its own beside the stages (not a stage).
+REVIEW_WEB = "review-web"
+REVIEW_WEB_MODULE = "services.review.web"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_REPOSITORY = REPO_ROOT / "models"
@@ -120,6 +132,7 @@ class EmbeddedStack:
         self.key_dir = self.workdir / "keys"
         self.stage_keys: dict[str, Path] = {}
         self.api_keys = ApiKeys.in_directory(self.key_dir)
+        self.decision_keys = decision_key_paths(self.key_dir)
         self.broker = EmbeddedBroker(self.logs / "broker.log")
         self.triton = TritonServer(
             self.model_repository,
@@ -128,7 +141,17 @@ class EmbeddedStack:
             log_path=self.logs / "triton.log",
         )
         self.api_port = 0
+        self.review_port = 0
         self.services: dict[str, ServiceProcess] = {}
+
+    @property
+    def review_url(self) -> str:
+        return f"http://127.0.0.1:{self.review_port}/"
+
+    @property
+    def reviewer_file(self) -> Path:
+        """Development reviewer accounts: {"name": "password"} (hashes go to the app)."""
+        return self.key_dir / "reviewers.json"
 
     @property
     def api_target(self) -> str:
@@ -177,6 +200,7 @@ class EmbeddedStack:
         ensure_dev_chain(self.cert_dir)
         self.stage_keys = ensure_key_dir(self.key_dir)
         self.api_keys = ensure_api_keys(self.key_dir)
+        self.decision_keys = ensure_decision_keys(self.key_dir)
         self.api_port = free_port()
         for spec in PIPELINE:
             port = free_port()
@@ -188,6 +212,16 @@ class EmbeddedStack:
                 self.logs / f"{spec.name}.log",
             )
             self.services[spec.name].spawn()
+        self.review_port = free_port()
+        port = free_port()
+        self.services[REVIEW_WEB] = ServiceProcess(
+            REVIEW_WEB,
+            REVIEW_WEB_MODULE,
+            port,
+            self._review_web_env(port),
+            self.logs / "review-web.log",
+        )
+        self.services[REVIEW_WEB].spawn()
         self.wait_ready(list(self.services), timeout_s)
 
     def _own_settings(self, spec: StageSpec) -> dict[str, str]:
@@ -206,16 +240,34 @@ class EmbeddedStack:
                 "cert_dir": str(self.cert_dir),
                 "trust_anchor_path": str(self.trust_anchor),
             },
-            REVIEW: {"trust_anchor_path": str(self.trust_anchor)},
+            REVIEW: {
+                "trust_anchor_path": str(self.trust_anchor),
+                "decision_public_key_paths": json.dumps([str(self.decision_keys[1])]),
+            },
         }
         own = dict(wiring.get(spec, {}))
         if spec.name in self.stage_keys:
             own["attestation_key_path"] = str(self.stage_keys[spec.name])
         return {f"{spec.settings_prefix}{name.upper()}": value for name, value in own.items()}
 
-    def _env_for(self, spec: StageSpec, http_port: int) -> dict[str, str]:
-        others = tuple(s.settings_prefix for s in PIPELINE if s != spec)
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(others)}
+    def _review_web_env(self, http_port: int) -> dict[str, str]:
+        """The review web app's settings: shared ones as a stage's, and its own."""
+        passwords = ensure_reviewers(self.reviewer_file)
+        own = {
+            "PORT": str(self.review_port),
+            "SECURE_COOKIES": "false",  # plain HTTP on loopback
+            "DECISION_KEY_PATH": str(self.decision_keys[0]),
+            "REVIEWERS": json.dumps(passwords.hashes),
+        }
+        env = {
+            **self._shared_env(http_port, skip=tuple(s.settings_prefix for s in PIPELINE)),
+            **{REVIEW_WEB_PREFIX + name: value for name, value in own.items()},
+        }
+        stages = tuple(s.settings_prefix for s in PIPELINE)
+        return {**env, **{k: v for k, v in self.extra_env.items() if not k.startswith(stages)}}
+
+    def _shared_env(self, http_port: int, skip: tuple[str, ...]) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
         return {
             **inherited,
             "ALIVE_PROFILE": "embedded",
@@ -225,6 +277,15 @@ class EmbeddedStack:
             "ALIVE_HTTP_PORT": str(http_port),
             "ALIVE_SHUTDOWN_GRACE_S": str(self.shutdown_grace_s),
             "PYTHONUNBUFFERED": "1",
+        }
+
+    def _env_for(self, spec: StageSpec, http_port: int) -> dict[str, str]:
+        others = (
+            *(s.settings_prefix for s in PIPELINE if s != spec),
+            REVIEW_WEB_PREFIX,
+        )
+        return {
+            **self._shared_env(http_port, skip=others),
             **self._own_settings(spec),
             **{k: v for k, v in self.extra_env.items() if not k.startswith(others)},
         }
@@ -292,6 +353,8 @@ class EmbeddedStack:
     def describe(self) -> dict[str, object]:
         return {
             "api": self.api_target,
+            "review_url": self.review_url,
+            "reviewer_accounts": str(self.reviewer_file),
             "api_tls_ca": str(self.api_keys.tls_ca),
             "token_issuer_key": str(self.api_keys.issuer_key),
             "kafka": self.broker.bootstrap_servers,

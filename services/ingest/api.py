@@ -4,12 +4,15 @@ Every call is authenticated (services/ingest/auth.py): the creator is the bearer
 and a job of another creator is NOT_FOUND, as an unknown one is. Submit validates with the
 same code as the Kafka intake, stores the upload in the request's upload area and publishes
 an ImagePromptRequest to alive.requests plus a SUBMITTED status. Get and Watch serve the
-StatusView. Publish hands a READY job to the review service. Cancel ends a job.
+StatusView. Publish hands a READY job to the review service. Cancel ends a job. Report
+publishes a user's report of a published video to alive.reports (the review web app counts
+them), once per reporter and video.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -21,11 +24,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
-from alive.blobs import BlobStore, StageLedger, output_key
+from alive.blobs import BlobError, BlobStore, StageLedger, output_key
 from alive.jobs import is_terminal, upload_area
 from alive.locks import KeyedLocks
-from alive.pipeline import PUBLISH_REQUESTS, REQUESTS, STATUS
-from alive.reasons import REASON_TRAILER, RETRY_AFTER_TRAILER, ReasonCode
+from alive.pipeline import PUBLISH_REQUESTS, REPORTS, REQUESTS, STATUS
+from alive.reasons import REASON_TRAILER, REPORT_REASONS, RETRY_AFTER_TRAILER, ReasonCode
 from alive.settings import ServiceSettings
 from alive.telemetry import headers_with_trace, now_ms
 from alive.v1 import api_pb2, api_pb2_grpc
@@ -34,11 +37,20 @@ from alive.v1.api_pb2 import (
     GetJobRequest,
     JobView,
     PublishJobRequest,
+    ReportRequest,
+    ReportResponse,
     SubmitRequest,
     SubmitResponse,
     WatchRequest,
 )
-from alive.v1.events_pb2 import ImagePromptRequest, JobState, PublishRequest, StatusEvent, Verdict
+from alive.v1.events_pb2 import (
+    ImagePromptRequest,
+    JobState,
+    PublishRequest,
+    StatusEvent,
+    UserReport,
+    Verdict,
+)
 from services.ingest.auth import Caller, Scope, TokenVerifier, Unauthenticated
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import JobIds
@@ -276,6 +288,49 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         cancelled = self._view.get(view.job_id)
         assert cancelled is not None
         return cancelled
+
+    async def Report(
+        self, request: ReportRequest, context: grpc.aio.ServicerContext
+    ) -> ReportResponse:
+        caller = await self._caller(context, Scope.REPORT)
+        if request.reason_code not in REPORT_REASONS:
+            await _abort_with_reason(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                ReasonCode.REPORT_REASON_UNKNOWN,
+                f"report with one of {sorted(REPORT_REASONS)}",
+            )
+        view = self._view.get(request.job_id)
+        if view is None or view.state != JobState.PUBLISHED:  # only what is on a Story
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such published video")
+        assert view is not None
+        # One report per reporter and video: a retry or a second tap counts once.
+        report_id = hashlib.sha256(f"{caller.subject}\n{view.job_id}".encode()).hexdigest()[:32]
+        marker = f"ledger/reports/{view.job_id}/{report_id}"
+        if await asyncio.to_thread(self._blobs.read_key, marker) is not None:
+            return ReportResponse(report_id=report_id, duplicate=True)
+        report = UserReport(
+            report_id=report_id,
+            job_id=view.job_id,
+            reporter=caller.subject,
+            reason_code=request.reason_code,
+            at_ms=now_ms(),
+        )
+        # The event first: a failure after it leaves no marker, the retry sends again, and
+        # the review web app counts one report per reporter and video all the same.
+        await self._producer.send_and_wait(
+            self._common.topic(REPORTS),
+            report.SerializeToString(),
+            key=view.job_id.encode(),
+            headers=headers_with_trace(),
+        )
+        try:
+            await asyncio.to_thread(self._blobs.put_bytes, marker, b"", "text/plain")
+        except BlobError as exc:
+            if exc.reason_code != ReasonCode.BLOB_EXISTS:  # a concurrent duplicate: fine
+                raise
+        log.info("reported", extra={"job_id": view.job_id, "reason_code": request.reason_code})
+        return ReportResponse(report_id=report_id, duplicate=False)
 
 
 async def _abort_with_reason(

@@ -34,9 +34,10 @@ class Scope(StrEnum):
     CANCEL = "alive.cancel"
     SERVICE = "alive.service"  # a platform service acting for the creator in CREATOR_CLAIM
     REVIEW = "alive.review"  # the review tools: read any creator's job
+    REPORT = "alive.report"  # report a published video (anyone signed in)
 
 
-CREATOR_SCOPES = (Scope.SUBMIT, Scope.READ, Scope.PUBLISH, Scope.CANCEL)
+CREATOR_SCOPES = (Scope.SUBMIT, Scope.READ, Scope.PUBLISH, Scope.CANCEL, Scope.REPORT)
 
 
 class Unauthenticated(Exception):

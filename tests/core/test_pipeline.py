@@ -114,7 +114,7 @@ def test_the_job_path_and_checkpoints_come_from_the_declaration() -> None:
     assert PIPELINE.next_stage(JobState.SUBMITTED) == PIPELINE.stage("ingest")
     assert PIPELINE.next_stage(JobState.PROMPT_CLEARED) == PIPELINE.stage("generator")
     assert PIPELINE.next_stage(JobState.READY) is None  # review waits for a publish request
-    assert len({t.default_name for t in PIPELINE.topics()}) == len(PIPELINE.topics()) == 13
+    assert len({t.default_name for t in PIPELINE.topics()}) == len(PIPELINE.topics()) == 17
 
 
 def test_a_pipeline_refuses_two_readers_of_one_topic() -> None:
@@ -140,6 +140,8 @@ def test_kubernetes_runs_one_deployment_per_stage_with_its_module() -> None:
         for d in _deployments()
     }
     commands.pop("triton")
+    # The review web app runs beside the stages (deploy/k8s/review-web.yaml).
+    assert commands.pop("review-web") == ["python", "-m", "services.review.web"]
     assert commands == {s.name: ["python", "-m", s.module] for s in PIPELINE}
 
 

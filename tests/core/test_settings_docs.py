@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from alive.settings import ServiceSettings, StageSettings
+from services.review.web.settings import ENV_PREFIX as REVIEW_WEB_PREFIX
+from services.review.web.settings import ReviewWebSettings
 from tests.core.test_pipeline import SERVICES
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
@@ -34,6 +36,7 @@ def test_the_settings_page_lists_every_variable_and_no_other() -> None:
     # The runner's settings every stage has are documented once, as ALIVE_<STAGE>__<FIELD>.
     runner = variables(StageSettings, "ALIVE_<STAGE>__")
     expected = variables(ServiceSettings, "ALIVE_") | runner
+    expected |= variables(ReviewWebSettings, REVIEW_WEB_PREFIX)  # a service, not a stage
     for stage, settings in SERVICES:
         own = variables(settings, stage.spec.settings_prefix)
         expected |= {n for n in own if n.split("__", 1)[1] not in _base(runner)}

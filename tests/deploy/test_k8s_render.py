@@ -189,7 +189,7 @@ def test_every_pod_meets_the_restricted_pod_security_level(overlay: str) -> None
     grace_s = float(settings["ALIVE_SHUTDOWN_GRACE_S"])
     accounts = _of(overlay, "ServiceAccount")
     deployments = _of(overlay, "Deployment")
-    assert set(deployments) == {*IDS, "triton"}
+    assert set(deployments) == {*IDS, "triton", "review-web"}
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, name

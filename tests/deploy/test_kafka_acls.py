@@ -14,6 +14,7 @@ from alive.pipeline import (
     INGEST,
     PIPELINE,
     PUBLISH_REQUESTS,
+    REPORTS,
     REQUESTS,
     STATUS,
     VETOES,
@@ -34,14 +35,17 @@ WRITES = ("Write", "Describe")
 EVERY_STAGE_WRITES: tuple[Topic[Any], ...] = (STATUS, VETOES, DLQ)
 
 # Clients that are not the stage's runner, by stage: ingest's gRPC API writes submissions
-# and publish requests, and its status view reads the status topic without a group.
-EXTRA_WRITES: dict[str, tuple[Topic[Any], ...]] = {INGEST.name: (REQUESTS, PUBLISH_REQUESTS)}
+# publish requests and reports, and its status view reads the status topic without a group.
+EXTRA_WRITES: dict[str, tuple[Topic[Any], ...]] = {
+    INGEST.name: (REQUESTS, PUBLISH_REQUESTS, REPORTS)
+}
 EXTRA_READS: dict[str, tuple[Topic[Any], ...]] = {INGEST.name: (STATUS,)}
 
 
 def expected_acls(spec: StageSpec) -> set[Acl]:
     reads = (spec.consumes, *EXTRA_READS.get(spec.name, ()))
-    writes = (spec.emits, *EVERY_STAGE_WRITES, *EXTRA_WRITES.get(spec.name, ()))
+    holds = (spec.holds,) if spec.holds is not None else ()
+    writes = (spec.emits, *holds, *EVERY_STAGE_WRITES, *EXTRA_WRITES.get(spec.name, ()))
     return (
         {("topic", t.default_name, op) for t in reads for op in READS}
         | {("topic", t.default_name, op) for t in writes for op in WRITES}

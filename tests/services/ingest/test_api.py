@@ -4,6 +4,7 @@ under way, and Cancel."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import grpc
 import jwt
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,16 +20,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alive.blobs import LocalBlobStore, StageLedger
 from alive.kafka import ensure_topics, make_producer
+from alive.reasons import REPORT_REASONS, ReasonCode
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import (
     CancelJobRequest,
     GetJobRequest,
     PublishJobRequest,
+    ReportRequest,
     SubmitRequest,
     WatchRequest,
 )
 from alive.v1.api_pb2_grpc import AliveStub
-from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent
+from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent, UserReport
 from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.keys import DEV_KID, ApiKeys, DevCa, ensure_api_keys, key_pem, mint_token
 from services.ingest.api import AliveApi, ApiServer, server_credentials
@@ -35,7 +39,9 @@ from services.ingest.auth import CREATOR_CLAIM, CREATOR_SCOPES, Scope, TokenVeri
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import JobIds
 from services.ingest.status_view import StatusView
-from tests.support import photo_bytes
+from tests.support import photo_bytes, read_topic
+
+POLICY = Path(__file__).resolve().parents[3] / "services" / "moderation" / "policy.yaml"
 
 
 @dataclass
@@ -277,3 +283,96 @@ async def test_with_a_client_ca_only_callers_with_its_certificate_get_through(
     finally:
         await server.stop()
     assert answers == {"with its certificate": "served", "without a certificate": "UNAVAILABLE"}
+
+
+# Reports
+
+
+def published_job(api: Api, job_id: str = "v1", creator: str = "carol") -> str:
+    api.view.apply(
+        StatusEvent(job_id=job_id, creator_id=creator, request_id="r", state=JobState.PUBLISHED)
+    )
+    return job_id
+
+
+# Every reason a user may give: the moderation vocabulary (services/moderation/policy.yaml).
+VOCABULARY = (
+    ReasonCode.REPORTED_SEXUAL,
+    ReasonCode.REPORTED_SEXUAL_MINOR,
+    ReasonCode.REPORTED_VIOLENCE,
+    ReasonCode.REPORTED_GORE,
+    ReasonCode.REPORTED_WEAPONS,
+    ReasonCode.REPORTED_SELF_HARM,
+    ReasonCode.REPORTED_HATE,
+    ReasonCode.REPORTED_HARASSMENT,
+    ReasonCode.REPORTED_REAL_PERSON,
+    ReasonCode.REPORTED_DECEPTION,
+    ReasonCode.REPORTED_DRUGS,
+    ReasonCode.REPORTED_SPAM,
+    ReasonCode.REPORTED_PII,
+)
+
+
+def test_the_report_vocabulary_is_the_moderation_policys() -> None:
+    prompt = yaml.safe_load(POLICY.read_text())["prompt"]
+    # Term categories and pattern categories; web_address is labelled spam, not a harm.
+    categories = (set(prompt["categories"]) | set(prompt["patterns"])) - {"web_address"}
+    assert {f"REPORTED_{c.upper()}" for c in categories} == set(VOCABULARY) == REPORT_REASONS
+
+
+async def test_anyone_signed_in_reports_a_published_video_once_with_any_reason(
+    api: Api, broker: EmbeddedBroker
+) -> None:
+    job_id = published_job(api)
+    for n, reason in enumerate(VOCABULARY):
+        answer = await api.stub.Report(
+            ReportRequest(job_id=job_id, reason_code=reason), timeout=5, metadata=api.as_(f"u{n}")
+        )
+        assert not answer.duplicate
+    again = await api.stub.Report(
+        ReportRequest(job_id=job_id, reason_code=ReasonCode.REPORTED_SPAM),
+        timeout=5,
+        metadata=api.as_("u0"),
+    )
+    assert again.duplicate  # the same user and video: counted once
+    reports = [
+        UserReport.FromString(r.value)
+        for r in await asyncio.to_thread(read_topic, broker.bootstrap_servers, "alive.reports")
+        if r.key == job_id.encode()
+    ]
+    assert sorted(r.reason_code for r in reports[-len(VOCABULARY) :]) == sorted(VOCABULARY)
+    assert {r.reporter for r in reports[-len(VOCABULARY) :]} == {
+        f"u{n}" for n in range(len(VOCABULARY))
+    }
+
+
+async def test_a_report_needs_a_reason_of_the_vocabulary_and_a_published_video(api: Api) -> None:
+    job_id = published_job(api, "v2")
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await api.stub.Report(
+            ReportRequest(job_id=job_id, reason_code=ReasonCode.REVIEW_REJECTED),
+            timeout=5,
+            metadata=api.as_("u1"),
+        )
+    assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    trailers = dict(unknown.value.trailing_metadata() or ())
+    assert trailers["alive-reason-code"] == ReasonCode.REPORT_REASON_UNKNOWN
+    ready = ready_job(api, "not-live")
+    spam = ReasonCode.REPORTED_SPAM
+    assert (
+        await code_of(
+            lambda: api.stub.Report(
+                ReportRequest(job_id=ready, reason_code=spam), timeout=5, metadata=api.as_("u1")
+            )
+        )
+        == grpc.StatusCode.NOT_FOUND
+    )
+    no_scope = api.as_("u1", (Scope.READ,))
+    assert (
+        await code_of(
+            lambda: api.stub.Report(
+                ReportRequest(job_id=job_id, reason_code=spam), timeout=5, metadata=no_scope
+            )
+        )
+        == grpc.StatusCode.PERMISSION_DENIED
+    )

@@ -1,0 +1,83 @@
+"""The review web app put together: queue, feed, producer, pages. ``__main__`` runs one until
+SIGTERM; tests run one in process against the test broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from alive.blobs import open_blob_store
+from alive.kafka import make_producer
+from alive.settings import ServiceSettings
+from services.review import decisions
+from services.review.web.app import ReviewDesk, ReviewMetrics, make_app
+from services.review.web.auth import Accounts, Sessions
+from services.review.web.feed import ReviewFeed
+from services.review.web.queue import ReportPolicy, ReviewQueue
+from services.review.web.settings import ReviewWebSettings
+
+SERVICE = "review-web"
+
+
+class ReviewWeb:
+    def __init__(
+        self, settings: ReviewWebSettings, common: ServiceSettings, registry: CollectorRegistry
+    ) -> None:
+        self.settings = settings
+        policy = ReportPolicy(settings.report_threshold, frozenset(settings.severe_report_reasons))
+        self.queue = ReviewQueue(policy)
+        self.metrics = ReviewMetrics(registry, self.queue)
+        self.producer = make_producer(common, client_id=SERVICE)
+        blobs = open_blob_store(common.blob_url, common.blob_max_bytes)
+        key = decisions.load_private_key(settings.decision_key_path)
+        self.desk = ReviewDesk(
+            settings, common, self.queue, blobs, self.producer, key, self.metrics
+        )
+        self.feed = ReviewFeed(common, self.queue, self.desk.on_report, self.desk.on_caught_up)
+        app = make_app(self.desk, Accounts(settings.reviewers), Sessions(settings.session_ttl_s))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=settings.host, port=settings.port, log_config=None, access_log=False
+            )
+        )
+        self._serving: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.feed.healthy and self.server.started and not self.server.should_exit
+
+    @property
+    def port(self) -> int:
+        """The port the pages are served on (the configured one, or the one picked for 0)."""
+        sockets = [s for server in self.server.servers for s in server.sockets]
+        return int(sockets[0].getsockname()[1]) if sockets else self.settings.port
+
+    async def start(self) -> None:
+        """Rebuilds the queue from Kafka, then serves the pages."""
+        await self.producer.start()
+        await self.feed.start()
+        self._serving = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self._serving.done():
+                self._serving.result()  # raises why it could not start
+                raise RuntimeError("the review web app stopped before it served")
+            await asyncio.sleep(0.05)
+
+    async def serve_until_stopped(self) -> None:
+        if self._serving is not None:
+            await self._serving
+
+    def request_stop(self) -> None:
+        self.server.should_exit = True
+
+    async def stop(self) -> None:
+        """Finishes requests in progress, then stops following Kafka."""
+        self.request_stop()
+        if self._serving is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._serving
+        await self.feed.stop()
+        await self.producer.stop()
