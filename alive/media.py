@@ -6,6 +6,7 @@ what they receive."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -194,11 +195,16 @@ Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
 CORNERS: tuple[Corner, ...] = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels
+
+
 @dataclass(frozen=True)
 class VisibleLabel:
     """A short text mark ("AI-generated") in a corner of every frame: white on a dark,
     rounded box, blended with ``opacity``; its text is ``size`` of the frame's shorter side
-    high (0.045: 26 px on a 576x1024 video, about 2 mm on a phone held upright)."""
+    high (0.045: 26 px on a 576x1024 video, about 2 mm on a phone held upright). It goes in
+    ``corner`` unless that covers a face found in the video; then in the first other corner
+    that covers none."""
 
     text: str = "AI-generated"
     corner: Corner = "top-left"
@@ -215,8 +221,9 @@ class VisibleLabel:
         if not 0.0 < self.opacity <= 1.0:
             raise ValueError(f"label opacity must be in (0, 1], got {self.opacity}")
 
-    def overlay(self, width: int, height: int) -> LabelOverlay:
-        """The label rendered once for frames of this size, to blend into each of them."""
+    def overlay(self, width: int, height: int, avoid: Sequence[Box] = ()) -> LabelOverlay:
+        """The label rendered once for frames of this size, to blend into each of them, in a
+        corner that covers none of the ``avoid`` boxes (faces) if one does."""
         text_px = max(10, round(self.size * min(width, height)))
         font = ImageFont.load_default(size=text_px)
         left, top, right, bottom = (round(v) for v in font.getbbox(self.text))
@@ -230,9 +237,48 @@ class VisibleLabel:
         draw.rounded_rectangle((0, 0, box_w - 1, box_h - 1), radius=pad, fill=(0, 0, 0, 150))
         draw.text((pad - left, pad - top), self.text, font=font, fill=(255, 255, 255, 255))
         rgba = np.asarray(patch, dtype=np.float32) / 255.0
-        y = margin if self.corner.startswith("top") else height - box_h - margin
-        x = margin if self.corner.endswith("left") else width - box_w - margin
+
+        def place(corner: Corner) -> tuple[int, int]:
+            y = margin if corner.startswith("top") else height - box_h - margin
+            x = margin if corner.endswith("left") else width - box_w - margin
+            return y, x
+
+        def clear(corner: Corner) -> bool:
+            y, x = place(corner)
+            return not any(
+                x < x1 and x0 < x + box_w and y < y1 and y0 < y + box_h for x0, y0, x1, y1 in avoid
+            )
+
+        preference = (self.corner, *(c for c in CORNERS if c != self.corner))
+        y, x = place(next((c for c in preference if clear(c)), self.corner))
         return LabelOverlay(y, x, rgba[..., :3] * 255.0, rgba[..., 3:] * self.opacity)
+
+
+def face_boxes(frames: npt.NDArray[np.uint8], samples: int = 3) -> list[Box]:
+    """Frontal faces (OpenCV's Haar cascade, shipped in its wheel) in ``samples`` frames
+    spread over the video, in frame pixels: where a label must not go. Detected on a copy at
+    most 512 px on its longer side (about 20 ms a frame)."""
+    import cv2
+
+    cascade = _face_cascade()
+    boxes: list[Box] = []
+    for index in np.linspace(0, len(frames) - 1, samples).round().astype(int):
+        grey = cv2.cvtColor(np.ascontiguousarray(frames[index]), cv2.COLOR_RGB2GRAY)
+        scale = min(1.0, 512 / max(grey.shape))
+        small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        for x, y, w, h in cascade.detectMultiScale(small, 1.1, 5, minSize=(16, 16)):
+            boxes.append(
+                (int(x / scale), int(y / scale), int((x + w) / scale), int((y + h) / scale))
+            )
+    return boxes
+
+
+@functools.cache
+def _face_cascade() -> Any:
+    import cv2
+
+    folder = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
+    return cv2.CascadeClassifier(str(folder / "haarcascade_frontalface_default.xml"))
 
 
 @dataclass(frozen=True)
@@ -288,7 +334,7 @@ def encode_h264(
         stream.height = height
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = Fraction(1, fps)
-        overlay = label.overlay(width, height) if label is not None else None
+        overlay = label.overlay(width, height, face_boxes(frames)) if label is not None else None
         for index in range(count):
             picture = np.ascontiguousarray(frames[index])
             if overlay is not None:

@@ -14,7 +14,7 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from alive.media import CORNERS, VisibleLabel, probe_mp4_bytes, read_frames
+from alive.media import CORNERS, VisibleLabel, face_boxes, probe_mp4_bytes, read_frames
 from alive.model_io import VideoOutputs, visible_label
 from services.moderation.ocr import TextReader
 from tests.support import photo_bytes
@@ -134,3 +134,22 @@ def test_the_label_fits_a_tiny_frame() -> None:
     (frame, _) = decoded(VideoOutputs.of(config()), grey(2, 64, 64))
     assert frame.shape == (64, 64, 3)
     assert marked(frame, "top-left", share=0.5)
+
+
+def test_the_label_moves_off_a_face_to_the_next_corner_clear_of_faces() -> None:
+    """A portrait's face in the top-left quarter of a grey 9:16 frame: found in the video,
+    the default top-left label moves to the top-right; without the face it stays."""
+    sample = Path(__file__).resolve().parents[2] / "samples" / "astronaut.jpg"
+    portrait = np.asarray(Image.open(sample).convert("RGB").resize((270, 270)))
+    video = np.full((4, 1024, 576, 3), 120, dtype=np.uint8)
+    video[:, 10:280, 10:280] = portrait
+    faces = face_boxes(video)
+    assert faces and all(x1 <= 300 and y1 <= 300 for _, _, x1, y1 in faces)
+    outputs = VideoOutputs.of(config())
+    for frame in decoded(outputs, video):
+        assert marked(frame[300:], "bottom-right") is False  # nothing below the portrait
+        assert marked(frame, "top-right")
+    plain = VisibleLabel().overlay(576, 1024, avoid=[])
+    assert (plain.y, plain.x) < (100, 100)  # the configured corner when no face is in it
+    moved = VisibleLabel().overlay(576, 1024, avoid=faces)
+    assert moved.x > 288 and moved.y < 100
