@@ -84,13 +84,13 @@ async def env(broker: EmbeddedBroker, tmp_path: Path) -> Env:
     }
     common = ServiceSettings(
         kafka={"bootstrap_servers": broker.bootstrap_servers},  # type: ignore[arg-type]
-        blob_root=tmp_path / "blobs",
+        blob_url=str(tmp_path / "blobs"),
         topics=renamed,
     )
     await ensure_topics(common)
     key_path = tmp_path / "decisions.pem"
     key_path.write_bytes(private_key_pem(Ed25519PrivateKey.generate()))
-    return Env(common, LocalBlobStore(common.blob_root), key_path, broker.bootstrap_servers)
+    return Env(common, LocalBlobStore(Path(common.blob_url)), key_path, broker.bootstrap_servers)
 
 
 def web_settings(env: Env, **changes: object) -> ReviewWebSettings:
