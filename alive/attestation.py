@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +73,13 @@ def signed_bytes(attestation: Attestation) -> bytes:
         "scores",  # separates the two maps: no version can pass for a score
         *(f"{k}={v!r}" for k, v in sorted(attestation.scores.items())),
     ]
-    out = bytearray(_DOMAIN)
+    return length_prefixed(_DOMAIN, fields)
+
+
+def length_prefixed(domain: bytes, fields: Iterable[str]) -> bytes:
+    """``domain`` then each field as its UTF-8 length (4 bytes) and bytes: what is signed,
+    so that no two field lists encode the same."""
+    out = bytearray(domain)
     for value in fields:
         encoded = value.encode()
         out += len(encoded).to_bytes(4, "big") + encoded

@@ -9,7 +9,6 @@ is what makes a forged approval worthless there.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from alive.attestation import key_id, length_prefixed
 from alive.reasons import REVIEWER_REASONS
 from alive.v1.events_pb2 import ReviewDecision, ReviewOutcome
 
@@ -39,16 +39,7 @@ def signed_bytes(decision: ReviewDecision) -> bytes:
         decision.origin,
         decision.policy_version,
     ]
-    out = bytearray(_DOMAIN)
-    for value in fields:
-        encoded = value.encode()
-        out += len(encoded).to_bytes(4, "big") + encoded
-    return bytes(out)
-
-
-def key_id(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return length_prefixed(_DOMAIN, fields)
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
