@@ -221,7 +221,7 @@ def _leaf_chain(
             min(now + lifetime, intermediate.not_valid_after_utc),
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(digital_signature=True), critical=True)
+        .add_extension(key_usage(digital_signature=True), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION, DOCUMENT_SIGNING]),
             critical=False,
@@ -250,7 +250,7 @@ def _ca_cert(
     return (
         _builder(subject, key.public_key(), issuer, now, now + lifetime)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
+        .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(aki, critical=False)
         .sign(issuer_key, hashes.SHA256())
     )
@@ -280,9 +280,10 @@ def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
-def _key_usage(
+def key_usage(
     *, digital_signature: bool = False, key_cert_sign: bool = False, crl_sign: bool = False
 ) -> x509.KeyUsage:
+    """A KeyUsage extension with only the named uses (certificates for C2PA chains)."""
     return x509.KeyUsage(
         digital_signature=digital_signature,
         content_commitment=False,

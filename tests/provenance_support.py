@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image
 
 from alive.provenance import DIGITAL_SOURCE_TYPE_AI
-from alive_tools.signing_chain import CertChain
+from alive_tools.signing_chain import CertChain, key_usage
 from services.provenance.signing import GenerationFacts
 
 PROMPT = "a lighthouse at dusk, waves rolling in"
@@ -149,7 +149,7 @@ def _write_tsa_files(directory: Path) -> None:
     root = (
         _builder(root_name, root_name, root_key.public_key(), now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_usage(key_cert_sign=True), critical=True)
+        .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .sign(root_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -157,7 +157,7 @@ def _write_tsa_files(directory: Path) -> None:
     cert = (
         _builder(name, root_name, key.public_key(), now)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_usage(digital_signature=True), critical=True)
+        .add_extension(key_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
         # C2PA's certificate profile wants the authority key id ("certificate params
         # incorrect" without it).
@@ -215,18 +215,4 @@ def _builder(
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=30))
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-    )
-
-
-def _usage(*, digital_signature: bool = False, key_cert_sign: bool = False) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=key_cert_sign,
-        crl_sign=key_cert_sign,
-        encipher_only=False,
-        decipher_only=False,
     )
