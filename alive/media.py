@@ -196,6 +196,7 @@ CORNERS: tuple[Corner, ...] = ("top-left", "top-right", "bottom-left", "bottom-r
 
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels
+FRONTAL_FACE_CASCADE = "haarcascade_frontalface_default.xml"
 
 
 @dataclass(frozen=True)
@@ -260,7 +261,7 @@ def face_boxes(frames: npt.NDArray[np.uint8], samples: int = 3) -> list[Box]:
     most 512 px on its longer side (about 20 ms a frame)."""
     import cv2
 
-    cascade = _face_cascade()
+    cascade = frontal_face_cascade()
     boxes: list[Box] = []
     for index in np.linspace(0, len(frames) - 1, samples).round().astype(int):
         grey = cv2.cvtColor(np.ascontiguousarray(frames[index]), cv2.COLOR_RGB2GRAY)
@@ -274,11 +275,15 @@ def face_boxes(frames: npt.NDArray[np.uint8], samples: int = 3) -> list[Box]:
 
 
 @functools.cache
-def _face_cascade() -> Any:
+def frontal_face_cascade() -> Any:
+    """OpenCV's frontal-face Haar cascade, from the file its wheel ships (loaded once)."""
     import cv2
 
     folder = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
-    return cv2.CascadeClassifier(str(folder / "haarcascade_frontalface_default.xml"))
+    cascade = cv2.CascadeClassifier(str(folder / FRONTAL_FACE_CASCADE))
+    if cascade.empty():
+        raise RuntimeError(f"OpenCV's {FRONTAL_FACE_CASCADE} did not load")
+    return cascade
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from alive.media import frontal_face_cascade
 from alive.stage import TransientError
 
 log = logging.getLogger(__name__)
 
-CASCADE = "haarcascade_frontalface_default.xml"
 # The cascade runs on a copy at most this many pixels on its longer side: faces smaller
 # than the policy's minimum are not wanted anyway.
 DETECT_MAX_SIDE = 400
@@ -62,10 +62,7 @@ class FaceAges:
         import onnxruntime as ort  # imported here: it takes a second
 
         try:
-            cascades = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
-            cascade = cv2.CascadeClassifier(str(cascades / CASCADE))
-            if cascade.empty():
-                raise RuntimeError(f"OpenCV's {CASCADE} did not load")
+            cascade = frontal_face_cascade()
             models = _age_model_dir()
             spec = json.loads((models / "manifest.json").read_text())["models"]["age"]
             options = ort.SessionOptions()
