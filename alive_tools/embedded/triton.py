@@ -28,7 +28,7 @@ from pathlib import Path
 from tritonclient.grpc import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-from alive_tools.embedded.ports import free_port
+from alive_tools.embedded.ports import free_ports
 
 EXIT_TIMEOUT_S = 5  # shorter leaves /dev/shm/<prefix>* regions behind
 
@@ -125,8 +125,9 @@ class TritonServer:
             return
         backends = build_backends(self.workdir)
         # A restart comes back on the ports of the last start, where clients expect it.
+        fresh = iter(free_ports(len(self._wanted)))  # distinct: picked one by one they can clash
         self.ports = {
-            name: port or self.ports[name] or free_port() for name, port in self._wanted.items()
+            name: port or self.ports[name] or next(fresh) for name, port in self._wanted.items()
         }
         # Names the python backend's /dev/shm regions: unique, so instances never share them.
         self.shm_prefix = f"alive_triton_{uuid.uuid4().hex[:12]}_"
