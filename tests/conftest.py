@@ -10,7 +10,7 @@ import pytest
 from alive_tools.client import AliveClient
 from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.embedded.stack import EmbeddedStack
-from tests.support import MotoS3, photo_bytes
+from tests.support import NO_REVIEW_SAMPLE, MotoS3, photo_bytes
 
 # Tests that start real components are marked ``stack`` wherever they take one of these.
 _REAL_COMPONENTS = {"broker", "stack", "client", "triton", "s3"}
@@ -41,11 +41,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     workdir = tmp_path_factory.mktemp("stack")
-    # No random sample: a test that publishes a clean job expects it PUBLISHED; jobs that wait
-    # for a person are made by marking them (tests/services/review/test_browser.py).
-    running = EmbeddedStack(
-        workdir, shutdown_grace_s=5, extra_env={"ALIVE_REVIEW__HUMAN_SAMPLE_RATE": "0"}
-    )
+    running = EmbeddedStack(workdir, shutdown_grace_s=5, extra_env=NO_REVIEW_SAMPLE)
     with running:
         yield running
 

@@ -27,6 +27,11 @@ from alive_tools.photo_cases import with_text
 SMALL_OUTPUT = OutputSpec(width=96, height=160, fps=12, duration_ms=1000)
 SMALL_FRAMES = 12
 
+# Test stacks draw no random review sample: a test that publishes a clean job expects it
+# PUBLISHED; jobs that wait for a person are made by marking them
+# (tests/services/review/test_browser.py).
+NO_REVIEW_SAMPLE = {"ALIVE_REVIEW__HUMAN_SAMPLE_RATE": "0"}
+
 
 def photo_bytes(width: int = 160, height: int = 120, fmt: str = "JPEG", seed: int = 0) -> bytes:
     """A small synthetic landscape: sky gradient over textured ground."""

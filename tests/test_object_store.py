@@ -11,7 +11,7 @@ import pytest
 from alive.provenance import verify_video
 from alive.v1.events_pb2 import JobState
 from alive_tools.embedded.stack import EmbeddedStack, StackError
-from tests.support import SMALL_OUTPUT, MotoS3, path_of, wait_for
+from tests.support import NO_REVIEW_SAMPLE, SMALL_OUTPUT, MotoS3, path_of, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,9 @@ def s3_stack(s3: MotoS3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E
         for name, value in s3.environment.items():
             env.setenv(name, value)
         env.setenv("ALIVE_BLOB_URL", f"s3://{s3.BUCKET}/stacks")
-        running = EmbeddedStack(tmp_path_factory.mktemp("s3-stack"), shutdown_grace_s=5)
+        running = EmbeddedStack(
+            tmp_path_factory.mktemp("s3-stack"), shutdown_grace_s=5, extra_env=NO_REVIEW_SAMPLE
+        )
         with running:
             yield running
 
