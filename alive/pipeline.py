@@ -100,7 +100,8 @@ PUBLISHED = Topic(
     "alive.published",
     PublishedVideo,
     "videos live on a Story: blob, AI label, provenance (no prompt)",
-    also_read_by="Story services",
+    also_written_by="the review web app (a reported video a reviewer approved after a takedown)",
+    also_read_by="Story services; the review web app (what is live)",
 )
 REVIEW_QUEUE = Topic(
     "review_queue",

@@ -639,6 +639,7 @@ class ReviewItem(_message.Message):
     ORIGIN_FIELD_NUMBER: _builtins.int
     QUEUED_AT_MS_FIELD_NUMBER: _builtins.int
     VIDEO_SHA256_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     creator_id: _builtins.str
     origin: _builtins.str
@@ -646,6 +647,10 @@ class ReviewItem(_message.Message):
     queued_at_ms: _builtins.int
     video_sha256: _builtins.str
     """the video a decision is about"""
+    policy_version: _builtins.str
+    """A reported video: the moderation policy version it is reviewed under (its decision is
+    final for that version).
+    """
     @_builtins.property
     def reason_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """checkpoint marks, REVIEW_SAMPLED, REPORTED_*"""
@@ -659,10 +664,11 @@ class ReviewItem(_message.Message):
         origin: _builtins.str = ...,
         queued_at_ms: _builtins.int = ...,
         video_sha256: _builtins.str = ...,
+        policy_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "job_id", b"job_id", "origin", b"origin", "queued_at_ms", b"queued_at_ms", "reason_codes", b"reason_codes", "video_sha256", b"video_sha256"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "job_id", b"job_id", "origin", b"origin", "policy_version", b"policy_version", "queued_at_ms", b"queued_at_ms", "reason_codes", b"reason_codes", "video_sha256", b"video_sha256"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

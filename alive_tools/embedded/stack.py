@@ -48,6 +48,7 @@ from alive_tools.keys import (
 )
 from alive_tools.signing_chain import ensure_dev_chain
 from services.ingest.auth import CREATOR_SCOPES
+from services.moderation.policy import load_policy
 from services.review.web.settings import ENV_PREFIX as REVIEW_WEB_PREFIX
 
 # The review web app: a process of its own beside the stages (not a stage).
@@ -258,6 +259,8 @@ class EmbeddedStack:
             "SECURE_COOKIES": "false",  # plain HTTP on loopback
             "DECISION_KEY_PATH": str(self.decision_keys[0]),
             "REVIEWERS": json.dumps(passwords.hashes),
+            # Reviewers apply the checkpoints' policy: its version bounds a decision's finality.
+            "POLICY_VERSION": load_policy().version,
         }
         env = {
             **self._shared_env(http_port, skip=tuple(s.settings_prefix for s in PIPELINE)),

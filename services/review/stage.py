@@ -210,17 +210,21 @@ class ReviewStage(Stage[PublishRequest, ReviewSettings]):
         return Hold(item, tuple(findings))
 
     def output(self, job: Job) -> PublishedVideo:
-        """What a Story service needs; the prompt stays behind."""
-        review = job.attestations[-1]
-        assert review.stage == REVIEW.name, "the runner attests before it sends"
-        scores = signed_scores(job, REVIEW.name)
-        return PublishedVideo(
-            job_id=job.job_id,
-            creator_id=job.creator_id,
-            video=job.video,
-            ai_generated=job.provenance.digital_source_type == DIGITAL_SOURCE_TYPE_AI,
-            digital_source_type=job.provenance.digital_source_type,
-            provenance_state="Trusted" if scores.get("provenance_trusted") else "Invalid",
-            published_at_ms=now_ms(),
-            review=review,
-        )
+        return published_video(job)
+
+
+def published_video(job: Job) -> PublishedVideo:
+    """What a Story service needs of a job review passed; the prompt stays behind."""
+    review = job.attestations[-1]
+    assert review.stage == REVIEW.name, "the runner attests before it sends"
+    scores = signed_scores(job, REVIEW.name)
+    return PublishedVideo(
+        job_id=job.job_id,
+        creator_id=job.creator_id,
+        video=job.video,
+        ai_generated=job.provenance.digital_source_type == DIGITAL_SOURCE_TYPE_AI,
+        digital_source_type=job.provenance.digital_source_type,
+        provenance_state="Trusted" if scores.get("provenance_trusted") else "Invalid",
+        published_at_ms=now_ms(),
+        review=review,
+    )

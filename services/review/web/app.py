@@ -10,7 +10,8 @@ A decision is signed (services/review/decisions.py) and written to alive.review-
 (the audit log) before anything else; then it is carried out: for a publish request held by
 the review service, a PublishRequest carrying the decision goes back to it (it publishes or
 vetoes, once: its ledger); for a reported video, a rejection unpublishes it
-(alive.unpublished). At start the queue is rebuilt from Kafka, and a decision recorded but
+(alive.unpublished) and an approval of one that reports took down publishes it again
+(alive.published). At start the queue is rebuilt from Kafka, and a decision recorded but
 not yet carried out (the app stopped in between) is carried out then.
 """
 
@@ -44,6 +45,7 @@ from alive.blobs import BlobError, BlobStore, StageLedger
 from alive.pipeline import (
     PIPELINE,
     PUBLISH_REQUESTS,
+    PUBLISHED,
     REVIEW,
     REVIEW_DECISIONS,
     REVIEW_QUEUE,
@@ -64,7 +66,7 @@ from alive.v1.events_pb2 import (
     Verdict,
 )
 from services.review import decisions
-from services.review.stage import READY_STAGE
+from services.review.stage import READY_STAGE, published_video
 from services.review.web.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -190,7 +192,9 @@ class ReviewDesk:
         job_id = item.job_id
         try:
             job = self.job(job_id)
-            policy = _policy_version(job)
+            # A reported video is decided under the policy of its round; a held publish
+            # request under the one its checkpoints applied.
+            policy = item.policy_version if item.origin == ORIGIN_REPORT else _policy_version(job)
             decision = decisions.sign(
                 ReviewDecision(
                     decision_id=str(uuid.uuid4()),
@@ -235,9 +239,11 @@ class ReviewDesk:
             await self._send(PUBLISH_REQUESTS, decision.job_id, request)
         elif decision.outcome == ReviewOutcome.REVIEW_REJECT:
             await self._unpublish(decision.job_id, [ReasonCode.REVIEW_REJECTED])
+        else:
+            await self._republish(decision.job_id)
 
     async def _unpublish(self, job_id: str, reasons: list[str]) -> None:
-        if job_id in self.queue.unpublished:
+        if self.queue.taken_down(job_id):
             return
         published = self.job(job_id)
         event = Unpublished(
@@ -249,6 +255,18 @@ class ReviewDesk:
         await self._send(UNPUBLISHED, job_id, event)
         self.queue.add_unpublished(event)
         log.info("unpublished", extra={"job_id": job_id, "reason_codes": reasons})
+
+    async def _republish(self, job_id: str) -> None:
+        """A reviewer approved a reported video that reports took down: it goes live again,
+        as review published it (its signed review statement; a Story service takes the
+        newer of alive.published and alive.unpublished)."""
+        published = self.job(job_id, REVIEW.name)
+        if not self.queue.taken_down(job_id) or published is None:
+            return
+        event = published_video(published)
+        await self._send(PUBLISHED, job_id, event)
+        self.queue.add_published(event)
+        log.info("published again", extra={"job_id": job_id})
 
     async def on_report(self, job_id: str) -> None:
         """A report arrived (or the queue was rebuilt): queue the video for a person and
@@ -272,16 +290,14 @@ class ReviewDesk:
 
     async def on_caught_up(self) -> None:
         """After the replay at start: carry out what the topics show is still owed."""
-        for decision in list(self.queue.decisions.values()):
+        for key in list(self.queue.items):
+            decision = self.queue.decision_on(key)  # the item's current round
+            if decision is None:
+                continue
             acted = self.ledger.get(REVIEW.name, decision.job_id) is not None
             if decision.origin == ORIGIN_PUBLISH and acted:
                 continue  # the review service has acted on it
-            if (
-                decision.origin == ORIGIN_REPORT
-                and decision.outcome == ReviewOutcome.REVIEW_APPROVE
-            ):
-                continue
-            await self._carry_out(decision)
+            await self._carry_out(decision)  # a report's: (un)publishing twice is a no-op
         for job_id in self.queue.reported_jobs():
             await self.on_report(job_id)
 
@@ -443,7 +459,7 @@ def make_app(desk: ReviewDesk, accounts: Accounts, sessions: Sessions) -> Starle
                 "checkpoints": desk.checkpoints(job),
                 "claim": claim,
                 "refused": refused,
-                "decision": desk.queue.decisions.get(key),
+                "decision": desk.queue.decision_on(key),
                 "approve": ReviewOutcome.REVIEW_APPROVE,
                 "reject_reasons": REJECT_REASONS,
                 "next_job": following[0] if following else None,

@@ -13,9 +13,22 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from alive.kafka import make_consumer
-from alive.pipeline import REPORTS, REVIEW_DECISIONS, REVIEW_QUEUE, UNPUBLISHED, Topic
+from alive.pipeline import (
+    PUBLISHED,
+    REPORTS,
+    REVIEW_DECISIONS,
+    REVIEW_QUEUE,
+    UNPUBLISHED,
+    Topic,
+)
 from alive.settings import ServiceSettings
-from alive.v1.events_pb2 import ReviewDecision, ReviewItem, Unpublished, UserReport
+from alive.v1.events_pb2 import (
+    PublishedVideo,
+    ReviewDecision,
+    ReviewItem,
+    Unpublished,
+    UserReport,
+)
 from services.review.web.queue import ReviewQueue
 
 log = logging.getLogger(__name__)
@@ -23,6 +36,7 @@ FEED_TOPICS: tuple[Topic[Any], ...] = (
     REVIEW_QUEUE,
     REVIEW_DECISIONS,
     REPORTS,
+    PUBLISHED,
     UNPUBLISHED,
 )
 
@@ -117,6 +131,8 @@ class ReviewFeed:
             self._queue.add_decision(message)
         elif isinstance(message, Unpublished):
             self._queue.add_unpublished(message)
+        elif isinstance(message, PublishedVideo):
+            self._queue.add_published(message)
         elif isinstance(message, UserReport):
             self._queue.add_report(message)
             if self.caught_up.is_set():

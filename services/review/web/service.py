@@ -27,7 +27,11 @@ class ReviewWeb:
         self, settings: ReviewWebSettings, common: ServiceSettings, registry: CollectorRegistry
     ) -> None:
         self.settings = settings
-        policy = ReportPolicy(settings.report_threshold, frozenset(settings.severe_report_reasons))
+        policy = ReportPolicy(
+            settings.report_threshold,
+            frozenset(settings.severe_report_reasons),
+            settings.policy_version,
+        )
         self.queue = ReviewQueue(policy)
         self.metrics = ReviewMetrics(registry, self.queue)
         self.producer = make_producer(common, client_id=SERVICE)

@@ -37,6 +37,10 @@ class ReviewWebSettings(BaseSettings):
     decision_key_path: Path = Path(".alive/keys/review-web-decisions.pem")
     # Reports of this many different users send a published video to the queue.
     report_threshold: int = 3
+    # The moderation policy reviewers apply now (policy.yaml's version). A decision on a
+    # reported video is final for the version it was made under; once this changes, reports
+    # made after the decision send the video to a person again. Empty: final for good.
+    policy_version: str = ""
     # One report with any of these reasons takes the video off Stories at once.
     severe_report_reasons: list[str] = Field(
         default_factory=lambda: sorted(str(r) for r in SEVERE_REPORT_REASONS)

@@ -4,12 +4,20 @@ needed. (Rebuilding it from Kafka is in test_web.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import astuple
 
 import pytest
 
 from alive.reasons import REPORT_REASONS, SEVERE_REPORT_REASONS, ReasonCode
-from alive.v1.events_pb2 import ReviewDecision, ReviewItem, Unpublished, UserReport
+from alive.v1.events_pb2 import (
+    PublishedVideo,
+    ReviewDecision,
+    ReviewItem,
+    ReviewOutcome,
+    Unpublished,
+    UserReport,
+)
 from services.review.web.queue import ClaimRefused, ReportActions, ReportPolicy, ReviewQueue
 
 POLICY = ReportPolicy(threshold=3, severe=frozenset(SEVERE_REPORT_REASONS))
@@ -69,8 +77,10 @@ def test_a_decision_that_could_not_be_sent_leaves_the_item_open() -> None:
     assert queue.begin_decision("publish/j", "ana", now_ms=2).job_id == "j"
 
 
-def report(job_id: str, reporter: str, reason: str = ReasonCode.REPORTED_SPAM) -> UserReport:
-    return UserReport(job_id=job_id, reporter=reporter, reason_code=reason)
+def report(
+    job_id: str, reporter: str, reason: str = ReasonCode.REPORTED_SPAM, at_ms: int = 0
+) -> UserReport:
+    return UserReport(job_id=job_id, reporter=reporter, reason_code=reason, at_ms=at_ms)
 
 
 def test_reports_count_once_per_reporter_and_queue_the_video_at_the_threshold() -> None:
@@ -108,13 +118,67 @@ def test_reports_after_an_approval_before_publishing_still_count() -> None:
     assert [(i.origin, i.job_id) for i in queue.open_items()] == [("report", "v")]
 
 
-def test_a_reviewers_decision_on_a_reported_video_is_final() -> None:
+def decide_report(queue: ReviewQueue, job_id: str, at_ms: int) -> ReviewItem:
+    """Queues what the reports call for and records a reviewer's approval of it."""
+    item = queue.report_actions(job_id).item
+    assert item is not None
+    item.queued_at_ms = at_ms
+    queue.add_item(item)
+    queue.add_decision(
+        ReviewDecision(
+            job_id=job_id,
+            origin="report",
+            policy_version=item.policy_version,
+            decided_at_ms=at_ms + 1,
+            outcome=ReviewOutcome.REVIEW_APPROVE,
+        )
+    )
+    assert not queue.open_items()
+    return item
+
+
+def test_a_reviewers_decision_on_a_reported_video_is_final_for_its_policy_version() -> None:
     queue = ReviewQueue(POLICY)
-    queue.add_report(report("v", "u1", ReasonCode.REPORTED_SEXUAL_MINOR))
-    queue.add_decision(ReviewDecision(job_id="v", origin="report"))
+    queue.add_report(report("v", "u1", ReasonCode.REPORTED_SEXUAL_MINOR, at_ms=10))
+    decide_report(queue, "v", at_ms=20)
     for n in range(5):
-        queue.add_report(report("v", f"more-{n}", ReasonCode.REPORTED_SEXUAL_MINOR))
+        queue.add_report(report("v", f"more-{n}", ReasonCode.REPORTED_SEXUAL_MINOR, at_ms=30))
     assert queue.report_actions("v") == NOTHING
+
+
+def test_a_new_policy_version_lets_reports_after_the_decision_reopen_it() -> None:
+    queue = ReviewQueue(dataclasses.replace(POLICY, policy_version="v1"))
+    for n in range(3):
+        queue.add_report(report("v", f"u{n}", ReasonCode.REPORTED_SPAM, at_ms=10))
+    first = decide_report(queue, "v", at_ms=20)
+    assert first.policy_version == "v1"
+
+    queue.policy = dataclasses.replace(queue.policy, policy_version="v2")
+    # The reports the decision answered do not count again; one more is under the threshold.
+    assert queue.report_actions("v") == NOTHING
+    queue.add_report(report("v", "u0", ReasonCode.REPORTED_HATE, at_ms=40))  # u0 again, later
+    queue.add_report(report("v", "u7", ReasonCode.REPORTED_SPAM, at_ms=41))
+    assert queue.report_actions("v") == NOTHING
+    queue.add_report(report("v", "u8", ReasonCode.REPORTED_SPAM, at_ms=42))
+    again = queue.report_actions("v").item
+    assert again is not None and again.policy_version == "v2"
+    again.queued_at_ms = 50
+    queue.add_item(again)
+    queue.add_item(first)  # replayed out of order: the newer round stays
+    (waiting,) = queue.open_items()
+    assert (waiting.policy_version, waiting.queued_at_ms) == ("v2", 50)
+    assert queue.decision_on("report/v") is None  # decided under v1, open under v2
+
+
+def test_a_video_is_down_until_it_is_published_again() -> None:
+    queue = ReviewQueue(POLICY)
+    assert not queue.taken_down("v")
+    queue.add_published(PublishedVideo(job_id="v", published_at_ms=10))
+    queue.add_unpublished(Unpublished(job_id="v", at_ms=20))
+    assert queue.taken_down("v")
+    queue.add_published(PublishedVideo(job_id="v", published_at_ms=30))
+    queue.add_published(PublishedVideo(job_id="v", published_at_ms=10))  # replayed
+    assert not queue.taken_down("v")
 
 
 def test_a_report_outside_the_vocabulary_is_not_counted() -> None:

@@ -26,6 +26,7 @@ from alive.blobs import LocalBlobStore, StageLedger
 from alive.kafka import ensure_topics, make_producer
 from alive.pipeline import (
     PUBLISH_REQUESTS,
+    PUBLISHED,
     REPORTS,
     REVIEW,
     REVIEW_DECISIONS,
@@ -37,6 +38,7 @@ from alive.settings import ServiceSettings
 from alive.v1.events_pb2 import (
     Attestation,
     Job,
+    PublishedVideo,
     PublishRequest,
     ReviewDecision,
     ReviewItem,
@@ -80,7 +82,7 @@ async def env(broker: EmbeddedBroker, tmp_path: Path) -> Env:
     run = uuid.uuid4().hex[:8]
     renamed = {
         t.key: f"{run}.{t.default_name}"
-        for t in (REVIEW_QUEUE, REVIEW_DECISIONS, REPORTS, UNPUBLISHED, PUBLISH_REQUESTS)
+        for t in (REVIEW_QUEUE, REVIEW_DECISIONS, REPORTS, UNPUBLISHED, PUBLISHED, PUBLISH_REQUESTS)
     }
     common = ServiceSettings(
         kafka={"bootstrap_servers": broker.bootstrap_servers},  # type: ignore[arg-type]
@@ -376,7 +378,7 @@ async def test_one_severe_report_unpublishes_at_once_and_only_once(
     published(env, "vid-s")
     web = await start()
     await user_report(env, "vid-s", "reporter-nine", ReasonCode.REPORTED_SEXUAL_MINOR)
-    await wait_until(lambda: "vid-s" in web.queue.unpublished)
+    await wait_until(lambda: web.queue.taken_down("vid-s"))
     (gone,) = await env.records(UNPUBLISHED.key, Unpublished)
     assert gone.creator_id == "carol"
     assert list(gone.reason_codes) == [ReasonCode.REPORTED_SEXUAL_MINOR]
@@ -388,6 +390,39 @@ async def test_one_severe_report_unpublishes_at_once_and_only_once(
     assert len(await env.records(UNPUBLISHED.key, Unpublished)) == 1
     assert len(await env.records(REVIEW_QUEUE.key, ReviewItem)) == 1
     assert [i.job_id for i in again.queue.open_items()] == ["vid-s"]
+
+
+async def test_an_approval_puts_a_video_reports_took_down_back_up_once(
+    env: Env, start: Callable[..., Awaitable[ReviewWeb]]
+) -> None:
+    job = published(env, "vid-a")
+    job.attestations.append(
+        Attestation(stage=REVIEW.name, verdict=Verdict.PASS, scores={"provenance_trusted": 1})
+    )
+    StageLedger(env.blobs).put(
+        REVIEW.name, job.job_id, StageOutcome(passed=job).SerializeToString()
+    )
+    web = await start()
+    await user_report(env, "vid-a", "reporter-five", ReasonCode.REPORTED_SELF_HARM)
+    await wait_until(lambda: web.queue.taken_down("vid-a"))
+
+    browser = Browser(web.port)
+    await browser.sign_in("ana")
+    _, page, _ = await browser.get("/items/report/vid-a")
+    form = {"csrf": csrf(page), "outcome": "approve", "note": "a film still, not self-harm"}
+    assert (await browser.post("/items/report/vid-a/decision", form))[0] == 303
+    await wait_until(lambda: not web.queue.taken_down("vid-a"))
+    (back,) = await env.records(PUBLISHED.key, PublishedVideo)
+    assert (back.job_id, back.video.sha256) == ("vid-a", job.video.sha256)
+    assert back.ai_generated is False and back.review.stage == REVIEW.name
+    assert back.provenance_state == "Trusted"
+
+    await web.stop()
+    again = await start()  # rebuilt: the approval is carried out, nothing is sent twice
+    await asyncio.sleep(0.5)
+    assert not again.queue.taken_down("vid-a")
+    assert len(await env.records(PUBLISHED.key, PublishedVideo)) == 1
+    assert len(await env.records(UNPUBLISHED.key, Unpublished)) == 1
 
 
 async def test_behind_an_sso_proxy_the_reviewer_comes_from_its_header(
