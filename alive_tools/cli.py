@@ -84,7 +84,19 @@ def main(argv: list[str] | None = None) -> None:
     _add_job_options(run)
     run.add_argument("--photo", type=Path, default=SAMPLE_PHOTO, help="JPEG, PNG or WebP")
     run.add_argument("--prompt", default=DEFAULT_PROMPT, help="what should move, and how")
-    commands.add_parser("up", help="start the embedded stack and keep it running")
+    up = commands.add_parser("up", help="start the embedded stack and keep it running")
+    joining = up.add_argument_group(
+        "one host of several (docs/scaling.md): share a broker, a blob store and the keys"
+    )
+    joining.add_argument("--kafka", help="the shared broker's HOST:PORT (default: start one)")
+    joining.add_argument("--blob-url", help="the shared store, s3://bucket/prefix")
+    joining.add_argument("--secrets", type=Path, help="the shared folder of keys and certificates")
+    joining.add_argument("--api-host", default="127.0.0.1", help="where the gRPC API listens")
+    joining.add_argument("--no-review-web", action="store_true", help="it runs on another host")
+    up.add_argument("--workdir", type=Path, default=WORKDIR, help="logs, state, local files")
+    up.add_argument(
+        "--ready-timeout-s", type=float, default=90, help="how long every service may take to start"
+    )
     submit = commands.add_parser("submit", help="send a photo to a running stack")
     submit.add_argument("photo", type=Path, help="JPEG, PNG or WebP")
     submit.add_argument("prompt", nargs="?", default="", help="empty: the default prompt")
@@ -181,10 +193,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    stack = EmbeddedStack(WORKDIR)
+    stack = EmbeddedStack(
+        args.workdir,
+        kafka=args.kafka,
+        secrets_dir=args.secrets,
+        shared_blob_url=args.blob_url,
+        api_host=args.api_host,
+        review_web=not args.no_review_web,
+    )
+    state_file = args.workdir / STATE_FILE.name
     with _working(STARTING):
-        stack.__enter__()
-    stack.write_state(STATE_FILE)
+        stack.start_or_stop(args.ready_timeout_s)
+    stack.write_state(state_file)
     console.print_json(json.dumps(stack.describe()))
     console.print('up: `alive submit PHOTO "PROMPT"` in another terminal; Ctrl-C stops')
     stopped = threading.Event()
@@ -193,7 +213,7 @@ def _up(args: argparse.Namespace) -> int:
     stopped.wait()
     with _working("shutting down…"):
         stack.stop()
-    STATE_FILE.unlink(missing_ok=True)
+    state_file.unlink(missing_ok=True)
     return 0
 
 

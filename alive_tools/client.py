@@ -36,10 +36,21 @@ class Rejected(Exception):
 
 
 class AliveClient:
-    def __init__(self, target: str, *, token: str | None, tls_ca: bytes | None) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None,
+        tls_ca: bytes | None,
+        server_name: str | None = None,
+    ) -> None:
         """``tls_ca``: the CA certificates to trust (PEM); None for a plaintext channel.
-        ``token``: the bearer token sent with every call (None: none, e.g. to test refusal)."""
-        options = [("grpc.max_send_message_length", _MAX_MESSAGE)]
+        ``token``: the bearer token sent with every call (None: none, e.g. to test refusal).
+        ``server_name``: the name the server's certificate must carry, when ``target`` is an
+        address it does not name (a replica's IP behind a load balancer's name)."""
+        options: list[tuple[str, int | str]] = [("grpc.max_send_message_length", _MAX_MESSAGE)]
+        if server_name is not None:
+            options.append(("grpc.ssl_target_name_override", server_name))
         if tls_ca is None:
             self._channel = grpc.insecure_channel(target, options=options)
         else:

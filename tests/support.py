@@ -178,9 +178,10 @@ class MotoS3:
 
     BUCKET = "alive-test"
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"http://{host}:{self.port}"
         self._log = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -207,14 +208,14 @@ class MotoS3:
     def start(self) -> None:
         with self._log.open("ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
         while True:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
                 break
             except OSError as exc:
                 if self._proc.poll() is not None or time.monotonic() > deadline:

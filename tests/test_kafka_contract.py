@@ -19,7 +19,7 @@ from tests.support import SMALL_FRAMES, SMALL_OUTPUT, photo_bytes
 
 
 def test_an_independent_client_submits_and_reads_the_result(stack: EmbeddedStack) -> None:
-    bootstrap = stack.broker.bootstrap_servers
+    bootstrap = stack.kafka_bootstrap
     request_id = str(uuid.uuid4())
     upload = stack.blob_root / upload_area("other-service", request_id) / "photo.png"
     upload.parent.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,7 @@ def test_one_trace_follows_a_job_across_services(
 ) -> None:
     job_id = client.submit(small_photo, "calm sea", output=SMALL_OUTPUT).job_id
     wait_for(client, job_id)
-    records = read_topic(stack.broker.bootstrap_servers, stack.settings().topic(STATUS))
+    records = read_topic(stack.kafka_bootstrap, stack.settings().topic(STATUS))
     traceparents = {
         dict(r.headers)["traceparent"].decode().split("-")[1]
         for r in records
@@ -104,7 +104,7 @@ def test_prompt_from_the_term_list_is_vetoed_before_generation(
     assert view.history[-1].stage == "moderation-prompt"
     assert list(view.reason_codes) == ["PROMPT_WEAPONS"]
     assert not (stack.blob_root / "videos" / job_id).exists()
-    vetoes = read_topic(stack.broker.bootstrap_servers, stack.settings().topic(VETOES))
+    vetoes = read_topic(stack.kafka_bootstrap, stack.settings().topic(VETOES))
     assert any(r.key == job_id.encode() for r in vetoes)
 
 
@@ -129,7 +129,7 @@ def test_oversized_photo_is_rejected_before_decoding(client: AliveClient) -> Non
 def test_bad_kafka_requests_are_rejected_or_dead_lettered_and_service_goes_on(
     stack: EmbeddedStack, client: AliveClient, small_photo: bytes
 ) -> None:
-    bootstrap, settings = stack.broker.bootstrap_servers, stack.settings()
+    bootstrap, settings = stack.kafka_bootstrap, stack.settings()
     # Undecodable bytes: dead-lettered with the reason and where they came from.
     produce(
         bootstrap, settings.topic(REQUESTS), b"\x08\x96\x01 definitely not protobuf \xff", b"junk"
@@ -176,7 +176,7 @@ def test_bad_kafka_requests_are_rejected_or_dead_lettered_and_service_goes_on(
 def test_the_same_request_twice_makes_one_job_and_one_video(
     stack: EmbeddedStack, client: AliveClient, small_photo: bytes
 ) -> None:
-    bootstrap, settings = stack.broker.bootstrap_servers, stack.settings()
+    bootstrap, settings = stack.kafka_bootstrap, stack.settings()
     upload = stack.blob_root / upload_area("kafka-test", "twice-1") / "twice.jpg"
     upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_bytes(small_photo)

@@ -66,7 +66,7 @@ def small_photo_module() -> bytes:
 
 def settle(stack: EmbeddedStack, job_id: str, timeout_s: float = 60) -> list[StatusEvent]:
     """The job's status events once one says it ended."""
-    bootstrap, topic = stack.broker.bootstrap_servers, stack.settings().topic(STATUS)
+    bootstrap, topic = stack.kafka_bootstrap, stack.settings().topic(STATUS)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         events = statuses(bootstrap, topic, job_id)
@@ -103,7 +103,7 @@ def test_a_forged_job_on_an_internal_topic_is_never_signed_or_published(
         forged.job_id = f"forged-{uuid.uuid4().hex[:12]}"
         expected[forged.job_id] = code
         produce(
-            stack.broker.bootstrap_servers,
+            stack.kafka_bootstrap,
             stack.settings().topic(topic),
             forged.SerializeToString(),
             forged.job_id.encode(),
@@ -133,7 +133,7 @@ def test_a_forged_ready_record_is_never_published(
     )
     request = PublishRequest(job_id=forged.job_id, requested_by="mallory")
     produce(
-        stack.broker.bootstrap_servers,
+        stack.kafka_bootstrap,
         stack.settings().topic(PUBLISH_REQUESTS),
         request.SerializeToString(),
         forged.job_id.encode(),
@@ -142,7 +142,7 @@ def test_a_forged_ready_record_is_never_published(
     assert [(e.stage, list(e.reason_codes)) for e in events] == [
         ("review", ["ATTESTATION_INVALID"])
     ]
-    published = read_topic(stack.broker.bootstrap_servers, stack.settings().topic(READY))
+    published = read_topic(stack.kafka_bootstrap, stack.settings().topic(READY))
     assert forged.job_id.encode() not in {r.key for r in published}
 
 
@@ -182,7 +182,7 @@ def test_a_cancelled_job_is_never_ready(stack: EmbeddedStack, small_photo_module
         assert wait_for(creator, later).state == JobState.READY  # the pipeline went on
         assert creator.get(job_id).state == JobState.CANCELLED
     topic = stack.settings().topic(STATUS)
-    states = {e.state for e in statuses(stack.broker.bootstrap_servers, topic, job_id)}
+    states = {e.state for e in statuses(stack.kafka_bootstrap, topic, job_id)}
     assert JobState.CANCELLED in states and not states & NEVER
 
 
@@ -208,7 +208,7 @@ def test_files_planted_where_outputs_go_are_not_taken(
 def test_records_that_once_crash_looped_a_stage_are_dead_lettered(
     stack: EmbeddedStack, client: AliveClient, small_photo_module: bytes
 ) -> None:
-    settings, bootstrap = stack.settings(), stack.broker.bootstrap_servers
+    settings, bootstrap = stack.settings(), stack.kafka_bootstrap
     records = {
         b"nul-id": (ACCEPTED, Job(job_id="job\x00id").SerializeToString(), b"INVALID_JOB_ID"),
         b"long-id": (

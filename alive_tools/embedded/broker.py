@@ -31,15 +31,18 @@ def tansu_binary() -> Path:
 
 
 class EmbeddedBroker:
-    def __init__(self, log_path: Path, port: int = 0) -> None:
+    def __init__(self, log_path: Path, port: int = 0, host: str = "127.0.0.1") -> None:
+        """``host``: the address it listens on and gives clients (loopback: this machine;
+        a bridge's address: the hosts of alive_tools/embedded/hosts.py too)."""
         self.log_path = log_path
+        self.host = host
         self._wanted_port = port
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -53,7 +56,7 @@ class EmbeddedBroker:
 
     def _try_start(self, timeout_s: float) -> bool:
         self.port = self._wanted_port or free_port()
-        url = f"tcp://127.0.0.1:{self.port}"
+        url = f"tcp://{self.host}:{self.port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log_file:
             self._proc = subprocess.Popen(

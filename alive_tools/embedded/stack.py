@@ -6,7 +6,11 @@ Beside the stages runs the review web app (services/review/web), the human revie
 ``review_url``; its development reviewer accounts and passwords are in
 ``<workdir>/keys/reviewers.json``.
 
-Everything listens on loopback only. Each service gets the shared settings and its own
+Everything listens on loopback only, unless the stack is one host of several: then it joins
+a broker and a blob store the hosts share (``kafka``, ``shared_blob_url``), reads the keys
+and certificates they share (``secrets_dir``) and its gRPC API listens on ``api_host``
+(alive_tools/embedded/hosts.py runs such hosts as network namespaces; ``alive up --kafka``
+starts one on a machine of your own). Each service gets the shared settings and its own
 (``ALIVE_<STAGE>__*``), never another service's. Logs go to ``<workdir>/logs/<name>.log``.
 """
 
@@ -117,6 +121,15 @@ class EmbeddedStack:
     model_repository: Path = MODEL_REPOSITORY
     # The models Triton loads; the generator serves ALIVE_GENERATOR__MODEL_NAME (extra_env).
     models: Sequence[str] = ("alive_animator",)
+    # One host of several: the broker's address (None: start one here), the keys and
+    # certificates every host shares (None: this stack's own), the blob store every host
+    # shares (None: ALIVE_BLOB_URL with a fresh prefix, else a folder here), where the gRPC
+    # API listens, and whether the review web app (one replica) runs on this host.
+    kafka: str | None = None
+    secrets_dir: Path | None = None
+    shared_blob_url: str | None = None
+    api_host: str = "127.0.0.1"
+    review_web: bool = True
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -124,17 +137,18 @@ class EmbeddedStack:
         # ALIVE_BLOB_URL (an object store) if set, else a folder of the stack's. The broker
         # starts empty each time, so each start takes a fresh prefix in an object store.
         shared_store = os.environ.get("ALIVE_BLOB_URL", "")
-        self.blob_url = (
+        self.blob_url = self.shared_blob_url or (
             f"{shared_store.rstrip('/')}/run-{uuid.uuid4().hex[:12]}"
             if shared_store.startswith("s3://")
             else str(self.workdir / "blobs")
         )
-        self.cert_dir = self.workdir / "certs"
-        self.key_dir = self.workdir / "keys"
+        secrets = (self.secrets_dir or self.workdir).resolve()
+        self.cert_dir = secrets / "certs"
+        self.key_dir = secrets / "keys"
         self.stage_keys: dict[str, Path] = {}
         self.api_keys = ApiKeys.in_directory(self.key_dir)
         self.decision_keys = decision_key_paths(self.key_dir)
-        self.broker = EmbeddedBroker(self.logs / "broker.log")
+        self.broker = EmbeddedBroker(self.logs / "broker.log") if self.kafka is None else None
         self.triton = TritonServer(
             self.model_repository,
             self.workdir / "triton",
@@ -144,6 +158,16 @@ class EmbeddedStack:
         self.api_port = 0
         self.review_port = 0
         self.services: dict[str, ServiceProcess] = {}
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka or self._own_broker.bootstrap_servers
+
+    @property
+    def _own_broker(self) -> EmbeddedBroker:
+        if self.broker is None:
+            raise StackError(f"this stack joined the broker at {self.kafka}")
+        return self.broker
 
     @property
     def review_url(self) -> str:
@@ -179,21 +203,22 @@ class EmbeddedStack:
     def settings(self) -> ServiceSettings:
         """Settings a client in this process uses to reach the stack's broker and blobs."""
         return ServiceSettings(
-            kafka={"bootstrap_servers": self.broker.bootstrap_servers},  # type: ignore[arg-type]
+            kafka={"bootstrap_servers": self.kafka_bootstrap},  # type: ignore[arg-type]
             blob_url=self.blob_url,
         )
 
     def start(self, timeout_s: float = 90.0) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         # The embedded broker starts empty, so blobs and ledger entries of an earlier run
-        # belong to jobs that no longer exist.
-        if not self.blob_url.startswith("s3://"):
+        # belong to jobs that no longer exist (a shared store belongs to every host).
+        if self.broker is not None and not self.blob_url.startswith("s3://"):
             shutil.rmtree(self.blob_url, ignore_errors=True)
         for old_log in self.logs.glob("*.log"):
             old_log.unlink()
         with ThreadPoolExecutor(max_workers=1) as pool:
             triton_started = pool.submit(self.triton.start, timeout_s)
-            self.broker.start()
+            if self.broker is not None:
+                self.broker.start()
             asyncio.run(ensure_topics(self.settings()))
             triton_started.result()
         # The development signing chain ("make run creates it on first use"): review needs
@@ -213,16 +238,17 @@ class EmbeddedStack:
                 self.logs / f"{spec.name}.log",
             )
             self.services[spec.name].spawn()
-        self.review_port = free_port()
-        port = free_port()
-        self.services[REVIEW_WEB] = ServiceProcess(
-            REVIEW_WEB,
-            REVIEW_WEB_MODULE,
-            port,
-            self._review_web_env(port),
-            self.logs / "review-web.log",
-        )
-        self.services[REVIEW_WEB].spawn()
+        if self.review_web:
+            self.review_port = free_port()
+            port = free_port()
+            self.services[REVIEW_WEB] = ServiceProcess(
+                REVIEW_WEB,
+                REVIEW_WEB_MODULE,
+                port,
+                self._review_web_env(port),
+                self.logs / "review-web.log",
+            )
+            self.services[REVIEW_WEB].spawn()
         self.wait_ready(list(self.services), timeout_s)
 
     def _own_settings(self, spec: StageSpec) -> dict[str, str]:
@@ -230,6 +256,7 @@ class EmbeddedStack:
         api = self.api_keys
         wiring: dict[StageSpec, dict[str, str]] = {
             INGEST: {
+                "grpc_host": self.api_host,
                 "grpc_port": str(self.api_port),
                 "tls_cert_path": str(api.tls_cert),
                 "tls_key_path": str(api.tls_key),
@@ -274,7 +301,7 @@ class EmbeddedStack:
         return {
             **inherited,
             "ALIVE_PROFILE": "embedded",
-            "ALIVE_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            "ALIVE_KAFKA__BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "ALIVE_BLOB_URL": self.blob_url,
             "ALIVE_ATTESTATION_TRUST_PATH": str(self.key_dir / TRUST_FILE),
             "ALIVE_HTTP_PORT": str(http_port),
@@ -325,7 +352,8 @@ class EmbeddedStack:
             name: service.wait(self.shutdown_grace_s + 5) for name, service in self.services.items()
         }
         self.triton.stop()
-        self.broker.stop()
+        if self.broker is not None:
+            self.broker.stop()
         return codes
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
@@ -347,7 +375,7 @@ class EmbeddedStack:
         """The stack's own processes: the broker, Triton and the services (each may have
         children: Triton's model processes)."""
         procs = [
-            self.broker.pid,
+            self.broker.pid if self.broker is not None else None,
             self.triton.pid,
             *(s.proc.pid for s in self.services.values() if s.proc),
         ]
@@ -356,11 +384,11 @@ class EmbeddedStack:
     def describe(self) -> dict[str, object]:
         return {
             "api": self.api_target,
-            "review_url": self.review_url,
+            "review_url": self.review_url if self.review_web else None,
             "reviewer_accounts": str(self.reviewer_file),
             "api_tls_ca": str(self.api_keys.tls_ca),
             "token_issuer_key": str(self.api_keys.issuer_key),
-            "kafka": self.broker.bootstrap_servers,
+            "kafka": self.kafka_bootstrap,
             "triton_grpc": self.triton.grpc_url,
             "triton_metrics": self.triton.metrics_url,
             "blob_url": self.blob_url,
@@ -374,12 +402,16 @@ class EmbeddedStack:
     def write_state(self, path: Path) -> None:
         path.write_text(json.dumps(self.describe(), indent=2))
 
-    def __enter__(self) -> EmbeddedStack:
+    def start_or_stop(self, timeout_s: float = 90.0) -> None:
+        """Starts the stack; stops what did start if that fails."""
         try:
-            self.start()
+            self.start(timeout_s)
         except BaseException:
             self.stop()
             raise
+
+    def __enter__(self) -> EmbeddedStack:
+        self.start_or_stop()
         return self
 
     def __exit__(self, *exc: object) -> None:

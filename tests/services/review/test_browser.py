@@ -66,7 +66,7 @@ def topic_values(stack: EmbeddedStack, topic: str) -> list[bytes]:
     """The topic's records so far, read on a thread of its own (Playwright's sync API holds
     an event loop on this one)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        records = pool.submit(read_topic, stack.broker.bootstrap_servers, topic).result()
+        records = pool.submit(read_topic, stack.kafka_bootstrap, topic).result()
     return [r.value for r in records]
 
 
