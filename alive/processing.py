@@ -34,7 +34,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from google.protobuf.message import Message
 from opentelemetry import trace
@@ -625,7 +625,9 @@ class EventProcessor:
         """Sends a recorded decision's events (a failure's dead letter first, on its own),
         then marks them sent."""
         if decision.HasField("failed_reason_code"):
-            finding = Finding(ReasonCode(decision.failed_reason_code), decision.status.detail)
+            # The code as recorded: a stage outside this package may use codes of its own.
+            code = cast(ReasonCode, decision.failed_reason_code)
+            finding = Finding(code, decision.status.detail)
             await self._dead_letter(record, finding, identity.job_id)
         await self.send_events(identity, self._events(decision))
         await self._ledger_io(self.ledger.mark_sent, self.spec.name, identity.job_id)
