@@ -6,10 +6,9 @@ same code as the Kafka intake, stores the upload in the request's upload area an
 an ImagePromptRequest to alive.requests plus a SUBMITTED status, once per creator and request
 id across all ingest replicas (a request record created once in the blob store, before the
 request is sent; a retry, or a racing Submit on another replica, gets that job). Get and
-Watch serve the
-StatusView. Publish hands a READY job to the review service. Cancel ends a job. Report
-publishes a user's report of a published video to alive.reports (the review web app counts
-them), once per reporter and video.
+Watch serve the StatusView. Publish hands a READY job to the review service. Cancel ends a
+job. Report publishes a user's report of a published video to alive.reports (the review web
+app counts them), once per reporter and video.
 """
 
 from __future__ import annotations
@@ -202,9 +201,17 @@ class AliveApi(api_pb2_grpc.AliveServicer):
                     self._common.topic(topic), message.SerializeToString(), key=key, headers=headers
                 )
             await asyncio.to_thread(self._ledger.mark_sent, REQUEST_RECORDS, job_id)
+            self._view.apply(status)  # so a retry of this Submit finds the job at once
             log.info("submitted", extra={"job_id": job_id, "existing": existing})
-        self._view.apply(status)  # so a retry of this Submit finds the job at once
-        return SubmitResponse(job_id=job_id, existing=existing, job=self._view.get(job_id))
+        # A view that has not seen the job yet (another replica sent it): what the record says.
+        job = self._view.get(job_id) or JobView(
+            job_id=job_id,
+            request_id=event.request_id,
+            creator_id=event.creator_id,
+            state=JobState.SUBMITTED,
+            history=[status],
+        )
+        return SubmitResponse(job_id=job_id, existing=existing, job=job)
 
     async def _check_capacity(self, creator_id: str, context: grpc.aio.ServicerContext) -> None:
         """Aborts with RESOURCE_EXHAUSTED (a reason code and a retry hint in trailers) when the
