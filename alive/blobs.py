@@ -284,8 +284,8 @@ class StageLedger:
         if self._store.create_key(key, record):
             return record
         standing = self._store.read_key(key)
-        if standing is None:  # a record is never removed, so this store lost it
-            raise OSError(f"the ledger lost {key!r} right after refusing to replace it")
+        if standing is None:  # removed just now: transient, the caller's retry decides again
+            raise OSError(f"{key!r} was removed right after refusing to be replaced")
         return standing
 
     def mark_sent(self, stage: str, job_id: str) -> None:
