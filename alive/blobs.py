@@ -12,6 +12,11 @@ reference carries. Each refusal is a ``BlobError`` with its own reason code. A s
 output is created, never taken over: ``put_bytes`` refuses a key that already holds
 anything (BLOB_EXISTS), and stages write under unguessable keys (``output_key``), so a file
 planted where a stage will write is neither read as its output nor overwritten.
+
+``create_key`` is the one conditional write everything write-once rests on (blobs, ledger
+records, request records): exclusive create on local files (a hard link from a temporary
+file already fsynced), ``If-None-Match: *`` on S3. Of two writers racing on a key, across
+hosts, exactly one creates it; the other learns that it lost and reads the winner's bytes.
 """
 
 from __future__ import annotations
@@ -73,10 +78,19 @@ class BlobStore(ABC):
         return self.key_for(uri) is not None
 
     @abstractmethod
-    def read_key(self, key: str) -> bytes | None: ...
+    def read_key(self, key: str) -> bytes | None:
+        """The bytes under ``key``, or None when it holds nothing."""
 
     @abstractmethod
-    def write_key(self, key: str, data: bytes) -> None: ...
+    def write_key(self, key: str, data: bytes) -> None:
+        """Puts ``data`` under ``key``, replacing what was there (state that changes, such
+        as review's rate counters; never a ledger entry)."""
+
+    @abstractmethod
+    def create_key(self, key: str, data: bytes) -> bool:
+        """Puts ``data`` under ``key`` only if the key holds nothing: True if this call
+        created it, False if something was there already (left as it was). Of racing
+        callers, across processes and hosts, exactly one gets True."""
 
 
 @asynccontextmanager
@@ -115,18 +129,10 @@ class LocalBlobStore(BlobStore):
     def put_bytes(self, key: str, data: bytes, content_type: str) -> BlobRef:
         """Creates the file whole or not at all; a file (or link, or anything) already at
         the key is an error, never taken as this write's result."""
-        path = self._path_for_key(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._temporary(path, data)
-        try:
-            os.link(tmp, path)  # atomic create-if-absent; does not follow a link at path
-        except FileExistsError as exc:
-            raise BlobError(ReasonCode.BLOB_EXISTS, f"{key!r} already exists") from exc
-        finally:
-            os.unlink(tmp)
-        _sync_folder(path.parent)
+        if not self.create_key(key, data):
+            raise BlobError(ReasonCode.BLOB_EXISTS, f"{key!r} already exists")
         return BlobRef(
-            uri=path.as_uri(),
+            uri=self._path_for_key(key).as_uri(),
             sha256=hashlib.sha256(data).hexdigest(),
             content_type=content_type,
             size_bytes=len(data),
@@ -203,6 +209,22 @@ class LocalBlobStore(BlobStore):
         os.replace(self._temporary(path, data), path)
         _sync_folder(path.parent)
 
+    def create_key(self, key: str, data: bytes) -> bool:
+        """The whole file or none, created only where nothing is: a hard link from a
+        temporary file already on disk (link(2) fails if the name exists, and does not
+        follow a link planted there)."""
+        path = self._path_for_key(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._temporary(path, data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        _sync_folder(path.parent)
+        return True
+
     @staticmethod
     def _temporary(path: Path, data: bytes) -> str:
         """A temporary file beside ``path`` holding ``data``, on disk before it is renamed or
@@ -223,9 +245,6 @@ class LocalBlobStore(BlobStore):
         return path
 
 
-_CANCELLED = "cancelled"  # a ledger folder of its own, beside the stages'
-
-
 def _sync_folder(folder: Path) -> None:
     """Makes a new name in ``folder`` durable (the entry, not only the file's bytes)."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -235,12 +254,21 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-class StageLedger:
-    """What each stage has finished, per job: the stage's output event (or veto), by job id.
+# Ledger folders of their own, beside the stages' (no stage has these names).
+_CANCELLED = "cancelled"
+_SENT = "sent"
 
-    The runner writes an entry only after the stage's events are acknowledged, and skips an
-    event whose job already has one. That makes redelivery (at-least-once) harmless: no
-    second video, no second terminal state. Review reads a job's record from it too.
+
+class StageLedger:
+    """What each stage decided, per job: one record per stage and job, created once.
+
+    ``decide`` creates ``ledger/<stage>/<job id>`` only if it is absent and returns the
+    record that stands: this caller's, or the one another replica created first (the loser
+    of a race sends the winner's decision, so a job has one outcome per stage). The record
+    is made before the decision's events are sent; ``mark_sent`` records, once they are
+    acknowledged, that they went out (``ledger/sent/<stage>/<job id>``). A record without
+    that mark is a decision whose events may not have gone out: whoever sees it sends them
+    again (alive/processing.py). Review reads a job's record from here too.
     """
 
     def __init__(self, store: BlobStore) -> None:
@@ -249,12 +277,27 @@ class StageLedger:
     def get(self, stage: str, job_id: str) -> bytes | None:
         return self._store.read_key(self._key(stage, job_id))
 
-    def put(self, stage: str, job_id: str, record: bytes) -> None:
-        self._store.write_key(self._key(stage, job_id), record)
+    def decide(self, stage: str, job_id: str, record: bytes) -> bytes:
+        """Creates the job's record for ``stage`` unless it has one; returns the one that
+        stands (``record`` if this call created it)."""
+        key = self._key(stage, job_id)
+        if self._store.create_key(key, record):
+            return record
+        standing = self._store.read_key(key)
+        if standing is None:  # removed just now: transient, the caller's retry decides again
+            raise OSError(f"{key!r} was removed right after refusing to be replaced")
+        return standing
+
+    def mark_sent(self, stage: str, job_id: str) -> None:
+        """Records that the events of the job's record for ``stage`` are acknowledged."""
+        self._store.create_key(self._key(f"{_SENT}/{stage}", job_id), b"")
+
+    def was_sent(self, stage: str, job_id: str) -> bool:
+        return self._store.read_key(self._key(f"{_SENT}/{stage}", job_id)) is not None
 
     def mark_cancelled(self, job_id: str) -> None:
         """Records that the job's creator cancelled it: no stage works on it after this."""
-        self.put(_CANCELLED, job_id, b"cancelled")
+        self._store.create_key(self._key(_CANCELLED, job_id), b"cancelled")
 
     def is_cancelled(self, job_id: str) -> bool:
         return self.get(_CANCELLED, job_id) is not None

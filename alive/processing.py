@@ -5,17 +5,36 @@ finished (the stage ledger), runs the stage with the retry policy and hands ever
 the outcome makes (the output, status, veto, dead letter) to a ``Sink``. The runner
 (alive/runner.py) gives it a Kafka producer as the sink; alive_tools.testing.StageHarness
 gives it a list. The pure builders below make those messages.
+
+Decided, then sent. A pass, veto or failure is first recorded in the stage ledger
+(``StageLedger.decide``: created once, per stage and job, in the shared blob store), then
+sent, then marked sent. The record (a ``StageOutcome``) holds the outcome and its status
+event, and every send is made from the record alone (``_events``), so:
+
+- two replicas handed the same event both process it, but only one record is created; the
+  other reads it and sends the winner's events instead of its own (its own blobs stay
+  unreferenced). Downstream sees one result, sent once or more, and its own ledger makes a
+  repeat harmless;
+- a crash between record and send strands nothing: the redelivered event finds a record
+  without its sent mark and sends the recorded events again (outcome ``resent``);
+- a record marked sent makes a redelivered event a ``duplicate``; a cancelled job whose
+  record was never sent is left cancelled.
+
+Holds and cancels record nothing (a held job's decision comes back as an event of its own).
+An I/O error on the ledger is retried with the retry policy's backoff; when it lasts, the
+event is left uncommitted (the runner stops) rather than failed, since no job is at fault.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from google.protobuf.message import Message
 from opentelemetry import trace
@@ -28,6 +47,7 @@ from alive.reasons import Finding, ReasonCode
 from alive.settings import ServiceSettings, StageSettings
 from alive.stage import (
     Cancelled,
+    CancelToken,
     Hold,
     JobIdentity,
     PermanentError,
@@ -52,6 +72,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alive.runner")
 
 Headers = Sequence[tuple[str, bytes]]
+_T = TypeVar("_T")
 
 # Headers on dead-lettered events (docs/topics.md).
 DLQ_REASON = "alive-dlq-reason-code"
@@ -205,6 +226,14 @@ def check_sizes(records: Sequence[Outbound], max_bytes: int) -> None:
             )
 
 
+class _Seen(enum.Enum):
+    """What the ledger says of a job at a stage, short of a decision still to send."""
+
+    NEW = "new"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """What processing one event came to, before anything is produced."""
@@ -279,7 +308,8 @@ class EventProcessor:
     async def handle(self, record: Record) -> None:
         """Takes one record to its end: an output, a veto, a failure or a dead letter. Raises
         only when the sink refuses a message for another reason than its size (Kafka is
-        unavailable): then nothing may be committed."""
+        unavailable) or the ledger stays unreachable through the retries: then nothing may be
+        committed."""
         spec = self.spec
         started_ms, t0 = now_ms(), time.perf_counter()
         self.metrics.events_in.labels(spec.name, record.topic).inc()
@@ -297,44 +327,86 @@ class EventProcessor:
             kind=trace.SpanKind.CONSUMER,
             attributes={"alive.job_id": identity.job_id, **_span_coords(record)},
         ) as span:
+            job_id = identity.job_id
             try:
-                finished = self.ledger.get(spec.name, identity.job_id) is not None
-                cancelled = not finished and self.ledger.is_cancelled(identity.job_id)
+                seen = await self._look_up(job_id)
+            except OSError:
+                raise  # the store stays unreachable: nothing is committed, all is redelivered
             except Exception as exc:  # the record names a job the ledger cannot look up
-                log.exception("ledger lookup failed", extra={"job_id": identity.job_id})
+                log.exception("ledger lookup failed", extra={"job_id": job_id})
                 lookup = Finding(ReasonCode.UNPROCESSABLE_EVENT, f"ledger: {_described(exc)}")
                 await self._dead_letter(record, lookup)
                 self._count("dead_lettered")
                 return
-            if finished:
-                log.info("already processed; skipping", extra={"job_id": identity.job_id})
+            if seen is _Seen.SENT:
+                log.info("already processed; skipping", extra={"job_id": job_id})
                 self._count("duplicate")
                 return
-            if cancelled:  # its CANCELLED status is already out; nothing more is made
-                log.info("cancelled; skipping", extra={"job_id": identity.job_id})
+            if seen is _Seen.CANCELLED:  # its CANCELLED status is out; nothing more is made
+                log.info("cancelled; skipping", extra={"job_id": job_id})
                 self._count("cancelled")
+                return
+            if isinstance(seen, StageOutcome):  # decided, but perhaps never sent: send it now
+                log.info("decided before; sending its events again", extra={"job_id": job_id})
+                await self._send(record, identity, seen)
+                self._count("resent")
                 return
             ctx = StageContext(
                 identity=identity,
                 attempt=1,
                 started_at_ms=started_ms,
-                cancelled=lambda: self.ledger.is_cancelled(identity.job_id),
+                cancelled=lambda: self.ledger.is_cancelled(job_id),
                 report_progress=ProgressReporter(self, identity, started_ms),
             )
-            outcome = self._check_attestations(event) or await self._process_with_retries(
-                event, ctx
-            )
-            try:
-                await self._emit(record, outcome, ctx)
-            except OutputTooLarge as exc:  # this job's output, not Kafka, is the problem
-                outcome = _Outcome(failure=PermanentError(ReasonCode.OUTPUT_TOO_LARGE, str(exc)))
-                await self._emit(record, outcome, ctx)
-            if outcome.failure is not None:
-                span.set_status(trace.Status(trace.StatusCode.ERROR, outcome.failure.reason_code))
+            outcome = self._check_attestations(event) or await self._process_watched(event, ctx)
+            decision = self._decision(outcome, ctx)
+            if decision is None:  # held or stopped by a cancel: nothing to record
+                await self._emit_unrecorded(outcome, ctx)
+                decided = StageOutcome()
+            else:
+                decided = await self._decide_and_send(record, identity, decision, ctx)
+            if decided.HasField("failed_reason_code"):
+                span.set_status(trace.Status(trace.StatusCode.ERROR, decided.failed_reason_code))
         self.metrics.latency.labels(spec.name).observe(time.perf_counter() - t0)
-        if outcome.passed is not None and outcome.passed.submitted_at_ms > 0:
-            age_s = (now_ms() - outcome.passed.submitted_at_ms) / 1000
+        if decided.HasField("passed") and decided.passed.submitted_at_ms > 0:
+            age_s = (now_ms() - decided.passed.submitted_at_ms) / 1000
             self.metrics.job_age.labels(spec.name).observe(max(age_s, 0.0))
+
+    async def _look_up(self, job_id: str) -> _Seen | StageOutcome:
+        """What the ledger knows of the job at this stage: nothing yet (NEW), decided and sent
+        (SENT), cancelled by its creator, or a decision whose events may not have gone out
+        (the recorded StageOutcome)."""
+        stage = self.spec.name
+        standing = await self._ledger_io(self.ledger.get, stage, job_id)
+        decided = None if standing is None else StageOutcome.FromString(standing)
+        # A record without a status was written after its events went out (before decisions
+        # were recorded first), as is one marked sent.
+        if decided is not None and (
+            not decided.HasField("status")
+            or await self._ledger_io(self.ledger.was_sent, stage, job_id)
+        ):
+            return _Seen.SENT
+        if await self._ledger_io(self.ledger.is_cancelled, job_id):
+            return _Seen.CANCELLED
+        return _Seen.NEW if decided is None else decided
+
+    async def _ledger_io(self, call: Callable[..., _T], *args: Any) -> _T:
+        """A ledger call, off the event loop; an I/O error is retried with the retry
+        policy's backoff and the last one raised (the runner then stops uncommitted)."""
+        for attempt in range(1, self.retry.max_attempts + 1):
+            try:
+                return await asyncio.to_thread(call, *args)
+            except OSError as exc:
+                if attempt == self.retry.max_attempts:
+                    raise
+                delay = self.retry.delay_s(attempt, random.random())
+                self.metrics.errors.labels(self.spec.name, "transient").inc()
+                log.warning(
+                    "ledger I/O error; retrying",
+                    extra={"attempt": attempt, "error": str(exc), "retry_in_s": round(delay, 2)},
+                )
+                await self._sleep(delay)
+        raise AssertionError("unreachable: the last attempt raises")
 
     def _read(self, record: Record) -> tuple[Message, JobIdentity] | Finding:
         """The event and its job, or why the record names no job this stage can work on.
@@ -384,26 +456,44 @@ class EventProcessor:
         )
         return _Outcome(veto=Veto((check.finding,)))
 
-    async def _emit(self, record: Record, outcome: _Outcome, ctx: StageContext) -> None:
-        if outcome.passed is not None:
-            await self._emit_pass(outcome.passed, ctx)
-            self._count("passed")
-        elif outcome.veto is not None:
-            await self._emit_veto(outcome.veto, ctx)
-            self._count("vetoed" if self.spec.veto_verdict == Verdict.VETO else "rejected")
-        elif outcome.failure is not None:
-            await self._fail(record, outcome.failure, ctx)
-            self._count("failed")
-        elif outcome.hold is not None:
+    async def _emit_unrecorded(self, outcome: _Outcome, ctx: StageContext) -> None:
+        if outcome.hold is not None:
             await self._emit_hold(outcome.hold, ctx)
             self._count("held")
-        elif outcome.cancelled:  # stopped part-way: its CANCELLED status is already out
+        else:  # stopped part-way by a cancel: its CANCELLED status is already out
             log.info("cancelled while processing", extra={"job_id": ctx.identity.job_id})
             self._count("cancelled")
+
+    async def _process_watched(self, event: Message, ctx: StageContext) -> _Outcome:
+        """Processes the event while watching for its job's cancel mark; either, or the event
+        being given up (this task cancelled), sets the context's cancel token so that the
+        stage's thread work stops at its next check."""
+        token = ctx.cancel_token
+        watch = asyncio.create_task(self._watch_cancel_mark(ctx.identity.job_id, token))
+        try:
+            return await self._process_with_retries(event, ctx)
+        except asyncio.CancelledError:
+            token.cancel("the event was given up: it is redelivered")
+            raise
+        finally:
+            watch.cancel()
+
+    async def _watch_cancel_mark(self, job_id: str, token: CancelToken) -> None:
+        interval = self.stage.settings.cancel_check_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if await asyncio.to_thread(self.ledger.is_cancelled, job_id):
+                    token.cancel("cancelled by its creator")
+                    return
+            except OSError as exc:  # the next look may work; the job goes on meanwhile
+                log.warning("cancel mark unreadable", extra={"job_id": job_id, "error": str(exc)})
 
     async def _process_with_retries(self, event: Message, ctx: StageContext) -> _Outcome:
         for attempt in range(1, self.retry.max_attempts + 1):
             ctx.attempt = attempt
+            if ctx.cancel_token.is_cancelled():  # cancelled while waiting to retry
+                return _Outcome(cancelled=True)
             try:
                 result = await self.stage.process(event, ctx)
             except (TransientError, OSError) as exc:
@@ -440,7 +530,31 @@ class EventProcessor:
             return _Outcome(passed=result)
         raise AssertionError("unreachable: the last attempt returns")
 
-    async def _emit_pass(self, job: Job, ctx: StageContext) -> None:
+    def _decision(self, outcome: _Outcome, ctx: StageContext) -> StageOutcome | None:
+        """The ledger record of a pass, veto or failure: the outcome and the status it sends
+        (None for a hold or a cancel, which record nothing). A decision whose events would be
+        over Kafka's size limit is an OUTPUT_TOO_LARGE failure instead: checked now, since
+        once recorded it must be sendable."""
+        if outcome.passed is not None:
+            decision = self._pass(outcome.passed, ctx)
+        elif outcome.veto is not None:
+            decision = self._veto(outcome.veto, ctx)
+        elif outcome.failure is not None:
+            return self._failure(outcome.failure, ctx)
+        else:
+            return None
+        headers, key = headers_with_trace(), ctx.identity.job_id.encode()
+        events = [
+            Outbound(self.settings.topic(topic), event.SerializeToString(), key, headers)
+            for topic, event in self._events(decision)
+        ]
+        try:
+            check_sizes(events, self.settings.kafka.max_request_size)
+        except OutputTooLarge as exc:  # this job's output, not Kafka, is the problem
+            return self._failure(PermanentError(ReasonCode.OUTPUT_TOO_LARGE, str(exc)), ctx)
+        return decision
+
+    def _pass(self, job: Job, ctx: StageContext) -> StageOutcome:
         spec, finished = self.spec, now_ms()
         # A pass that a person must look at before publishing is a REVIEW, with its reasons.
         verdict = Verdict.REVIEW if ctx.review else Verdict.PASS
@@ -461,15 +575,86 @@ class EventProcessor:
         status = status_event(spec, ctx, spec.passed_state, verdict, ctx.review, finished)
         if job.HasField("video"):
             status.video.CopyFrom(job.video)
-        output = self.stage.output(job)
-        await self.send_events(ctx.identity, [(spec.emits, output), (STATUS, status)])
-        self.ledger.put(
-            spec.name, ctx.identity.job_id, StageOutcome(passed=job).SerializeToString()
+        return StageOutcome(passed=job, status=status)
+
+    def _veto(self, veto: Veto, ctx: StageContext) -> StageOutcome:
+        spec, at = self.spec, now_ms()
+        event = veto_event(spec, ctx.identity, veto, ctx.scores, at, self.stage.versions())
+        status = status_event(spec, ctx, spec.veto_state, spec.veto_verdict, veto.findings, at)
+        return StageOutcome(vetoed=event, status=status)
+
+    def _failure(self, failure: PermanentError, ctx: StageContext) -> StageOutcome:
+        status = status_event(
+            self.spec, ctx, JobState.FAILED, Verdict.ERROR, (failure.finding,), now_ms()
         )
-        log.info(
-            "passed",
-            extra={"job_id": ctx.identity.job_id, "duration_ms": finished - ctx.started_at_ms},
-        )
+        return StageOutcome(failed_reason_code=failure.reason_code, status=status)
+
+    def _events(self, decision: StageOutcome) -> list[tuple[Topic[Any], Message]]:
+        """What a recorded decision sends (besides a failure's dead letter): made from the
+        record alone, so every send of it sends the same."""
+        if decision.HasField("passed"):
+            return [
+                (self.spec.emits, self.stage.output(decision.passed)),
+                (STATUS, decision.status),
+            ]
+        if decision.HasField("vetoed"):
+            return [(VETOES, decision.vetoed), (STATUS, decision.status)]
+        return [(STATUS, decision.status)]
+
+    async def _decide_and_send(
+        self, record: Record, identity: JobIdentity, decision: StageOutcome, ctx: StageContext
+    ) -> StageOutcome:
+        """Records the decision unless another replica recorded one for the job first, then
+        sends the one that stands; returns it."""
+        mine = decision.SerializeToString()
+        standing = await self._ledger_io(self.ledger.decide, self.spec.name, identity.job_id, mine)
+        if standing != mine:
+            log.info(
+                "another replica decided first; sending its decision",
+                extra={"job_id": identity.job_id},
+            )
+            decided = StageOutcome.FromString(standing)
+            await self._send(record, identity, decided)
+            self._count("resent")
+            return decided
+        await self._send(record, identity, decision)
+        self._report(decision, ctx)
+        return decision
+
+    async def _send(self, record: Record, identity: JobIdentity, decision: StageOutcome) -> None:
+        """Sends a recorded decision's events (a failure's dead letter first, on its own),
+        then marks them sent."""
+        if decision.HasField("failed_reason_code"):
+            # The code as recorded: a stage outside this package may use codes of its own.
+            code = cast(ReasonCode, decision.failed_reason_code)
+            finding = Finding(code, decision.status.detail)
+            await self._dead_letter(record, finding, identity.job_id)
+        await self.send_events(identity, self._events(decision))
+        await self._ledger_io(self.ledger.mark_sent, self.spec.name, identity.job_id)
+
+    def _report(self, decision: StageOutcome, ctx: StageContext) -> None:
+        """Metrics and the log line of a decision this replica made and sent."""
+        job_id, status = ctx.identity.job_id, decision.status
+        if decision.HasField("passed"):
+            self._count("passed")
+            log.info(
+                "passed", extra={"job_id": job_id, "duration_ms": status.at_ms - ctx.started_at_ms}
+            )
+        elif decision.HasField("vetoed"):
+            self._count("vetoed" if self.spec.veto_verdict == Verdict.VETO else "rejected")
+            for reason in decision.vetoed.reason_codes:
+                self.metrics.vetoes.labels(self.spec.name, reason).inc()
+            log.info("vetoed", extra={"job_id": job_id, "reason_codes": list(status.reason_codes)})
+        else:
+            self._count("failed")
+            log.error(
+                "failed",
+                extra={
+                    "job_id": job_id,
+                    "reason_code": decision.failed_reason_code,
+                    "error": status.detail,
+                },
+            )
 
     async def _emit_hold(self, hold: Hold, ctx: StageContext) -> None:
         """The item for a person, and a status saying why the job waits (its state is
@@ -482,37 +667,6 @@ class EventProcessor:
         log.info(
             "held for a person",
             extra={"job_id": ctx.identity.job_id, "reason_codes": [f.code for f in hold.findings]},
-        )
-
-    async def _emit_veto(self, veto: Veto, ctx: StageContext) -> None:
-        spec, at = self.spec, now_ms()
-        event = veto_event(spec, ctx.identity, veto, ctx.scores, at, self.stage.versions())
-        status = status_event(spec, ctx, spec.veto_state, spec.veto_verdict, veto.findings, at)
-        await self.send_events(ctx.identity, [(VETOES, event), (STATUS, status)])
-        self.ledger.put(
-            spec.name, ctx.identity.job_id, StageOutcome(vetoed=event).SerializeToString()
-        )
-        for reason in veto.reason_codes:
-            self.metrics.vetoes.labels(spec.name, reason).inc()
-        log.info(
-            "vetoed", extra={"job_id": ctx.identity.job_id, "reason_codes": list(veto.reason_codes)}
-        )
-
-    async def _fail(self, record: Record, failure: PermanentError, ctx: StageContext) -> None:
-        job_id = ctx.identity.job_id
-        await self._dead_letter(record, failure.finding, job_id)
-        status = status_event(
-            self.spec, ctx, JobState.FAILED, Verdict.ERROR, (failure.finding,), now_ms()
-        )
-        await self.send_events(ctx.identity, [(STATUS, status)])
-        self.ledger.put(
-            self.spec.name,
-            job_id,
-            StageOutcome(failed_reason_code=failure.reason_code).SerializeToString(),
-        )
-        log.error(
-            "failed",
-            extra={"job_id": job_id, "reason_code": failure.reason_code, "error": failure.detail},
         )
 
     async def _dead_letter(

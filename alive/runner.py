@@ -7,7 +7,8 @@ Guarantees (docs/delivery.md):
 - at-least-once: an offset is committed only after the event's outputs are acknowledged
   (acks=all), in offset order per partition even when events finish out of order;
 - idempotent: a job the stage already finished (stage ledger) is not processed again, and
-  events with the same key (job) are processed one at a time;
+  events with the same key (job) are processed one at a time; replicas that both take one
+  job (a rebalance, a zombie consumer) send one decision, the one recorded first;
 - bounded: at most ``max_in_flight`` events at once; partitions are paused, not left
   unpolled, so a job that takes minutes does not get the consumer evicted from its group;
 - nothing dropped: undecodable events and permanent failures go to the dead-letter topic

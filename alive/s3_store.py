@@ -87,7 +87,8 @@ class S3BlobStore(BlobStore):
     # Writing
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> BlobRef:
-        self._create(key, data, content_type)
+        if not self._create(key, data, content_type):
+            raise BlobError(ReasonCode.BLOB_EXISTS, f"{key!r} already exists")
         return BlobRef(
             uri=self._uri(key),
             sha256=hashlib.sha256(data).hexdigest(),
@@ -100,12 +101,17 @@ class S3BlobStore(BlobStore):
         if size > self.max_bytes:
             raise BlobError(ReasonCode.BLOB_TOO_LARGE, f"over {self.max_bytes} bytes")
         with path.open("rb") as body:  # streamed by the client, not read whole
-            self._create(key, body, content_type)
+            if not self._create(key, body, content_type):
+                raise BlobError(ReasonCode.BLOB_EXISTS, f"{key!r} already exists")
         return BlobRef(
             uri=self._uri(key), sha256=digest, content_type=content_type, size_bytes=size
         )
 
-    def _create(self, key: str, body: Any, content_type: str) -> None:
+    def create_key(self, key: str, data: bytes) -> bool:
+        return self._create(key, data, "application/octet-stream")
+
+    def _create(self, key: str, body: Any, content_type: str) -> bool:
+        """A conditional PUT: True if it created the object, False if the key was taken."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -118,10 +124,11 @@ class S3BlobStore(BlobStore):
             )
         except ClientError as exc:
             if _code(exc) in _EXISTS:
-                raise BlobError(ReasonCode.BLOB_EXISTS, f"{key!r} already exists") from exc
+                return False
             raise OSError(f"object store: {exc}") from exc  # transient for the runner
         except BotoCoreError as exc:  # unreachable, timed out, ...
             raise OSError(f"object store: {exc}") from exc
+        return True
 
     def write_key(self, key: str, data: bytes) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

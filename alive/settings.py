@@ -170,6 +170,8 @@ class StageSettings(BaseSettings):
     max_in_flight: int = 4
     # A stage doing long work reports its progress to the job's watchers at most this often.
     progress_interval_s: float = 1.0
+    # How often the runner checks, while the stage works on a job, whether it was cancelled.
+    cancel_check_s: float = 1.0
     # The stage's Ed25519 private key (PEM) for its attestations; required for a stage that
     # attests (alive/pipeline.py), a secret of that service alone.
     attestation_key_path: Path | None = None

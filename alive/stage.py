@@ -12,6 +12,7 @@ runner's job. alive_tools.testing.StageHarness runs a stage in process, without 
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -80,13 +81,39 @@ class Cancelled(Exception):
     CANCELLED status is already out)."""
 
 
+class CancelToken:
+    """Tells work handed to a thread to stop. The runner sets it when the job is cancelled
+    (its cancel mark, checked every ``cancel_check_s`` while the stage works) or when it gives
+    the event up (its partition revoked, or shutdown's grace over: the event is redelivered).
+    A thread cannot be interrupted, so long thread work calls ``check()`` between its steps
+    or frames, and stops there."""
+
+    def __init__(self) -> None:
+        self._set = threading.Event()
+        self._why = ""
+
+    def cancel(self, why: str) -> None:
+        self._why = why
+        self._set.set()
+
+    def is_cancelled(self) -> bool:
+        return self._set.is_set()
+
+    def check(self) -> None:
+        """Raises Cancelled once the token is set (safe to call from any thread)."""
+        if self._set.is_set():
+            raise Cancelled(self._why)
+
+
 @dataclass
 class StageContext:
     """Per-event facts a stage may use; the scores it records on a pass, and the findings
     for which a passed job must be looked at by a person before it is published.
     ``cancelled`` tells whether the job's creator has cancelled it since (it reads the
     store: call it off the event loop, and not in a tight loop); a stage doing long work
-    checks it and raises ``Cancelled``. ``report_progress(done, total, unit)`` tells the
+    checks it and raises ``Cancelled``. ``cancel_token`` does the same without reading the
+    store, and also when the runner gives the event up: long work in a thread calls its
+    ``check()`` between steps. ``report_progress(done, total, unit)`` tells the
     job's watchers how far a long piece of work is (the runner limits how often it sends;
     a report that cannot be sent is dropped, never an error)."""
 
@@ -96,6 +123,7 @@ class StageContext:
     scores: dict[str, float] = field(default_factory=dict)
     review: list[Finding] = field(default_factory=list)
     cancelled: Callable[[], bool] = lambda: False
+    cancel_token: CancelToken = field(default_factory=CancelToken)
     report_progress: Callable[[int, int, str], Awaitable[None]] = field(
         default=lambda done, total, unit: _nothing()
     )

@@ -10,6 +10,8 @@ the message type of its topic (alive/pipeline.py)::
         assert emitted.vetoes[0].reason_codes == ["PHOTO_BLANK"]
 
 Retries do not wait: the harness's sleep returns at once and records the delays asked for.
+Harnesses of one stage over one shared store (each with its own store object) act as
+replicas of it: handed the same event, one decision stands (tests/test_stage_replicas.py).
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def test_a_forged_ready_record_is_never_published(
     forged.CopyFrom(ready_job)
     forged.job_id = f"forged-{uuid.uuid4().hex[:12]}"
     ledger = StageLedger(LocalBlobStore(stack.blob_root))
-    ledger.put(
+    ledger.decide(
         PIPELINE.stage_reaching(JobState.READY).name,
         forged.job_id,
         StageOutcome(passed=forged).SerializeToString(),

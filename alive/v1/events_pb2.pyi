@@ -1040,8 +1040,9 @@ Global___VetoEvent: _TypeAlias = VetoEvent  # noqa: Y015
 
 @_typing.final
 class StageOutcome(_message.Message):
-    """What a stage did with a job, kept in the stage ledger (blob store, not a topic) so that a
-    redelivered event is not processed twice.
+    """What a stage decided for a job, kept in the stage ledger (blob store, not a topic) so that a
+    redelivered event is not processed twice. It is created once, before anything is sent, and
+    holds what the decision sends (alive/processing.py): the outcome and its status event.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -1049,21 +1050,27 @@ class StageOutcome(_message.Message):
     PASSED_FIELD_NUMBER: _builtins.int
     VETOED_FIELD_NUMBER: _builtins.int
     FAILED_REASON_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     failed_reason_code: _builtins.str
     @_builtins.property
     def passed(self) -> Global___Job: ...
     @_builtins.property
     def vetoed(self) -> Global___VetoEvent: ...
+    @_builtins.property
+    def status(self) -> Global___StatusEvent:
+        """the status the decision sends, as first made"""
+
     def __init__(
         self,
         *,
         passed: Global___Job | None = ...,
         vetoed: Global___VetoEvent | None = ...,
         failed_reason_code: _builtins.str = ...,
+        status: Global___StatusEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["failed_reason_code", b"failed_reason_code", "outcome", b"outcome", "passed", b"passed", "vetoed", b"vetoed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["failed_reason_code", b"failed_reason_code", "outcome", b"outcome", "passed", b"passed", "status", b"status", "vetoed", b"vetoed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_reason_code", b"failed_reason_code", "outcome", b"outcome", "passed", b"passed", "vetoed", b"vetoed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_reason_code", b"failed_reason_code", "outcome", b"outcome", "passed", b"passed", "status", b"status", "vetoed", b"vetoed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["passed", "vetoed", "failed_reason_code"]  # noqa: Y015
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015

@@ -18,7 +18,7 @@ from PIL import Image
 from alive.blobs import output_key
 from alive.jobs import video_prefix
 from alive.pipeline import AUDIO
-from alive.stage import Stage, StageContext, Veto
+from alive.stage import CancelToken, Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job
 from services.audio.mux import mux_audio
 from services.audio.settings import AudioSettings
@@ -29,19 +29,23 @@ class AudioStage(Stage[Job, AudioSettings]):
     spec = AUDIO
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
-        return await asyncio.to_thread(self._score, event)
+        return await asyncio.to_thread(self._score, event, ctx.cancel_token)
 
-    def _score(self, job: Job) -> Job:
+    def _score(self, job: Job, token: CancelToken) -> Job:
+        """Runs in a thread: stops (Cancelled) between steps once ``token`` is set."""
         with Image.open(io.BytesIO(self.blobs.get_bytes(job.photo))) as photo:
             scene = np.asarray(photo.convert("RGB").resize((64, 64)))
         layers = choose_layers(job.prompt, scene)
         # The generator encodes exactly this many frames at this rate: no need to decode.
         duration_s = job.generation.frame_count / job.output.fps
         rate = self.settings.sample_rate
+        token.check()
         soundtrack = render(layers, duration_s, sample_rate=rate, seed=job.seed)
+        token.check()
         with tempfile.TemporaryDirectory() as tmp, self.blobs.local_copy(job.video) as silent:
             out = Path(tmp) / "scored.mp4"
             mux_audio(silent, soundtrack, rate, out)
+            token.check()
             ref = self.blobs.put_file(
                 output_key(video_prefix(job.job_id, "scored"), ".mp4"), out, "video/mp4"
             )

@@ -23,8 +23,6 @@ class GeneratorSettings(StageSettings):
     # Debugging: fetch the raw frames and encode here, as before the model encoded next to
     # itself (the frames are 170 MB per default job on the wire).
     raw_frames: bool = False
-    # How often a generation in progress checks whether its job was cancelled.
-    cancel_check_s: float = 1.0
     # Several jobs in flight let Triton's dynamic batcher fill a batch.
     max_in_flight: int = 8
     # Triton unavailable is the transient error this service expects: ride out a restart

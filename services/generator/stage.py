@@ -38,7 +38,7 @@ from alive.media import MediaError, VisibleLabel, encode_h264_bytes, probe_mp4_b
 from alive.model_io import visible_label
 from alive.pipeline import GENERATOR
 from alive.reasons import ReasonCode
-from alive.stage import Cancelled, PermanentError, Stage, StageContext, TransientError, Veto
+from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
 from alive.v1.events_pb2 import GenerationInfo, Job
 from services.generator.framing import fit_to_frame, reduce_for_camera
 from services.generator.settings import GeneratorSettings
@@ -152,19 +152,22 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
             await asyncio.sleep(2.0)
 
     async def _until_cancelled(self, work: Awaitable[bytes], ctx: StageContext) -> bytes:
-        """``work``, unless the job is cancelled first: then the inference is cancelled too
-        (tritonclient cancels the gRPC call; Triton marks the request cancelled and the
-        model stops at its next check) and the job ends here."""
+        """``work``, unless the job is cancelled first (the context's cancel token): then the
+        inference is cancelled too (tritonclient cancels the gRPC call; Triton marks the
+        request cancelled and the model stops at its next check) and the job ends here. An
+        event the runner gives up (this task cancelled) cancels the inference as well."""
         task = asyncio.ensure_future(work)
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=self.settings.cancel_check_s)
-            if done:
-                return task.result()
-            if await asyncio.to_thread(ctx.cancelled):
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.settings.cancel_check_s)
+                if done:
+                    return task.result()
+                ctx.cancel_token.check()
+        finally:
+            if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-                raise Cancelled("cancelled during generation")
 
     def _diffusion_values(self) -> dict[str, tuple[npt.NDArray[Any], str]]:
         settings = self.settings
@@ -224,7 +227,9 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         video = await self._until_cancelled(
             self._animate(image, shape, event.prompt, event.seed, count, spec.fps, ctx), ctx
         )
+        ctx.cancel_token.check()
         await asyncio.to_thread(checked_video, video, count, shape)
+        ctx.cancel_token.check()
         key = output_key(video_prefix(event.job_id, "generated"), ".mp4")
         ref = await asyncio.to_thread(self.blobs.put_bytes, key, video, "video/mp4")
         event.video.CopyFrom(ref)

@@ -3,10 +3,12 @@
 Every call is authenticated (services/ingest/auth.py): the creator is the bearer token's,
 and a job of another creator is NOT_FOUND, as an unknown one is. Submit validates with the
 same code as the Kafka intake, stores the upload in the request's upload area and publishes
-an ImagePromptRequest to alive.requests plus a SUBMITTED status. Get and Watch serve the
-StatusView. Publish hands a READY job to the review service. Cancel ends a job. Report
-publishes a user's report of a published video to alive.reports (the review web app counts
-them), once per reporter and video.
+an ImagePromptRequest to alive.requests plus a SUBMITTED status, once per creator and request
+id across all ingest replicas (a request record created once in the blob store, before the
+request is sent; a retry, or a racing Submit on another replica, gets that job). Get and
+Watch serve the StatusView. Publish hands a READY job to the review service. Cancel ends a
+job. Report publishes a user's report of a published video to alive.reports (the review web
+app counts them), once per reporter and video.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ from services.ingest.validation import (
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alive.api")
 API_SERVICE = api_pb2.DESCRIPTOR.services_by_name["Alive"].full_name
+# The ledger folder of Submit's request records, one per job (creator and request id).
+REQUEST_RECORDS = "requests"
 
 
 class AliveApi(api_pb2_grpc.AliveServicer):
@@ -135,10 +139,17 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         job_id: str,
         context: grpc.aio.ServicerContext,
     ) -> SubmitResponse:
+        """The job for the request: made once, whichever replica the request (or its retry)
+        reaches. Its request record (``ledger/requests/<job id>``) is created once, before the
+        request is sent; a Submit that finds one, or loses the race to create it, sends that
+        record's request and answers with its job (``existing``)."""
         async with self._submits.hold(job_id.encode()):
             existing = self._view.get(job_id)
             if existing is not None:
                 return SubmitResponse(job_id=job_id, existing=True, job=existing)
+            recorded = await asyncio.to_thread(self._ledger.get, REQUEST_RECORDS, job_id)
+            if recorded is not None:
+                return await self._send_request(job_id, recorded, existing=True)
             await self._check_capacity(creator_id, context)
             try:
                 await asyncio.to_thread(validate_photo, request.photo, self._settings)
@@ -164,33 +175,43 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             )
             if request.HasField("seed"):
                 event.seed = request.seed
-            status = StatusEvent(
-                job_id=job_id,
-                request_id=request_id,
-                creator_id=creator_id,
-                state=JobState.SUBMITTED,
-                stage="api",
-                verdict=Verdict.PASS,
-                at_ms=now_ms(),
-                stage_started_at_ms=event.submitted_at_ms,
-            )
-            headers = headers_with_trace()
-            key = job_id.encode()
-            await self._producer.send_and_wait(
-                self._common.topic(REQUESTS),
-                event.SerializeToString(),
-                key=key,
-                headers=headers,
-            )
-            await self._producer.send_and_wait(
-                self._common.topic(STATUS),
-                status.SerializeToString(),
-                key=key,
-                headers=headers,
-            )
+            mine = event.SerializeToString()
+            standing = await asyncio.to_thread(self._ledger.decide, REQUEST_RECORDS, job_id, mine)
+            # A loser's upload stays in its request's area, unreferenced.
+            return await self._send_request(job_id, standing, existing=standing != mine)
+
+    async def _send_request(self, job_id: str, record: bytes, existing: bool) -> SubmitResponse:
+        """Sends a request record's request and SUBMITTED status (both made from the record,
+        so every replica sends the same) unless they went out already, then answers."""
+        event = ImagePromptRequest.FromString(record)
+        status = StatusEvent(
+            job_id=job_id,
+            request_id=event.request_id,
+            creator_id=event.creator_id,
+            state=JobState.SUBMITTED,
+            stage="api",
+            verdict=Verdict.PASS,
+            at_ms=event.submitted_at_ms,
+            stage_started_at_ms=event.submitted_at_ms,
+        )
+        if not await asyncio.to_thread(self._ledger.was_sent, REQUEST_RECORDS, job_id):
+            headers, key = headers_with_trace(), job_id.encode()
+            for topic, message in ((REQUESTS, event), (STATUS, status)):
+                await self._producer.send_and_wait(
+                    self._common.topic(topic), message.SerializeToString(), key=key, headers=headers
+                )
+            await asyncio.to_thread(self._ledger.mark_sent, REQUEST_RECORDS, job_id)
             self._view.apply(status)  # so a retry of this Submit finds the job at once
-            log.info("submitted", extra={"job_id": job_id})
-            return SubmitResponse(job_id=job_id, existing=False, job=self._view.get(job_id))
+            log.info("submitted", extra={"job_id": job_id, "existing": existing})
+        # A view that has not seen the job yet (another replica sent it): what the record says.
+        job = self._view.get(job_id) or JobView(
+            job_id=job_id,
+            request_id=event.request_id,
+            creator_id=event.creator_id,
+            state=JobState.SUBMITTED,
+            history=[status],
+        )
+        return SubmitResponse(job_id=job_id, existing=existing, job=job)
 
     async def _check_capacity(self, creator_id: str, context: grpc.aio.ServicerContext) -> None:
         """Aborts with RESOURCE_EXHAUSTED (a reason code and a retry hint in trailers) when the

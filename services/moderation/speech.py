@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from alive.media import read_audio
-from alive.stage import TransientError
+from alive.stage import CancelToken, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,11 @@ class SpeechReader:
         except Exception as exc:
             log.error("the speech model did not load", extra={"error": f"{exc!r}"[:300]})
 
-    def transcript(self, video: Path) -> str | None:
+    def transcript(self, video: Path, token: CancelToken | None = None) -> str | None:
         """What is said in the video's soundtrack; None when the detector hears no speech
-        (the recogniser does not run then)."""
+        (the recogniser does not run then). Stops (Cancelled) between segments once
+        ``token`` is set."""
+        check = token.check if token is not None else lambda: None
         if self._model is None:
             raise TransientError("the speech model is not loaded")
         from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -54,6 +56,7 @@ class SpeechReader:
         audio = read_audio(video, SAMPLE_RATE)
         if not self._always and not get_speech_timestamps(audio, VadOptions()):
             return None
+        check()
         # One greedy pass, no fallback temperatures and no carried context: the fallbacks
         # multiply the time on noise by six, and this is a screening read, not subtitles.
         segments, _ = self._model.transcribe(
@@ -64,7 +67,11 @@ class SpeechReader:
             condition_on_previous_text=False,
             without_timestamps=True,
         )
-        return " ".join(segment.text.strip() for segment in segments).strip()
+        heard: list[str] = []
+        for segment in segments:  # decoded one by one as they are taken
+            heard.append(segment.text.strip())
+            check()
+        return " ".join(heard).strip()
 
 
 def _bundled_model() -> Path:

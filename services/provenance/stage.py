@@ -28,7 +28,14 @@ from alive.jobs import video_prefix
 from alive.pipeline import PIPELINE, PROVENANCE
 from alive.provenance import verify_video
 from alive.reasons import ReasonCode
-from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
+from alive.stage import (
+    CancelToken,
+    PermanentError,
+    Stage,
+    StageContext,
+    TransientError,
+    Veto,
+)
 from alive.v1.events_pb2 import Job, ProvenanceInfo
 from services.provenance.settings import ProvenanceSettings
 from services.provenance.signing import (
@@ -63,7 +70,7 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
             )
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
-        return await asyncio.to_thread(self._sign, event)
+        return await asyncio.to_thread(self._sign, event, ctx.cancel_token)
 
     def _facts(self, job: Job) -> GenerationFacts:
         # The moderation outcome from the checked, signed verdicts, not the stage records.
@@ -91,7 +98,8 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
             job_id=job.job_id if self.settings.manifest_job_id else None,
         )
 
-    def _sign(self, job: Job) -> Job:
+    def _sign(self, job: Job, token: CancelToken) -> Job:
+        """Runs in a thread: stops (Cancelled) between steps once ``token`` is set."""
         with (
             tempfile.TemporaryDirectory() as tmp,
             self.blobs.local_copy(job.video) as video,
@@ -99,6 +107,7 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
         ):
             labelled, signed = Path(tmp) / "labelled.mp4", Path(tmp) / "signed.mp4"
             label_ai_generated(video, labelled)
+            token.check()
             try:
                 self._signer.sign(
                     labelled,
@@ -113,6 +122,7 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
                 if self.settings.tsa_url and "http" in str(exc).lower():
                     raise TransientError(f"timestamp authority: {exc}") from exc
                 raise
+            token.check()
             check = verify_video(signed, self._trust_anchors)
             if not (check.trusted and check.ai_generated):
                 raise PermanentError(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -68,14 +70,48 @@ def test_a_changed_blob_fails_its_digest(tmp_path: Path) -> None:
         store.get_bytes(ref)
 
 
-def test_ledger_entries_per_stage_and_job(tmp_path: Path) -> None:
+def test_ledger_entries_per_stage_and_job_are_decided_once(tmp_path: Path) -> None:
     ledger = StageLedger(LocalBlobStore(tmp_path))
     assert ledger.get("audio", "job-1") is None
-    ledger.put("audio", "job-1", b"outcome")
-    assert ledger.get("audio", "job-1") == b"outcome"
+    assert ledger.decide("audio", "job-1", b"first") == b"first"
+    assert ledger.decide("audio", "job-1", b"second") == b"first"  # the loser reads the winner
+    assert ledger.get("audio", "job-1") == b"first"
     assert ledger.get("generator", "job-1") is None
+    assert not ledger.was_sent("audio", "job-1")
+    ledger.mark_sent("audio", "job-1")
+    ledger.mark_sent("audio", "job-1")  # a second replica marking it too: fine
+    assert ledger.was_sent("audio", "job-1") and not ledger.was_sent("generator", "job-1")
+    ledger.mark_cancelled("job-1")
+    ledger.mark_cancelled("job-1")
+    assert ledger.is_cancelled("job-1") and not ledger.is_cancelled("job-2")
     for bad in ("", "../x", ".hidden", "a/b"):
         assert not StageLedger.valid_job_id(bad)
+
+
+def test_of_racing_creators_of_a_key_exactly_one_wins(tmp_path: Path) -> None:
+    # Separate store objects over one folder: replicas sharing a volume.
+    stores = [LocalBlobStore(tmp_path) for _ in range(8)]
+    barrier = threading.Barrier(len(stores))
+
+    def create(replica: int) -> bool:
+        barrier.wait()
+        return stores[replica].create_key("ledger/audio/job-1", f"replica {replica}".encode())
+
+    with ThreadPoolExecutor(len(stores)) as pool:
+        won = list(pool.map(create, range(len(stores))))
+    assert won.count(True) == 1
+    assert stores[0].read_key("ledger/audio/job-1") == f"replica {won.index(True)}".encode()
+    assert [p.name for p in (tmp_path / "ledger" / "audio").iterdir()] == ["job-1"]  # no temps
+
+
+def test_a_link_planted_where_a_key_is_created_is_neither_followed_nor_replaced(
+    tmp_path: Path,
+) -> None:
+    store = LocalBlobStore(tmp_path / "store")
+    (store.root / "ledger" / "audio").mkdir(parents=True)
+    (store.root / "ledger" / "audio" / "job-1").symlink_to(tmp_path / "target")
+    assert not store.create_key("ledger/audio/job-1", b"outcome")
+    assert not (tmp_path / "target").exists()
 
 
 # Nothing in the store is trusted for being there.

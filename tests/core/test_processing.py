@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from hypothesis import HealthCheck, given
 from hypothesis import settings as fuzzing
 from hypothesis import strategies as st
@@ -32,7 +33,7 @@ from alive.stage import (
     TransientError,
     Veto,
 )
-from alive.v1.events_pb2 import BlobRef, Job, JobState, Verdict
+from alive.v1.events_pb2 import BlobRef, Job, JobState, StageOutcome, Verdict
 from alive_tools.testing import StageHarness
 
 ECHO = StageSpec("echo", "tests.core", ACCEPTED, PHOTO_CLEARED, JobState.PHOTO_CLEARED, "test")
@@ -216,13 +217,101 @@ async def test_an_error_while_identifying_is_the_records_failure(tmp_path: Path)
     assert "RecursionError" in out.dead_letters[0].headers["alive-dlq-error"].decode()
 
 
-async def test_a_ledger_that_cannot_be_read_dead_letters_the_record(
-    harness: StageHarness,
+async def test_a_ledger_record_the_store_refuses_dead_letters_the_record(
+    harness: StageHarness, tmp_path: Path
 ) -> None:
-    (harness.stage.blobs.root / "ledger").write_text("not a folder")
+    (harness.stage.blobs.root / "ledger" / "echo").mkdir(parents=True)
+    (harness.stage.blobs.root / "ledger" / "echo" / "j9").symlink_to(tmp_path / "planted")
     out = await harness.send(Job(job_id="j9"))
     assert [d.reason_code for d in out.dead_letters] == [ReasonCode.UNPROCESSABLE_EVENT]
     assert not out.statuses
+
+
+class FlakyStore(LocalBlobStore):
+    """A local store whose ledger calls fail with an I/O error while ``failures`` lasts."""
+
+    failures = 0
+
+    def read_key(self, key: str) -> bytes | None:
+        self._fail()
+        return super().read_key(key)
+
+    def create_key(self, key: str, data: bytes) -> bool:
+        self._fail()
+        return super().create_key(key, data)
+
+    def _fail(self) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError(5, "Input/output error")
+
+
+async def test_ledger_io_errors_are_retried_and_if_they_last_nothing_is_decided(
+    tmp_path: Path,
+) -> None:
+    store = FlakyStore(tmp_path)
+    harness = StageHarness(EchoStage(StageSettings(max_attempts=3), store))
+    store.failures = 2  # the first lookup, twice
+    out = await harness.send(Job(job_id="f1", prompt="hi"))
+    assert [s.state for s in out.statuses] == [JobState.PHOTO_CLEARED]
+    assert len(harness.retry_delays) == 2
+    store.failures = 99  # down for good: the event stays uncommitted, to be redelivered
+    with pytest.raises(OSError):
+        await harness.send(Job(job_id="f2", prompt="hi"))
+    assert len(harness.retry_delays) == 4
+    assert not (harness.emitted.dead_letters or harness.emitted.statuses[1:])
+    store.failures = 0
+    redelivered = await harness.send(Job(job_id="f2", prompt="hi"))
+    assert [s.state for s in redelivered.statuses] == [JobState.PHOTO_CLEARED]
+
+
+class Unavailable:
+    """A sink standing for a Kafka that refuses everything."""
+
+    async def send(self, records: object) -> None:
+        raise KafkaConnectionError("broker unavailable")
+
+
+@pytest.mark.parametrize("prompt", ["hi", "veto", "permanent"])
+async def test_a_decision_recorded_but_not_sent_is_sent_when_the_event_comes_again(
+    harness: StageHarness, prompt: str
+) -> None:
+    """The process dies (here: Kafka refuses) between recording a decision and sending it;
+    the redelivered event sends the recorded events, without processing the job again."""
+    job = Job(job_id="crash-1", creator_id="c1", prompt=prompt)
+    sink, harness.processor.sink = harness.processor.sink, Unavailable()
+    with pytest.raises(KafkaConnectionError):
+        await harness.send(job)
+    recorded = StageOutcome.FromString(harness.ledger.get("echo", "crash-1") or b"")
+    assert not harness.ledger.was_sent("echo", "crash-1")
+    harness.processor.sink = sink
+    resent = await harness.send(job)
+    assert isinstance(harness.stage, EchoStage) and harness.stage.calls == 1
+    assert resent.statuses == [recorded.status]
+    if prompt == "hi":
+        assert resent.jobs == [recorded.passed]
+    elif prompt == "veto":
+        assert resent.vetoes == [recorded.vetoed]
+    else:
+        assert [d.reason_code for d in resent.dead_letters] == [recorded.failed_reason_code]
+    assert harness.ledger.was_sent("echo", "crash-1")
+    assert harness.metrics.events_out.labels("echo", "resent")._value.get() == 1
+    again = await harness.send(job)  # sent and marked: a duplicate now
+    assert not (again.statuses or again.jobs or again.vetoes or again.dead_letters)
+
+
+async def test_a_decision_never_sent_stays_unsent_once_the_job_is_cancelled(
+    harness: StageHarness,
+) -> None:
+    job = Job(job_id="crash-2", prompt="hi")
+    sink, harness.processor.sink = harness.processor.sink, Unavailable()
+    with pytest.raises(KafkaConnectionError):
+        await harness.send(job)
+    harness.processor.sink = sink
+    harness.ledger.mark_cancelled("crash-2")
+    out = await harness.send(job)
+    assert not (out.statuses or out.jobs)
+    assert harness.metrics.events_out.labels("echo", "cancelled")._value.get() == 1
 
 
 @fuzzing(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

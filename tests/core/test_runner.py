@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from alive.pipeline import (
 from alive.processing import DLQ_JOB_ID, DLQ_PAYLOAD_REF, DLQ_REASON
 from alive.runner import OffsetTracker, StageRunner
 from alive.settings import ServiceSettings, StageSettings
-from alive.stage import PermanentError, Stage, StageContext, TransientError, Veto
+from alive.stage import CancelToken, PermanentError, Stage, StageContext, TransientError, Veto
 from alive.telemetry import StageMetrics
 from alive.v1.events_pb2 import Job, JobState, StatusEvent, Verdict, VetoEvent
 from alive_tools.embedded.broker import EmbeddedBroker
@@ -89,20 +90,25 @@ async def test_keyed_locks_serialise_one_key_and_forget_idle_keys() -> None:
 
 
 class ToyStage(Stage[Job, StageSettings]):
-    """Behaviour from the prompt: 'sleep N', 'transient N' (fails N times), 'permanent',
-    'crash', 'veto', 'huge' (an output over Kafka's size limit); anything else passes."""
+    """Behaviour from the prompt: 'sleep N', 'steps N' (N steps of 20 ms in a thread, checking
+    the cancel token between them), 'transient N' (fails N times), 'permanent', 'crash',
+    'veto', 'huge' (an output over Kafka's size limit); anything else passes."""
 
     spec = StageSpec("toy", "tests.core", ACCEPTED, PHOTO_CLEARED, JobState.PHOTO_CLEARED, "toy")
 
     def __init__(self, settings: StageSettings, blobs: LocalBlobStore) -> None:
         super().__init__(settings, blobs)
         self.calls: dict[str, int] = {}
+        self.steps: dict[str, int] = {}  # per job: steps its thread took
+        self.threads_done: set[str] = set()  # jobs whose thread work returned or raised
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         self.calls[event.job_id] = self.calls.get(event.job_id, 0) + 1
         verb, _, arg = event.prompt.partition(" ")
         if verb == "sleep":
             await asyncio.sleep(float(arg))
+        elif verb == "steps":
+            await asyncio.to_thread(self._steps, event.job_id, int(arg), ctx.cancel_token)
         elif verb == "transient" and self.calls[event.job_id] <= int(arg):
             raise TransientError("not yet")
         elif verb == "permanent":
@@ -115,6 +121,15 @@ class ToyStage(Stage[Job, StageSettings]):
         elif verb == "huge":
             event.prompt = "x" * (2 * 1024 * 1024)
         return event
+
+    def _steps(self, job_id: str, count: int, token: CancelToken) -> None:
+        try:
+            for _ in range(count):
+                token.check()
+                time.sleep(0.02)
+                self.steps[job_id] = self.steps.get(job_id, 0) + 1
+        finally:
+            self.threads_done.add(job_id)
 
 
 @dataclass
@@ -246,6 +261,27 @@ def _lag(toy: ToyRig, name: str) -> dict[str, float]:
         for sample in metric.samples
         if sample.name == name and sample.labels["group"] == "alive-toy"
     }
+
+
+async def test_a_revoked_partition_stops_the_thread_work_of_its_events(toy: ToyRig) -> None:
+    """A rebalance takes the partition while a job's work runs in a thread: after the grace
+    the runner gives the event up (to be redelivered), and the thread stops at its next check
+    instead of running on unseen beside the next owner."""
+    job = Job(job_id="revoked-1", prompt="steps 1000")  # 20 s, unless stopped
+    await toy.send([job])
+    for _ in range(200):
+        if toy.stage.steps.get(job.job_id):
+            break
+        await asyncio.sleep(0.05)
+    partitions = {TopicPartition(toy.topic(ACCEPTED), p) for p in range(3)}
+    await toy.runner.on_revoked(partitions)  # what the consumer calls in a rebalance
+    for _ in range(40):
+        if job.job_id in toy.stage.threads_done:
+            break
+        await asyncio.sleep(0.05)
+    assert job.job_id in toy.stage.threads_done
+    assert 0 < toy.stage.steps[job.job_id] < 1000
+    assert StageLedger(toy.stage.blobs).get("toy", job.job_id) is None  # nothing decided
 
 
 async def test_lag_counts_waiting_records_and_the_oldest_ones_age(

@@ -5,6 +5,7 @@ retries."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -100,10 +101,32 @@ def test_a_missing_blob_is_not_found_and_the_ledger_works_on_the_store(
         store.get_bytes(BlobRef(uri=f"{store.url}/videos/none.mp4"))
     assert missing.value.reason_code == ReasonCode.BLOB_NOT_FOUND
     ledger = StageLedger(store)
-    ledger.put("generator", "job-1", b"outcome")
+    assert ledger.decide("generator", "job-1", b"outcome") == b"outcome"
+    assert ledger.decide("generator", "job-1", b"another") == b"outcome"
     assert ledger.get("generator", "job-1") == b"outcome"
+    assert not ledger.was_sent("generator", "job-1")
+    ledger.mark_sent("generator", "job-1")
+    ledger.mark_sent("generator", "job-1")
+    assert ledger.was_sent("generator", "job-1")
+    ledger.mark_cancelled("job-2")
     ledger.mark_cancelled("job-2")
     assert ledger.is_cancelled("job-2") and not ledger.is_cancelled("job-1")
+
+
+def test_of_replicas_deciding_one_job_at_once_one_record_stands(
+    store: S3BlobStore, s3: MotoS3
+) -> None:
+    # A store object (and S3 client) per replica, as on separate hosts.
+    ledgers = [StageLedger(S3BlobStore(store.url, store.max_bytes, s3.client())) for _ in range(6)]
+    barrier = threading.Barrier(len(ledgers))
+
+    def decide(replica: int) -> bytes:
+        barrier.wait()
+        return ledgers[replica].decide("audio", "job-9", f"replica {replica}".encode())
+
+    with ThreadPoolExecutor(len(ledgers)) as pool:
+        standing = set(pool.map(decide, range(len(ledgers))))
+    assert len(standing) == 1 and standing == {store.read_key("ledger/audio/job-9")}
 
 
 def test_an_unreachable_store_is_an_os_error_the_runner_retries() -> None:

@@ -34,10 +34,15 @@ class PhotoCheckpoint(ImageCheckpoint[PhotoCheckpointSettings]):
 
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         try:
+            # An I/O error of the store is not the photo's fault: it reaches the runner, which
+            # retries it; a blob the store refuses is.
             data = await asyncio.to_thread(self.blobs.get_bytes, event.photo)
+        except BlobError as exc:
+            return Veto.of(ReasonCode.PHOTO_UNDECODABLE, str(exc))
+        try:
             with Image.open(io.BytesIO(data)) as opened:
                 image = opened.convert("RGB")
-        except (BlobError, UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError) as exc:  # PIL's decoding errors
             return Veto.of(ReasonCode.PHOTO_UNDECODABLE, str(exc))
         width, height = image.size
         if min(width, height) < self.settings.min_photo_side:

@@ -71,7 +71,9 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
             return Veto(tuple(problems))
         rules = self.policy.image
         indices = sampled_frames(info.frame_count, info.fps, rules)
+        ctx.cancel_token.check()
         frames = await asyncio.to_thread(read_frames, path, indices)
+        ctx.cancel_token.check()
         spread = np.linspace(0, len(frames) - 1, rules.video_detail_frames).round().astype(int)
         detail = [frames[i] for i in sorted(set(spread))]  # for text and faces
         # The models side by side: onnxruntime, OpenCV and CTranslate2 release the GIL.
@@ -79,7 +81,7 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
             asyncio.to_thread(self.models.nsfw.scores, list(frames)),
             asyncio.to_thread(self.models.faces.in_all, detail),
             asyncio.to_thread(self.models.judge_text, detail, ReasonCode.VIDEO_TEXT),
-            asyncio.to_thread(self.speech.transcript, path),
+            asyncio.to_thread(self.speech.transcript, path, ctx.cancel_token),
         )
         score = max(scores)
         ctx.scores["nsfw_max"] = round(score, 4)

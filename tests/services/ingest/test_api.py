@@ -5,6 +5,8 @@ under way, and Cancel."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from alive.blobs import LocalBlobStore, StageLedger
+from alive.blobs import BlobStore, LocalBlobStore, StageLedger
 from alive.kafka import ensure_topics, make_producer
 from alive.reasons import REPORT_REASONS, ReasonCode
 from alive.settings import ServiceSettings
@@ -31,10 +33,16 @@ from alive.v1.api_pb2 import (
     WatchRequest,
 )
 from alive.v1.api_pb2_grpc import AliveStub
-from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent, UserReport
+from alive.v1.events_pb2 import (
+    ImagePromptRequest,
+    JobState,
+    OutputSpec,
+    StatusEvent,
+    UserReport,
+)
 from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.keys import DEV_KID, ApiKeys, DevCa, ensure_api_keys, key_pem, mint_token
-from services.ingest.api import AliveApi, ApiServer, server_credentials
+from services.ingest.api import REQUEST_RECORDS, AliveApi, ApiServer, server_credentials
 from services.ingest.auth import CREATOR_CLAIM, CREATOR_SCOPES, Scope, TokenVerifier
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import JobIds
@@ -59,14 +67,18 @@ class Api:
 Auth = tuple[tuple[str, str], ...]
 
 
-@pytest.fixture
-async def api(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Api]:
+@contextlib.asynccontextmanager
+async def serving(
+    broker: EmbeddedBroker, folder: Path, blobs: BlobStore | None = None
+) -> AsyncIterator[Api]:
+    """An ingest replica's API: its own server, producer and status view (fed by hand), over
+    the blob store in ``folder`` (or ``blobs``) and the keys in ``folder``."""
     common = ServiceSettings(
         kafka={"bootstrap_servers": broker.bootstrap_servers},  # type: ignore[arg-type]
-        blob_url=str(tmp_path / "blobs"),
+        blob_url=str(folder / "blobs"),
     )
     await ensure_topics(common)
-    keys = ensure_api_keys(tmp_path / "keys")
+    keys = ensure_api_keys(folder / "keys")
     settings = IngestSettings(
         grpc_port=0,
         max_jobs_in_flight=4,
@@ -79,7 +91,7 @@ async def api(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Api]:
     view = StatusView(common)
     producer = make_producer(common, "api-test")
     await producer.start()
-    blobs = LocalBlobStore(Path(common.blob_url))
+    blobs = blobs or LocalBlobStore(Path(common.blob_url))
     ledger = StageLedger(blobs)
     handlers = AliveApi(
         settings,
@@ -94,10 +106,18 @@ async def api(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Api]:
     server = ApiServer(settings, handlers)
     await server.start()
     credentials = grpc.ssl_channel_credentials(keys.tls_ca.read_bytes())
-    async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
-        yield Api(AliveStub(channel), view, keys, ledger)
-    await server.stop()
-    await producer.stop()
+    try:
+        async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
+            yield Api(AliveStub(channel), view, keys, ledger)
+    finally:
+        await server.stop()
+        await producer.stop()
+
+
+@pytest.fixture
+async def api(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Api]:
+    async with serving(broker, tmp_path) as running:
+        yield running
 
 
 def ready_job(api: Api, job_id: str = "j1", creator: str = "alice") -> str:
@@ -237,6 +257,81 @@ async def test_a_creator_cancels_a_job_once(api: Api) -> None:
         await api.stub.Cancel(cancel, timeout=5, metadata=api.as_("alice"))
     assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert dict(ended.value.trailing_metadata() or ())["alive-reason-code"] == "JOB_ENDED"
+
+
+class RacingStore(LocalBlobStore):
+    """A replica's store whose request-record creates wait for every replica's: both Submits
+    have checked, validated and uploaded before either records the request."""
+
+    def __init__(self, root: Path, meet: threading.Barrier) -> None:
+        super().__init__(root)
+        self._meet = meet
+
+    def create_key(self, key: str, data: bytes) -> bool:
+        if key.startswith(f"ledger/{REQUEST_RECORDS}/"):
+            self._meet.wait()
+        return super().create_key(key, data)
+
+
+def requests_for(bootstrap: str, job_id: str) -> list[bytes]:
+    """The values of the job's records on alive.requests."""
+    records = read_topic(bootstrap, "alive.requests")
+    return [r.value for r in records if r.key == job_id.encode()]
+
+
+async def test_a_submit_racing_on_two_ingest_replicas_is_one_job(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Two ingest replicas (each its own API, producer and status view) over one store, the
+    same request submitted to both at once: one job id, one request record, never an error,
+    and every request sent for the job is the same."""
+    meet = threading.Barrier(2, timeout=30)
+    async with (
+        serving(broker, tmp_path, RacingStore(tmp_path / "blobs", meet)) as one,
+        serving(broker, tmp_path, RacingStore(tmp_path / "blobs", meet)) as two,
+    ):
+        request = SubmitRequest(
+            photo=photo_bytes(), prompt="waves", request_id="race-1", output=OutputSpec()
+        )
+        answers = await asyncio.gather(
+            *(r.stub.Submit(request, timeout=20, metadata=r.as_("alice")) for r in (one, two))
+        )
+        (job_id,) = {a.job_id for a in answers}
+        assert sorted(a.existing for a in answers) == [False, True]
+        assert all(a.job.state == JobState.SUBMITTED for a in answers)
+        record = one.ledger.get(REQUEST_RECORDS, job_id)
+        assert record is not None and one.ledger.was_sent(REQUEST_RECORDS, job_id)
+        sent = await asyncio.to_thread(requests_for, broker.bootstrap_servers, job_id)
+        assert sent and set(sent) == {record}  # the winner's request, sent once or more
+        uploads = list((tmp_path / "blobs" / "uploads" / "alice" / "race-1").iterdir())
+        assert len(uploads) == 2  # the loser's upload stays, unreferenced
+        # A retry on either replica is the same job, and sends nothing new.
+        again = await two.stub.Submit(request, timeout=20, metadata=two.as_("alice"))
+        assert again.job_id == job_id and again.existing
+        assert len(await asyncio.to_thread(requests_for, broker.bootstrap_servers, job_id)) == len(
+            sent
+        )
+
+
+async def test_a_request_recorded_but_never_sent_is_sent_by_the_retry(
+    api: Api, broker: EmbeddedBroker
+) -> None:
+    """An ingest replica died between recording a request and sending it: the Submit's retry,
+    on any replica, sends the recorded request (and not a new one)."""
+    request = SubmitRequest(photo=photo_bytes(), request_id="crashed", output=OutputSpec())
+    job_id = JobIds.from_settings(IngestSettings(job_id_key_path=api.keys.job_id_key)).for_request(
+        "alice", "crashed"
+    )
+    recorded = ImagePromptRequest(
+        request_id="crashed", creator_id="alice", prompt="recorded", submitted_at_ms=1234
+    )
+    api.ledger.decide(REQUEST_RECORDS, job_id, recorded.SerializeToString())
+    answer = await api.stub.Submit(request, timeout=20, metadata=api.as_("alice"))
+    assert answer.job_id == job_id and answer.existing
+    assert api.ledger.was_sent(REQUEST_RECORDS, job_id)
+    assert answer.job.history[0].at_ms == 1234  # the recorded request's SUBMITTED status
+    sent = await asyncio.to_thread(requests_for, broker.bootstrap_servers, job_id)
+    assert sent == [recorded.SerializeToString()]
 
 
 def test_the_api_will_not_serve_plaintext_unless_told_to() -> None:

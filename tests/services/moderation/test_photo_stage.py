@@ -11,7 +11,7 @@ from PIL import Image
 
 from alive.blobs import LocalBlobStore
 from alive.reasons import ReasonCode
-from alive.v1.events_pb2 import Job, JobState, Verdict
+from alive.v1.events_pb2 import BlobRef, Job, JobState, Verdict
 from alive_tools.testing import Emitted, StageHarness
 from services.moderation.photo.settings import PhotoCheckpointSettings
 from services.moderation.photo.stage import PhotoCheckpoint
@@ -160,3 +160,31 @@ async def test_a_possible_minor_with_any_sexual_signal_is_blocked_below_the_nsfw
     # The same apparent minor with no sexual signal at all passes.
     passed = await check(tmp_path / "b", photo, policy_path=faces_policy(tmp_path / "b", 60, 1.0))
     assert passed.statuses[0].state == JobState.PHOTO_CLEARED
+
+
+class FailingReads(LocalBlobStore):
+    """A store whose reads fail with an I/O error ``failures`` times, then work."""
+
+    failures = 0
+
+    def get_bytes(self, ref: BlobRef) -> bytes:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError(5, "Input/output error")
+        return super().get_bytes(ref)
+
+
+async def test_a_store_io_error_on_the_photo_is_retried_not_a_veto(tmp_path: Path) -> None:
+    blobs = FailingReads(tmp_path / "blobs")
+    stage = PhotoCheckpoint(PhotoCheckpointSettings(max_attempts=3), blobs)
+    async with StageHarness(stage) as harness:
+        photo = blobs.put_bytes("photos/p.png", photo_bytes(), "image/png")
+        blobs.failures = 2
+        passed = await harness.send(harness.upstream(Job(job_id="io-1", photo=photo)))
+        blobs.failures = 99
+        failed = await harness.send(harness.upstream(Job(job_id="io-2", photo=photo)))
+    assert [s.state for s in passed.statuses] == [JobState.PHOTO_CLEARED]
+    assert len(harness.retry_delays) == 2 + 2
+    assert not failed.vetoes
+    assert [d.reason_code for d in failed.dead_letters] == [ReasonCode.RETRIES_EXHAUSTED]
+    assert "Input/output error" in failed.statuses[0].detail

@@ -63,7 +63,7 @@ async def ready(tmp_path: Path) -> tuple[LocalBlobStore, Job, Path]:
 
 
 def mark_ready(blobs: LocalBlobStore, job: Job) -> None:
-    StageLedger(blobs).put(READY_STAGE, job.job_id, StageOutcome(passed=job).SerializeToString())
+    StageLedger(blobs).decide(READY_STAGE, job.job_id, StageOutcome(passed=job).SerializeToString())
 
 
 def review_stage(

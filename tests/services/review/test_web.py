@@ -138,7 +138,7 @@ def ready_job(env: Env, job_id: str, prompt: str = "a cat waves at dusk") -> Job
     job.attestations.append(
         Attestation(stage="moderation-video", verdict=Verdict.PASS, versions={"policy": "p7"})
     )
-    StageLedger(env.blobs).put(READY_STAGE, job_id, StageOutcome(passed=job).SerializeToString())
+    StageLedger(env.blobs).decide(READY_STAGE, job_id, StageOutcome(passed=job).SerializeToString())
     return job
 
 
@@ -324,7 +324,7 @@ async def test_a_restart_rebuilds_the_queue_loses_no_decision_and_applies_none_t
     await second.stop()
 
     # Once review has acted (its ledger has the job), a restart sends nothing more.
-    StageLedger(env.blobs).put(REVIEW.name, "job-0", StageOutcome().SerializeToString())
+    StageLedger(env.blobs).decide(REVIEW.name, "job-0", StageOutcome().SerializeToString())
     third = await start()
     assert [i.job_id for i in third.queue.open_items()] == ["job-1", "job-2"]
     await asyncio.sleep(0.5)
