@@ -399,7 +399,7 @@ async def test_an_approval_puts_a_video_reports_took_down_back_up_once(
     job.attestations.append(
         Attestation(stage=REVIEW.name, verdict=Verdict.PASS, scores={"provenance_trusted": 1})
     )
-    StageLedger(env.blobs).put(
+    StageLedger(env.blobs).decide(
         REVIEW.name, job.job_id, StageOutcome(passed=job).SerializeToString()
     )
     web = await start()
