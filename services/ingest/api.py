@@ -4,9 +4,9 @@ Every call is authenticated (services/ingest/auth.py): the creator is the bearer
 and a job of another creator is NOT_FOUND, as an unknown one is. Submit validates with the
 same code as the Kafka intake, stores the upload in the request's upload area and publishes
 an ImagePromptRequest to alive.requests plus a SUBMITTED status. Get and Watch serve the
-StatusView. Publish hands a READY job to the review service. Cancel ends a job. Report
-publishes a user's report of a published video to alive.reports (the review web app counts
-them), once per reporter and video.
+StatusView (a bounded cache over alive.jobs). Publish hands a READY job to the review
+service. Cancel ends a job. Report publishes a user's report of a published video to
+alive.reports (the review web app counts them), once per reporter and video.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from alive.v1.events_pb2 import (
 from services.ingest.auth import Caller, Scope, TokenVerifier, Unauthenticated
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import JobIds
-from services.ingest.status_view import StatusView
+from services.ingest.status_view import JobGone, JobStatesUnavailable, StatusView
 from services.ingest.validation import (
     InvalidInput,
     check_ids,
@@ -103,11 +103,20 @@ class AliveApi(api_pb2_grpc.AliveServicer):
     async def _job(self, job_id: str, caller: Caller, context: grpc.aio.ServicerContext) -> JobView:
         """The job if the caller may see it. Another creator's job is NOT_FOUND, word for
         word as an unknown one, so that a caller cannot learn that it exists."""
-        view = self._view.get(job_id)
+        view = await self._lookup(job_id, context)
         if view is None or not caller.may_see(view.creator_id):
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
         assert view is not None  # abort() raises
         return view
+
+    async def _lookup(self, job_id: str, context: grpc.aio.ServicerContext) -> JobView | None:
+        """The job from the status view; UNAVAILABLE when the view cannot tell (a job not
+        in its cache, and alive.jobs unreadable): retrying later is the right answer."""
+        try:
+            return await self._view.get(job_id)
+        except JobStatesUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise AssertionError("abort() raises") from exc
 
     async def Submit(
         self, request: SubmitRequest, context: grpc.aio.ServicerContext
@@ -136,7 +145,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         context: grpc.aio.ServicerContext,
     ) -> SubmitResponse:
         async with self._submits.hold(job_id.encode()):
-            existing = self._view.get(job_id)
+            existing = await self._lookup(job_id, context)
             if existing is not None:
                 return SubmitResponse(job_id=job_id, existing=True, job=existing)
             await self._check_capacity(creator_id, context)
@@ -190,7 +199,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             )
             self._view.apply(status)  # so a retry of this Submit finds the job at once
             log.info("submitted", extra={"job_id": job_id})
-            return SubmitResponse(job_id=job_id, existing=False, job=self._view.get(job_id))
+            return SubmitResponse(job_id=job_id, existing=False, job=await self._view.get(job_id))
 
     async def _check_capacity(self, creator_id: str, context: grpc.aio.ServicerContext) -> None:
         """Aborts with RESOURCE_EXHAUSTED (a reason code and a retry hint in trailers) when the
@@ -219,12 +228,15 @@ class AliveApi(api_pb2_grpc.AliveServicer):
     ) -> AsyncIterator[StatusEvent]:
         caller = await self._caller(context, Scope.READ)
         await self._job(request.job_id, caller, context)
-        async for event in self._view.watch(request.job_id):
-            yield event
-            if is_terminal(event.state) or (
-                request.stop_at_ready and event.state == JobState.READY
-            ):
-                return
+        try:
+            async for event in self._view.watch(request.job_id):
+                yield event
+                if is_terminal(event.state) or (
+                    request.stop_at_ready and event.state == JobState.READY
+                ):
+                    return
+        except JobGone:  # erased while watched
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
 
     async def Publish(
         self, request: PublishJobRequest, context: grpc.aio.ServicerContext
@@ -285,7 +297,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         )
         self._view.apply(status)
         log.info("cancelled", extra={"job_id": view.job_id})
-        cancelled = self._view.get(view.job_id)
+        cancelled = await self._view.get(view.job_id)
         assert cancelled is not None
         return cancelled
 
@@ -300,7 +312,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
                 ReasonCode.REPORT_REASON_UNKNOWN,
                 f"report with one of {sorted(REPORT_REASONS)}",
             )
-        view = self._view.get(request.job_id)
+        view = await self._lookup(request.job_id, context)
         if view is None or view.state != JobState.PUBLISHED:  # only what is on a Story
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such published video")
         assert view is not None
