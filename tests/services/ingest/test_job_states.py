@@ -10,17 +10,29 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import grpc
 from aiokafka import AIOKafkaProducer
 
+from alive.blobs import LocalBlobStore, StageLedger
 from alive.kafka import ensure_topics, make_producer
-from alive.pipeline import JOBS, PIPELINE, STATUS
+from alive.pipeline import JOBS, PIPELINE, REQUESTS, STATUS
 from alive.settings import ServiceSettings
+from alive.v1.api_pb2 import GetJobRequest, SubmitRequest
+from alive.v1.api_pb2_grpc import AliveStub
 from alive.v1.events_pb2 import JobState, Progress, StatusEvent
 from alive_tools.embedded.broker import EmbeddedBroker
+from alive_tools.keys import ApiKeys, ensure_api_keys, mint_token
+from services.ingest.api import AliveApi, ApiServer
+from services.ingest.auth import CREATOR_SCOPES, TokenVerifier
 from services.ingest.job_states import ERASED, JobStateFolder
 from services.ingest.settings import IngestSettings
+from services.ingest.stage import JobIds
 from services.ingest.status_view import StatusView
+from tests.support import photo_bytes, read_topic
+
+Auth = tuple[tuple[str, str], ...]
 
 PATH = (JobState.SUBMITTED, JobState.ACCEPTED, JobState.READY)
 STAGES = {
@@ -203,3 +215,80 @@ async def test_a_tombstone_on_the_job_states_erases_the_job(broker: EmbeddedBrok
             assert await view.get("gone") is None
     finally:
         await producer.stop()
+
+
+@asynccontextmanager
+async def api_over(
+    settings: ServiceSettings, keys: ApiKeys
+) -> AsyncIterator[tuple[AliveStub, Auth]]:
+    """Ingest's gRPC API over the view and the folder, as the service runs them."""
+    own = IngestSettings(
+        grpc_port=0,
+        tls_cert_path=keys.tls_cert,
+        tls_key_path=keys.tls_key,
+        jwks_path=keys.jwks,
+        job_id_key_path=keys.job_id_key,
+    )
+    blobs = LocalBlobStore(Path(settings.blob_url))
+    async with ingest(settings) as view:
+        producer = make_producer(settings, "api-test")
+        await producer.start()
+        handlers = AliveApi(
+            own,
+            settings,
+            blobs,
+            StageLedger(blobs),
+            producer,
+            view,
+            JobIds.from_settings(own),
+            TokenVerifier.from_settings(own),
+        )
+        server = ApiServer(own, handlers)
+        await server.start()
+        credentials = grpc.ssl_channel_credentials(keys.tls_ca.read_bytes())
+        token = mint_token(keys.issuer_key, "alice", CREATOR_SCOPES)
+        try:
+            async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
+                yield AliveStub(channel), (("authorization", f"Bearer {token}"),)
+        finally:
+            await server.stop()
+            await producer.stop()
+
+
+async def test_after_the_status_history_expires_a_retried_submit_finds_its_job(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    settings = settings_for(broker, suffix).model_copy(update={"blob_url": str(tmp_path)})
+    await ensure_topics(settings)
+    keys = ensure_api_keys(tmp_path / "keys")
+    submit = SubmitRequest(photo=photo_bytes(), prompt="a calm lake", request_id="retry-1")
+    async with api_over(settings, keys) as (stub, auth):
+        first = await stub.Submit(submit, timeout=10, metadata=auth)
+        assert not first.existing
+        producer = make_producer(settings, "stages")
+        await producer.start()
+        try:  # what the stages would say
+            for state in PATH[1:]:
+                await send_status(producer, settings, transition(first.job_id, state))
+        finally:
+            await producer.stop()
+
+        async def ready() -> bool:
+            got = await stub.Get(GetJobRequest(job_id=first.job_id), timeout=5, metadata=auth)
+            return bool(got.state == JobState.READY)
+
+        await until(ready)
+    # alive.status has expired (an empty topic in its place); ingest restarts.
+    after = settings.model_copy(update={"topics": {**settings.topics, "status": f"gone-{suffix}"}})
+    await ensure_topics(after)
+    async with api_over(after, keys) as (stub, auth):
+        again = await stub.Submit(submit, timeout=10, metadata=auth)
+        assert again.existing and again.job_id == first.job_id
+        assert again.job.state == JobState.READY  # not a new job stuck in SUBMITTED
+        got = await stub.Get(GetJobRequest(job_id=first.job_id), timeout=5, metadata=auth)
+        assert [h.state for h in got.history] == list(PATH)
+    requests = await asyncio.to_thread(
+        read_topic, broker.bootstrap_servers, settings.topic(REQUESTS)
+    )
+    assert len(requests) == 1  # published once
