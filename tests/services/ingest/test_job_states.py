@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -292,3 +293,43 @@ async def test_after_the_status_history_expires_a_retried_submit_finds_its_job(
         read_topic, broker.bootstrap_servers, settings.topic(REQUESTS)
     )
     assert len(requests) == 1  # published once
+
+
+async def test_two_ingest_replicas_fold_each_event_once_and_both_serve_every_job(
+    broker: EmbeddedBroker,
+) -> None:
+    """The replicas share the status partitions (one writer per job), every view answers
+    for every job, and when one replica leaves the other takes its partitions over."""
+    settings = settings_for(broker, uuid.uuid4().hex[:8])
+    await ensure_topics(settings)
+    producer = make_producer(settings, "status-test")
+    await producer.start()
+    jobs = [f"two-{i:02d}" for i in range(40)]
+    try:
+        async with ingest(settings) as one:
+            async with ingest(settings) as two:
+                for state in PATH[:2]:
+                    await send_status(producer, settings, *(transition(j, state) for j in jobs))
+
+                async def both_accepted() -> bool:
+                    return all(
+                        [
+                            await state_of(v, j) == JobState.ACCEPTED
+                            for v in (one, two)
+                            for j in jobs
+                        ]
+                    )
+
+                await until(both_accepted)
+            # Replica two has left: one folds every partition now.
+            await send_status(producer, settings, *(transition(j, JobState.READY) for j in jobs))
+
+            async def all_ready() -> bool:
+                return all([await state_of(one, j) == JobState.READY for j in jobs])
+
+            await until(all_ready)
+    finally:
+        await producer.stop()
+    records = await asyncio.to_thread(read_topic, broker.bootstrap_servers, settings.topic(JOBS))
+    per_job = Counter(r.key.decode() for r in records if r.key)
+    assert per_job == {j: len(PATH) for j in jobs}  # one record per transition, no repeats
