@@ -211,25 +211,35 @@ class JobStateFolder:
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            batch = await consumer.getmany(timeout_ms=500)
-            if not batch:
-                continue
             try:
-                await self.fold_records([r for records in batch.values() for r in records])
-                await consumer.commit()
+                batch = await consumer.getmany(timeout_ms=500)
+                if batch:
+                    await self.fold_records([r for rs in batch.values() for r in rs])
+                    await consumer.commit()
             except CommitFailedError:  # a rebalance: the new owner refolds, a no-op
                 log.warning("job-state commit failed; the next owner refolds")
             except Exception:
-                # Kafka refused a write: fold the batch again from the last commit.
+                # Kafka refused a read or a write: fold again from the last commit.
                 log.exception("folding status events failed; retrying from the last commit")
                 await asyncio.sleep(1)
+                await self._rewind(consumer)
+
+    async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
+        """Back to the last commit, however long Kafka takes to answer: going on from
+        where the failed batch left off would skip its events."""
+        self._known.clear()
+        while True:
+            try:
                 for tp in consumer.assignment():
                     committed = await consumer.committed(tp)
                     if committed is None:
                         await consumer.seek_to_beginning(tp)
                     else:
                         consumer.seek(tp, committed)
-                self._known.clear()
+                return
+            except Exception:
+                log.exception("rewinding the job-state folder failed; retrying")
+                await asyncio.sleep(1)
 
     async def fold_records(self, records: list[Any]) -> None:
         """Folds each status record into its job and produces the views that changed;

@@ -179,7 +179,12 @@ class StatusView:
                 [await consumer.position(tp) >= off for tp, off in end.items()]
             ):
                 self._caught_up.set()
-            batch = await consumer.getmany(timeout_ms=200)
+            try:
+                batch = await consumer.getmany(timeout_ms=200)
+            except Exception:  # the consumer reconnects by itself; keep following
+                log.exception("reading alive.jobs failed; retrying")
+                await asyncio.sleep(1)
+                continue
             self._polled.set()  # wakes the waiters in caught_up()
             self._polled.clear()
             for records in batch.values():
