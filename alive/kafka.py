@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import IncompatibleBrokerVersion, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
-from alive.pipeline import PIPELINE
+from alive.pipeline import PIPELINE, Pipeline
 from alive.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -105,30 +107,146 @@ def make_consumer(
     )
 
 
-async def ensure_topics(settings: ServiceSettings) -> None:
-    """Creates every topic of the pipeline that does not exist yet."""
+@dataclass(frozen=True)
+class DesiredTopic:
+    """A topic as it should be on the cluster: its declaration (alive/pipeline.py) with the
+    cluster-wide settings applied."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str]
+
+
+def desired_topics(settings: ServiceSettings, pipeline: Pipeline = PIPELINE) -> list[DesiredTopic]:
+    """Every topic of the pipeline as ``settings`` want it: what ``ensure_topics`` creates
+    and corrects and what deploy/k8s declares."""
     profile = settings.kafka_profile()
+    if profile.min_insync_replicas > profile.replication_factor:
+        raise ValueError(
+            f"min.insync.replicas {profile.min_insync_replicas} is above the replication "
+            f"factor {profile.replication_factor}: no write could succeed "
+            "(ALIVE_KAFKA__MIN_INSYNC_REPLICAS)"
+        )
+    wanted = []
+    for topic in pipeline.topics():
+        configs = dict(topic.configs)
+        if topic.carries_prompt:
+            configs["retention.ms"] = str(_days_ms(settings.kafka.prompt_retention_days))
+        configs["min.insync.replicas"] = str(profile.min_insync_replicas)
+        wanted.append(
+            DesiredTopic(
+                name=settings.topic(topic),
+                partitions=topic.partitions or profile.topic_partitions,
+                replication_factor=profile.replication_factor,
+                configs=configs,
+            )
+        )
+    return wanted
+
+
+def _days_ms(days: int) -> int:
+    return days * 24 * 3600 * 1000
+
+
+@dataclass
+class TopicChanges:
+    """What ``ensure_topics`` did, and what it found but may not change."""
+
+    created: list[str] = field(default_factory=list)
+    # topic -> config -> (value found, value set)
+    altered: dict[str, dict[str, tuple[str | None, str]]] = field(default_factory=dict)
+    # Partitions differ from the declaration: never changed here, since adding partitions
+    # moves keys (a job's events, alive.jobs lookups) to other partitions.
+    partitions_differ: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Configs that differ where the broker cannot alter them (the embedded broker has no
+    # AlterConfigs): topic -> config -> (value found, value declared).
+    unaltered: dict[str, dict[str, tuple[str | None, str]]] = field(default_factory=dict)
+
+
+async def ensure_topics(settings: ServiceSettings, alter: bool = False) -> TopicChanges:
+    """Creates every topic of the pipeline that does not exist yet; with ``alter``, also sets
+    the configs of existing topics that differ from their declaration (``alive topics``).
+    A config the broker does not report (the embedded broker knows few) is left alone."""
     admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
+    changes = TopicChanges()
     try:
+        wanted = desired_topics(settings)
         existing = set(await admin.list_topics())
-        new = [
-            NewTopic(
-                name=settings.topic(topic),
-                num_partitions=profile.topic_partitions,
-                replication_factor=profile.replication_factor,
-                topic_configs=topic.configs,
-            )
-            for topic in PIPELINE.topics()
-            if settings.topic(topic) not in existing
-        ]
-        missing = [t.name for t in new]
-        if not missing:
-            return
-        try:
-            await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass  # another service created them first
-        log.info("created topics", extra={"topics": missing})
+        new = [t for t in wanted if t.name not in existing]
+        if new:
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name=t.name,
+                            num_partitions=t.partitions,
+                            replication_factor=t.replication_factor,
+                            topic_configs=t.configs,
+                        )
+                        for t in new
+                    ]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another service created them first
+            changes.created = [t.name for t in new]
+            log.info("created topics", extra={"topics": changes.created})
+        if alter:
+            await _correct_existing(admin, [t for t in wanted if t.name in existing], changes)
     finally:
         await admin.close()
+    return changes
+
+
+async def _correct_existing(
+    admin: AIOKafkaAdminClient, topics: list[DesiredTopic], changes: TopicChanges
+) -> None:
+    if not topics:
+        return
+    found = await _current_configs(admin, [t.name for t in topics])
+    partitions = await _partition_counts(admin, [t.name for t in topics])
+    for topic in topics:
+        current = found.get(topic.name, {})
+        differing = {
+            key: (current.get(key), value)
+            for key, value in topic.configs.items()
+            if key in current and current[key] != value
+        }
+        if partitions.get(topic.name, topic.partitions) != topic.partitions:
+            changes.partitions_differ[topic.name] = (partitions[topic.name], topic.partitions)
+        if not differing:
+            continue
+        # AlterConfigs replaces a topic's whole set of overrides: send every declared one.
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic.name, configs=topic.configs)
+        try:
+            responses = await admin.alter_configs([resource])
+        except IncompatibleBrokerVersion:
+            changes.unaltered[topic.name] = differing
+            log.warning("the broker cannot alter topic configs", extra={"topic": topic.name})
+            continue
+        for response in responses:
+            for error_code, message, *_ in response.resources:
+                if error_code:
+                    raise RuntimeError(f"altering {topic.name} failed ({error_code}): {message}")
+        changes.altered[topic.name] = differing
+        log.info("altered topic configs", extra={"topic": topic.name, "configs": sorted(differing)})
+
+
+async def _current_configs(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> dict[str, dict[str, str]]:
+    """Each topic's configs as the broker reports them (value None: not reported)."""
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    found: dict[str, dict[str, str]] = {}
+    for response in await admin.describe_configs(resources):
+        for error_code, _message, _type, name, entries in response.resources:
+            if error_code:
+                continue
+            found[name] = {entry[0]: entry[1] for entry in entries if entry[1] is not None}
+    return found
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    described = await admin.describe_topics(names)
+    return {t["topic"]: len(t["partitions"]) for t in described if not t["error_code"]}

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
+from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import (
     ImagePromptRequest,
     Job,
@@ -48,8 +49,11 @@ class Topic(Generic[MessageT]):
     otherwise). A topic whose ``message`` is None carries other topics' records as they were
     (the dead-letter topic). Stages write and read the topics their ``StageSpec`` names;
     ``also_written_by`` and ``also_read_by`` name anyone else (for docs/topics.md).
-    ``retention_days`` and ``cleanup_policy`` are the topic's configs wherever it is made
-    (``alive topics``, the KafkaTopics in deploy/k8s).
+
+    The topic's own configs are declared here and nowhere else; ``alive topics`` and the
+    KafkaTopics in deploy/k8s apply them, with the cluster-wide ones (replication factor,
+    min.insync.replicas, the default partition count, the retention of topics that carry
+    prompts) from settings (``alive.kafka.desired_topics``).
     """
 
     key: str
@@ -62,14 +66,28 @@ class Topic(Generic[MessageT]):
     # ends in minutes).
     retention_days: int = 7
     cleanup_policy: str = "delete"  # jobs are keyed, but every event counts: never compact
+    # Records hold a creator's prompt (personal data): their retention is the setting
+    # ALIVE_KAFKA__PROMPT_RETENTION_DAYS, kept short, whatever ``retention_days`` says.
+    carries_prompt: bool = False
+    # None: the cluster's default count (settings). Set only where a topic needs its own.
+    partitions: int | None = None
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in self.cleanup_policy
 
     @property
     def configs(self) -> dict[str, str]:
-        """The topic's Kafka configs."""
-        return {
-            "retention.ms": str(self.retention_days * 24 * 3600 * 1000),
-            "cleanup.policy": self.cleanup_policy,
-        }
+        """The topic's own Kafka configs (retention as declared; none under plain
+        compaction, where Kafka deletes nothing by age)."""
+        configs = {"cleanup.policy": self.cleanup_policy}
+        if self.cleanup_policy != "compact":
+            configs["retention.ms"] = str(self.retention_days * 24 * 3600 * 1000)
+        if self.compacted:
+            # The active segment is never compacted: roll it hourly (the default is a week),
+            # so a reader of the topic reads about one record per key.
+            configs["segment.ms"] = str(3600 * 1000)
+        return configs
 
 
 REQUESTS = Topic(
@@ -78,15 +96,27 @@ REQUESTS = Topic(
     ImagePromptRequest,
     "submissions",
     also_written_by="the gRPC API's Submit (ingest service); other services",
+    carries_prompt=True,
 )
-ACCEPTED = Topic("accepted", "alive.accepted", Job, "validated jobs, photo stored")
-PHOTO_CLEARED = Topic("photo_cleared", "alive.photo-cleared", Job, "jobs whose photo passed")
-PROMPT_CLEARED = Topic("prompt_cleared", "alive.prompt-cleared", Job, "jobs whose prompt passed")
-GENERATED = Topic("generated", "alive.generated", Job, "silent videos")
-SCORED = Topic("scored", "alive.scored", Job, "videos with a soundtrack")
-SIGNED = Topic("signed", "alive.signed", Job, "labelled, C2PA-signed videos")
+ACCEPTED = Topic(
+    "accepted", "alive.accepted", Job, "validated jobs, photo stored", carries_prompt=True
+)
+PHOTO_CLEARED = Topic(
+    "photo_cleared", "alive.photo-cleared", Job, "jobs whose photo passed", carries_prompt=True
+)
+PROMPT_CLEARED = Topic(
+    "prompt_cleared", "alive.prompt-cleared", Job, "jobs whose prompt passed", carries_prompt=True
+)
+GENERATED = Topic("generated", "alive.generated", Job, "silent videos", carries_prompt=True)
+SCORED = Topic("scored", "alive.scored", Job, "videos with a soundtrack", carries_prompt=True)
+SIGNED = Topic("signed", "alive.signed", Job, "labelled, C2PA-signed videos", carries_prompt=True)
 READY = Topic(
-    "ready", "alive.ready", Job, "videos shown to the creator", also_read_by="downstream services"
+    "ready",
+    "alive.ready",
+    Job,
+    "videos shown to the creator",
+    also_read_by="downstream services",
+    carries_prompt=True,
 )
 PUBLISH_REQUESTS = Topic(
     "publish_requests",
@@ -146,7 +176,20 @@ STATUS = Topic(
     StatusEvent,
     "every transition of every job",
     also_written_by="every stage; the gRPC API's Submit (the SUBMITTED event)",
-    also_read_by="ingest's status view (no group: it assigns every partition); clients",
+    also_read_by="ingest's job-state folder (`alive-ingest-jobs`, writes alive.jobs); clients",
+)
+# Each job's latest state, folded from alive.status by ingest (services/ingest/job_states.py):
+# what Get, Watch and Submit's idempotency read, long after the status events have expired.
+JOBS = Topic(
+    "jobs",
+    "alive.jobs",
+    JobView,
+    "each job's latest state and its transitions (a JobView, keyed by job id; compacted)",
+    also_written_by="ingest's job-state folder; erasure (a tombstone: null value, job id key)",
+    also_read_by="ingest's status view (no group: it assigns every partition)",
+    # One record per job is kept, however old: a job must outlive its status events.
+    # Erasure removes one with a tombstone (a null value under its key).
+    cleanup_policy="compact",
 )
 VETOES = Topic(
     "vetoes",
@@ -162,7 +205,10 @@ DLQ = Topic[Message](
     None,
     "records a stage could not process, as they were, with why in headers",
     also_written_by="every stage",
-    retention_days=14,  # time to find the cause and replay (docs/operations.md)
+    also_read_by="`alive dlq list|replay` (operators)",
+    # Dead letters hold the original records, prompts included: the short retention of
+    # prompts applies (time enough to find the cause and replay, docs/operations.md).
+    carries_prompt=True,
 )
 
 
@@ -393,5 +439,5 @@ PIPELINE = Pipeline(
         MODERATION_VIDEO,
         REVIEW,
     ],
-    side_topics=[STATUS, VETOES, DLQ, REVIEW_DECISIONS, REPORTS, UNPUBLISHED],
+    side_topics=[STATUS, JOBS, VETOES, DLQ, REVIEW_DECISIONS, REPORTS, UNPUBLISHED],
 )

@@ -32,6 +32,8 @@ class KafkaProfile:
     enable_idempotence: bool
     topic_partitions: int
     replication_factor: int
+    # A write with acks=all succeeds once this many replicas have it (below: refused).
+    min_insync_replicas: int
 
 
 KAFKA_PROFILES: dict[Profile, KafkaProfile] = {
@@ -43,6 +45,7 @@ KAFKA_PROFILES: dict[Profile, KafkaProfile] = {
         enable_idempotence=False,
         topic_partitions=3,
         replication_factor=1,
+        min_insync_replicas=1,
     ),
     "production": KafkaProfile(
         session_timeout_ms=45_000,
@@ -50,6 +53,7 @@ KAFKA_PROFILES: dict[Profile, KafkaProfile] = {
         enable_idempotence=True,
         topic_partitions=12,
         replication_factor=3,
+        min_insync_replicas=2,  # one broker may be down without stopping writes
     ),
 }
 
@@ -75,6 +79,10 @@ class KafkaSettings(BaseModel):
     enable_idempotence: bool | None = None
     topic_partitions: int | None = None
     replication_factor: int | None = None
+    min_insync_replicas: int | None = None
+    # How long topics that carry prompts (alive/pipeline.py ``carries_prompt``: requests,
+    # jobs between stages, dead letters) keep them: personal data, kept short.
+    prompt_retention_days: int = Field(default=7, ge=1)
     # Bigger than any event we send; events carry blob references, never media.
     max_request_size: int = 1_048_576
 
@@ -153,6 +161,7 @@ class ServiceSettings(BaseSettings):
             ),
             topic_partitions=k.topic_partitions or base.topic_partitions,
             replication_factor=k.replication_factor or base.replication_factor,
+            min_insync_replicas=k.min_insync_replicas or base.min_insync_replicas,
         )
 
 

@@ -10,7 +10,13 @@ alive token [--scope S ...]    print a development token of the running stack, f
                                (the CLI mints its own; the API wants one on every call)
 alive env [--json]             print the running stack's addresses as shell exports (the
                                settings other clients and services read), or all as JSON
-alive topics                   create Alive's topics on the configured Kafka (deployments)
+alive topics                   create Alive's topics on the configured Kafka, and set the
+                               configs of existing ones that differ (prints what it changed)
+alive dlq list [--json]        list dead-lettered records and why (Kafka and blob store from
+                               settings, as for `alive topics`; `eval $(alive env)` for a stack)
+alive dlq replay SELECTION [--apply]  re-drive dead letters to the stage that gave up on
+                               them (SELECTION: --job-id, --reason, --stage, or --all); a dry
+                               run unless --apply
 alive verify FILE... [--json]  check the C2PA provenance of videos and images (any tool's)
 alive dev-chain DIR            make a development C2PA signing chain (never for production)
 alive demo [--photo P] [--prompt T]  contact sheets of the embedded animator (no stack):
@@ -44,7 +50,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from alive.blobs import BlobStore, open_blob_store
+from alive.blobs import BlobStore, StageLedger, open_blob_store
 from alive.jobs import DEFAULT_PROMPT
 from alive.kafka import ensure_topics
 from alive.media import probe_mp4
@@ -53,6 +59,7 @@ from alive.provenance import DEV_TRUST_ANCHOR, verify_video
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent, Verdict
+from alive_tools import dlq
 from alive_tools.client import AliveClient, Rejected
 from alive_tools.contact_sheets import PROMPTS, SAMPLES, effects_line, write_sheets
 from alive_tools.embedded.stack import REPO_ROOT, EmbeddedStack
@@ -122,7 +129,10 @@ def main(argv: list[str] | None = None) -> None:
         "env", help="print the running stack's addresses (shell exports) for other clients"
     )
     env.add_argument("--json", action="store_true", help="everything the stack wrote, as JSON")
-    commands.add_parser("topics", help="create the topics on the configured Kafka")
+    commands.add_parser(
+        "topics", help="create the topics on the configured Kafka, correct their configs"
+    )
+    _add_dlq_commands(commands)
     _add_provenance_commands(commands)
 
     demo = commands.add_parser("demo", help="contact sheets of the animator, under out/")
@@ -140,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         "token": _token,
         "env": _env,
         "topics": _topics,
+        "dlq": _dlq,
         "verify": _verify,
         "dev-chain": _dev_chain,
         "demo": _demo,
@@ -297,8 +308,106 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _topics(args: argparse.Namespace) -> int:
-    asyncio.run(ensure_topics(ServiceSettings()))
+    changes = asyncio.run(ensure_topics(ServiceSettings(), alter=True))
+    for name in changes.created:
+        print(f"created {name}")
+    for name, configs in changes.altered.items():
+        for key, (found, value) in sorted(configs.items()):
+            print(f"altered {name}: {key} {found} -> {value}")
+    for name, configs in changes.unaltered.items():
+        for key, (found, value) in sorted(configs.items()):
+            print(f"differs {name}: {key} {found}, {value} declared (the broker cannot alter it)")
+    for name, (count, declared) in changes.partitions_differ.items():
+        print(f"left alone {name}: {count} partitions, {declared} declared (never changed here)")
+    if not (changes.created or changes.altered or changes.unaltered or changes.partitions_differ):
+        print("every topic is as declared")
     return 0
+
+
+def _add_dlq_commands(commands: Any) -> None:
+    dlq = commands.add_parser("dlq", help="list or replay dead-lettered records")
+    actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every dead letter, with why (never its value)")
+    listing.add_argument("--json", action="store_true", help="one JSON list")
+    again = actions.add_parser("replay", help="re-drive dead letters (dry run unless --apply)")
+    for parser in (listing, again):
+        parser.add_argument("--job-id", action="append", default=[], help="repeatable")
+        parser.add_argument("--reason", action="append", default=[], help="a reason code")
+        parser.add_argument("--stage", action="append", default=[], help="the stage that gave up")
+    again.add_argument("--all", action="store_true", help="every dead letter")
+    again.add_argument("--apply", action="store_true", help="send (default: only say what)")
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    settings = ServiceSettings()
+    selection = dlq.Selection(
+        frozenset(args.job_id),
+        frozenset(args.reason),
+        frozenset(args.stage),
+        everything=getattr(args, "all", False),
+    )
+    if args.dlq_command == "replay" and selection.empty:
+        console.print("[red]say which: --job-id, --reason, --stage or --all")
+        return 2
+    blobs = open_blob_store(settings.blob_url, settings.blob_max_bytes)
+    letters = [x for x in asyncio.run(dlq.read_dead_letters(settings)) if selection.takes(x)]
+    planned = dlq.plan(settings, StageLedger(blobs), letters)
+    if args.dlq_command == "list":
+        if args.json:
+            print(json.dumps([_letter_json(p) for p in planned], indent=2))
+        else:
+            _print_letters(planned, "")
+        return 0
+    if args.apply:
+        planned = asyncio.run(dlq.replay(settings, blobs, planned))
+        _print_letters(planned, "replay")
+        return 1 if any(p.refused for p in planned) else 0
+    _print_letters(planned, "dry run")
+    console.print("a dry run: nothing sent (--apply sends)")
+    return 0
+
+
+def _letter_json(item: dlq.Replay) -> dict[str, Any]:
+    letter = item.letter
+    return {
+        "dlq": letter.where,
+        "stage": letter.stage,
+        "reason": letter.reason,
+        "error": letter.error,
+        "job_id": letter.job_id,
+        "topic": letter.topic,
+        "partition": letter.original_partition,
+        "offset": letter.original_offset,
+        "payload_ref": letter.payload_ref,
+        "replayable": item.refused is None,
+        "refused": item.refused,
+        "ledger": item.ledger,
+    }
+
+
+def _print_letters(planned: list[dlq.Replay], mode: str) -> None:
+    table = Table("dlq", "stage", "reason", "job", "from", "replay" if mode else "error")
+    for item in planned:
+        letter = item.letter
+        if not mode:
+            last = letter.error
+        elif item.refused:
+            last = f"refused: {item.refused}"
+        else:
+            verb = "sent" if item.sent else "would send"
+            last = (
+                f"{verb} ({item.ledger})" if item.ledger else f"{verb}: the stage will work on it"
+            )
+        table.add_row(
+            letter.where,
+            letter.stage,
+            letter.reason,
+            letter.job_id or "-",
+            f"{letter.topic}:{letter.original_partition}:{letter.original_offset}",
+            last,
+        )
+    Console().print(table)
+    console.print(f"{len(planned)} dead letter(s)")
 
 
 def _add_provenance_commands(commands: Any) -> None:

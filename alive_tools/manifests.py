@@ -25,8 +25,9 @@ from typing import Any
 
 import yaml
 
-from alive.pipeline import PIPELINE, Pipeline, StageSpec, Topic
-from alive.settings import KAFKA_PROFILES, ServiceSettings, StageSettings
+from alive.kafka import DesiredTopic, desired_topics
+from alive.pipeline import PIPELINE, Pipeline, StageSpec
+from alive.settings import ServiceSettings, StageSettings
 from services.audio.settings import AudioSettings
 from services.generator.settings import GeneratorSettings
 from services.ingest.settings import IngestSettings
@@ -199,19 +200,18 @@ def labels(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "alive"}
 
 
-def kafka_topic(topic: Topic[Any]) -> Doc:
-    profile = KAFKA_PROFILES["production"]
+def kafka_topic(topic: DesiredTopic) -> Doc:
     return {
         "apiVersion": "kafka.strimzi.io/v1beta2",
         "kind": "KafkaTopic",
         "metadata": {
-            "name": topic.default_name,
+            "name": topic.name,
             "labels": {"strimzi.io/cluster": KAFKA_CLUSTER, "app.kubernetes.io/part-of": "alive"},
         },
         "spec": {
-            "topicName": topic.default_name,
-            "partitions": profile.topic_partitions,
-            "replicas": profile.replication_factor,
+            "topicName": topic.name,
+            "partitions": topic.partitions,
+            "replicas": topic.replication_factor,
             "config": dict(topic.configs),
         },
     }
@@ -570,7 +570,7 @@ def render(pipeline: Pipeline) -> dict[str, str]:
     if missing:
         raise KeyError(f"stages without a Workload in alive_tools/manifests.py: {missing}")
     files = {
-        "kafka-topics.yaml": _dump([kafka_topic(t) for t in pipeline.topics()]),
+        "kafka-topics.yaml": _dump([kafka_topic(t) for t in desired_topics(settings, pipeline)]),
         "prometheus-rules.yaml": _dump([prometheus_rule()]),
     }
     for spec in pipeline:

@@ -1,4 +1,5 @@
-"""Runs the ingest service: the Kafka intake stage, the status view and the gRPC API."""
+"""Runs the ingest service: the Kafka intake stage, the status view, the folder of job
+states and the gRPC API."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from alive.stage import Stage
 from alive.telemetry import GrpcServerMetrics
 from services.ingest.api import AliveApi, ApiServer
 from services.ingest.auth import TokenVerifier
+from services.ingest.job_states import JobStateFolder
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import IngestStage
 from services.ingest.status_view import StatusView
@@ -18,8 +20,12 @@ from services.ingest.status_view import StatusView
 def build(
     settings: IngestSettings, runtime: ServiceRuntime
 ) -> tuple[Stage[Any, Any], Sequence[Component]]:
-    view = StatusView(runtime.settings)
+    view = StatusView(runtime.settings, settings, runtime.metrics.registry)
     runtime.health.add_readiness_check("status-view", lambda: view.ready)
+    folder = JobStateFolder(
+        runtime.settings, settings, runtime.producer, view.lookup, view.may_exist, view.caught_up
+    )
+    view.on_erased.append(folder.forget)
     stage = IngestStage(settings, runtime.blobs)
     api = AliveApi(
         settings,
@@ -32,7 +38,7 @@ def build(
         TokenVerifier.from_settings(settings),
     )
     grpc_metrics = GrpcServerMetrics(stage.spec.name, runtime.metrics.registry)
-    return stage, [view, ApiServer(settings, api, [grpc_metrics])]
+    return stage, [view, folder, ApiServer(settings, api, [grpc_metrics])]
 
 
 if __name__ == "__main__":

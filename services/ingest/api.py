@@ -6,9 +6,9 @@ same code as the Kafka intake, stores the upload in the request's upload area an
 an ImagePromptRequest to alive.requests plus a SUBMITTED status, once per creator and request
 id across all ingest replicas (a request record created once in the blob store, before the
 request is sent; a retry, or a racing Submit on another replica, gets that job). Get and
-Watch serve the StatusView. Publish hands a READY job to the review service. Cancel ends a
-job. Report publishes a user's report of a published video to alive.reports (the review web
-app counts them), once per reporter and video.
+Watch serve the StatusView (a bounded cache over alive.jobs). Publish hands a READY job to
+the review service. Cancel ends a job. Report publishes a user's report of a published video
+to alive.reports (the review web app counts them), once per reporter and video.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from alive.v1.events_pb2 import (
 from services.ingest.auth import Caller, Scope, TokenVerifier, Unauthenticated
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import JobIds
-from services.ingest.status_view import StatusView
+from services.ingest.status_view import JobGone, JobStatesUnavailable, StatusView
 from services.ingest.validation import (
     InvalidInput,
     check_ids,
@@ -107,11 +107,20 @@ class AliveApi(api_pb2_grpc.AliveServicer):
     async def _job(self, job_id: str, caller: Caller, context: grpc.aio.ServicerContext) -> JobView:
         """The job if the caller may see it. Another creator's job is NOT_FOUND, word for
         word as an unknown one, so that a caller cannot learn that it exists."""
-        view = self._view.get(job_id)
+        view = await self._lookup(job_id, context)
         if view is None or not caller.may_see(view.creator_id):
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
         assert view is not None  # abort() raises
         return view
+
+    async def _lookup(self, job_id: str, context: grpc.aio.ServicerContext) -> JobView | None:
+        """The job from the status view; UNAVAILABLE when the view cannot tell (a job not
+        in its cache, and alive.jobs unreadable): retrying later is the right answer."""
+        try:
+            return await self._view.get(job_id)
+        except JobStatesUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise AssertionError("abort() raises") from exc
 
     async def Submit(
         self, request: SubmitRequest, context: grpc.aio.ServicerContext
@@ -144,7 +153,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         request is sent; a Submit that finds one, or loses the race to create it, sends that
         record's request and answers with its job (``existing``)."""
         async with self._submits.hold(job_id.encode()):
-            existing = self._view.get(job_id)
+            existing = await self._lookup(job_id, context)
             if existing is not None:
                 return SubmitResponse(job_id=job_id, existing=True, job=existing)
             recorded = await asyncio.to_thread(self._ledger.get, REQUEST_RECORDS, job_id)
@@ -204,7 +213,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             self._view.apply(status)  # so a retry of this Submit finds the job at once
             log.info("submitted", extra={"job_id": job_id, "existing": existing})
         # A view that has not seen the job yet (another replica sent it): what the record says.
-        job = self._view.get(job_id) or JobView(
+        job = await self._view.get(job_id) or JobView(
             job_id=job_id,
             request_id=event.request_id,
             creator_id=event.creator_id,
@@ -240,12 +249,15 @@ class AliveApi(api_pb2_grpc.AliveServicer):
     ) -> AsyncIterator[StatusEvent]:
         caller = await self._caller(context, Scope.READ)
         await self._job(request.job_id, caller, context)
-        async for event in self._view.watch(request.job_id):
-            yield event
-            if is_terminal(event.state) or (
-                request.stop_at_ready and event.state == JobState.READY
-            ):
-                return
+        try:
+            async for event in self._view.watch(request.job_id):
+                yield event
+                if is_terminal(event.state) or (
+                    request.stop_at_ready and event.state == JobState.READY
+                ):
+                    return
+        except JobGone:  # erased while watched
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
 
     async def Publish(
         self, request: PublishJobRequest, context: grpc.aio.ServicerContext
@@ -306,7 +318,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         )
         self._view.apply(status)
         log.info("cancelled", extra={"job_id": view.job_id})
-        cancelled = self._view.get(view.job_id)
+        cancelled = await self._view.get(view.job_id)
         assert cancelled is not None
         return cancelled
 
@@ -321,7 +333,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
                 ReasonCode.REPORT_REASON_UNKNOWN,
                 f"report with one of {sorted(REPORT_REASONS)}",
             )
-        view = self._view.get(request.job_id)
+        view = await self._lookup(request.job_id, context)
         if view is None or view.state != JobState.PUBLISHED:  # only what is on a Story
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such published video")
         assert view is not None

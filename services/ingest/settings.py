@@ -60,3 +60,12 @@ class IngestSettings(StageSettings):
     # The retry hint given with RESOURCE_EXHAUSTED, in seconds.
     retry_after_s: int = 5
     output: OutputLimits = Field(default_factory=OutputLimits)
+    # Job states (services/ingest/status_view.py): how many jobs' views the cache holds
+    # (each with its transitions, about 2 KB), and how many job ids the filter that spares
+    # a lookup for a new job is sized for (about 1.2 bytes each; beyond it, more lookups).
+    job_cache_size: int = Field(default=10_000, ge=1)
+    job_filter_size: int = Field(default=10_000_000, ge=1)
+    # A job not in the cache is read from its partition of alive.jobs, within this time.
+    job_lookup_timeout_s: float = 10.0
+    # At start, reading alive.jobs (about one record per job) may take this long.
+    job_states_start_s: float = 120.0

@@ -14,12 +14,16 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from alive.blobs import LocalBlobStore
+from alive.kafka import desired_topics
 from alive.pipeline import (
     AUDIO,
     GENERATED,
     GENERATOR,
+    JOBS,
     PIPELINE,
     PROMPT_CLEARED,
+    REVIEW_DECISIONS,
+    REVIEW_QUEUE,
     STATUS,
     Pipeline,
     StageSpec,
@@ -27,6 +31,7 @@ from alive.pipeline import (
 )
 from alive.settings import ServiceSettings, StageSettings, stage_settings_config
 from alive.stage import Stage, StageContext, Veto
+from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import Job, JobState
 from alive_tools.docs import DOCS, topic_map, with_topic_map
 from alive_tools.testing import StageHarness
@@ -114,7 +119,7 @@ def test_the_job_path_and_checkpoints_come_from_the_declaration() -> None:
     assert PIPELINE.next_stage(JobState.SUBMITTED) == PIPELINE.stage("ingest")
     assert PIPELINE.next_stage(JobState.PROMPT_CLEARED) == PIPELINE.stage("generator")
     assert PIPELINE.next_stage(JobState.READY) is None  # review waits for a publish request
-    assert len({t.default_name for t in PIPELINE.topics()}) == len(PIPELINE.topics()) == 17
+    assert len({t.default_name for t in PIPELINE.topics()}) == len(PIPELINE.topics()) == 18
 
 
 def test_a_pipeline_refuses_two_readers_of_one_topic() -> None:
@@ -196,3 +201,29 @@ async def test_adding_a_no_op_stage_takes_one_declaration_and_one_class(tmp_path
     out = await harness.send(Job(job_id="w1"))
     assert [r.stage for r in out.jobs[0].stages] == ["watermark"]
     assert out.statuses[0].stage == "watermark"
+
+
+def test_every_topic_whose_records_hold_a_prompt_says_so_and_keeps_them_briefly() -> None:
+    """A prompt is personal data: the topics that carry one (as a field of their message,
+    or inside the original records of the dead-letter topic) take the short retention
+    setting, and the job states, kept for good, hold none."""
+    for topic in PIPELINE.topics():
+        holds_prompt = topic.message is None or "prompt" in topic.message.DESCRIPTOR.fields_by_name
+        assert topic.carries_prompt == holds_prompt, topic.key
+    assert not any("prompt" in f.name for f in JobView.DESCRIPTOR.fields)
+    settings = ServiceSettings(kafka={"prompt_retention_days": 3})  # type: ignore[arg-type]
+    week = {t.name: t.configs for t in desired_topics(settings)}
+    for topic in PIPELINE.topics():
+        retention = week[settings.topic(topic)].get("retention.ms")
+        if topic.carries_prompt:
+            assert retention == str(3 * 24 * 3600 * 1000), topic.key
+    assert week[settings.topic(JOBS)]["cleanup.policy"] == "compact"
+    assert "retention.ms" not in week[settings.topic(JOBS)]
+    assert week[settings.topic(REVIEW_DECISIONS)]["retention.ms"] == str(365 * 24 * 3600 * 1000)
+    assert week[settings.topic(REVIEW_QUEUE)]["retention.ms"] == str(30 * 24 * 3600 * 1000)
+
+
+def test_min_insync_replicas_above_the_replication_factor_is_refused() -> None:
+    settings = ServiceSettings(kafka={"min_insync_replicas": 2})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"min\.insync\.replicas"):
+        desired_topics(settings)  # the embedded profile replicates once

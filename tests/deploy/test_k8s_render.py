@@ -19,8 +19,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from alive.kafka import desired_topics
 from alive.pipeline import PIPELINE, StageSpec
-from alive.settings import KAFKA_PROFILES
+from alive.settings import KAFKA_PROFILES, ServiceSettings
 from alive_tools import manifests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,10 +115,15 @@ def test_a_crd_schema_catches_a_wrong_field() -> None:
 def test_every_topic_the_code_uses_is_a_kafka_topic_with_its_configs(overlay: str) -> None:
     topics = _of(overlay, "KafkaTopic")
     assert set(topics) == {t.default_name for t in PIPELINE.topics()}
+    wanted = {t.name: t for t in desired_topics(ServiceSettings(profile="production"))}
     for topic in PIPELINE.topics():
         spec = topics[topic.default_name]["spec"]
         assert spec["topicName"] == topic.default_name
-        assert spec["config"] == topic.configs
+        assert spec["config"] == wanted[topic.default_name].configs
+        assert topic.configs.items() <= spec["config"].items()  # declared, then settings
+        assert spec["config"]["min.insync.replicas"] == "2"
+        if topic.carries_prompt:  # personal data: a week, whatever the topic declares
+            assert spec["config"]["retention.ms"] == str(7 * 24 * 3600 * 1000)
         assert topics[topic.default_name]["metadata"]["labels"]["strimzi.io/cluster"] == "alive"
 
 

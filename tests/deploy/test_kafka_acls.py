@@ -12,6 +12,7 @@ import yaml
 from alive.pipeline import (
     DLQ,
     INGEST,
+    JOBS,
     PIPELINE,
     PUBLISH_REQUESTS,
     REPORTS,
@@ -21,6 +22,7 @@ from alive.pipeline import (
     StageSpec,
     Topic,
 )
+from services.ingest.job_states import FOLDER_GROUP
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base"
 USERS = K8S / "kafka-users.yaml"
@@ -35,11 +37,13 @@ WRITES = ("Write", "Describe")
 EVERY_STAGE_WRITES: tuple[Topic[Any], ...] = (STATUS, VETOES, DLQ)
 
 # Clients that are not the stage's runner, by stage: ingest's gRPC API writes submissions
-# publish requests and reports, and its status view reads the status topic without a group.
+# publish requests and reports; its job-state folder reads the status topic in a group of
+# its own and writes the job states, which its status view reads without a group.
 EXTRA_WRITES: dict[str, tuple[Topic[Any], ...]] = {
-    INGEST.name: (REQUESTS, PUBLISH_REQUESTS, REPORTS)
+    INGEST.name: (REQUESTS, PUBLISH_REQUESTS, REPORTS, JOBS)
 }
-EXTRA_READS: dict[str, tuple[Topic[Any], ...]] = {INGEST.name: (STATUS,)}
+EXTRA_READS: dict[str, tuple[Topic[Any], ...]] = {INGEST.name: (STATUS, JOBS)}
+EXTRA_GROUPS: dict[str, tuple[str, ...]] = {INGEST.name: (FOLDER_GROUP,)}
 
 
 def expected_acls(spec: StageSpec) -> set[Acl]:
@@ -49,7 +53,7 @@ def expected_acls(spec: StageSpec) -> set[Acl]:
     return (
         {("topic", t.default_name, op) for t in reads for op in READS}
         | {("topic", t.default_name, op) for t in writes for op in WRITES}
-        | {("group", spec.consumer_group, "Read")}
+        | {("group", g, "Read") for g in (spec.consumer_group, *EXTRA_GROUPS.get(spec.name, ()))}
     )
 
 
@@ -107,7 +111,7 @@ def test_only_ingest_reads_a_topic_besides_its_input_and_no_one_administers_topi
             for kind, name, op in granted_acls(_users()[_user_name(spec)])
             if kind == "topic" and op == "Read"
         }
-        extra = {STATUS.default_name} if spec == INGEST else set()
+        extra = {STATUS.default_name, JOBS.default_name} if spec == INGEST else set()
         assert reads == {spec.consumes.default_name} | extra, spec.name
     everything = set().union(*(granted_acls(u) for u in _users().values()))
     assert {op for _, _, op in everything} == {"Read", "Write", "Describe"}

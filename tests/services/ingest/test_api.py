@@ -88,7 +88,7 @@ async def serving(
         jwks_path=keys.jwks,
         job_id_key_path=keys.job_id_key,
     )
-    view = StatusView(common)
+    view = StatusView(common, settings)
     producer = make_producer(common, "api-test")
     await producer.start()
     blobs = blobs or LocalBlobStore(Path(common.blob_url))
@@ -198,7 +198,7 @@ async def test_another_creator_cannot_see_or_touch_a_job(api: Api) -> None:
         # Exactly what an unknown job gets: nothing tells that the job exists.
         assert refused.value.code() == grpc.StatusCode.NOT_FOUND, name
         assert refused.value.details() == missing.value.details(), name
-    assert api.view.get(job_id).state == JobState.READY  # type: ignore[union-attr]
+    assert (await api.view.get(job_id)).state == JobState.READY  # type: ignore[union-attr]
     assert not api.ledger.is_cancelled(job_id)
 
 
