@@ -90,7 +90,7 @@ def test_dead_letters_are_listed_and_replayed_to_the_stage_that_gave_up(
         "job-b",
     )
     outcome = StageOutcome(failed_reason_code=ReasonCode.RETRIES_EXHAUSTED)
-    ledger.put(stage, "job-b", outcome.SerializeToString())
+    ledger.decide(stage, "job-b", outcome.SerializeToString())
     # Someone who may write alive.dlq names a topic the stage does not read.
     forged_headers = [
         (k, settings.topic(PUBLISHED).encode() if k == DLQ_TOPIC else v)
