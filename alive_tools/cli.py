@@ -44,7 +44,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from alive.blobs import BlobStore, open_blob_store
+from alive.blobs import BlobStore, open_configured_blob_store
 from alive.jobs import DEFAULT_PROMPT
 from alive.kafka import ensure_topics
 from alive.media import probe_mp4
@@ -214,7 +214,11 @@ def _client(state: dict[str, str]) -> AliveClient:
 def _submit(args: argparse.Namespace) -> int:
     state = _running_stack()
     with _client(state) as client:
-        blobs = open_blob_store(state["blob_url"])
+        blobs = open_configured_blob_store(
+            ServiceSettings(
+                blob_url=state["blob_url"], blob_keyring_path=Path(state["blob_keyring"])
+            )
+        )
         trust_anchor = Path(state["trust_anchor"])
         return _submit_and_show(client, args, blobs, trust_anchor, publish=args.publish)
 
@@ -258,6 +262,7 @@ def stack_environment(state: dict[str, str]) -> dict[str, str]:
     return {
         "ALIVE_KAFKA__BOOTSTRAP_SERVERS": state["kafka"],
         "ALIVE_BLOB_URL": state["blob_url"],
+        "ALIVE_BLOB_KEYRING_PATH": state["blob_keyring"],
         "ALIVE_API": state["api"],
         "ALIVE_API_TLS_CA": state["api_tls_ca"],
         "ALIVE_TRITON_GRPC": state["triton_grpc"],

@@ -141,18 +141,20 @@ class AliveApi(api_pb2_grpc.AliveServicer):
                 return SubmitResponse(job_id=job_id, existing=True, job=existing)
             await self._check_capacity(creator_id, context)
             try:
-                await asyncio.to_thread(validate_photo, request.photo, self._settings)
+                photo = await asyncio.to_thread(validate_photo, request.photo, self._settings)
                 normalise_prompt(request.prompt, self._settings)
                 resolve_output(request.output, self._settings)
             except InvalidInput as exc:
                 await _abort_with_reason(
                     context, grpc.StatusCode.INVALID_ARGUMENT, exc.reason_code, exc.detail
                 )
+            # Only the cleaned photo (metadata stripped, orientation applied) is stored: the
+            # upload as sent, EXIF and GPS included, never reaches the store.
             upload = await asyncio.to_thread(
                 self._blobs.put_bytes,
-                output_key(upload_area(creator_id, request_id) + "photo", ""),
-                request.photo,
-                "application/octet-stream",
+                output_key(upload_area(creator_id, request_id) + "photo", ".png"),
+                photo.png,
+                "image/png",
             )
             event = ImagePromptRequest(
                 request_id=request_id,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from alive.retention import CONSUMER_GROUP as RETENTION_GROUP
 from alive.pipeline import (
     DLQ,
     INGEST,
@@ -16,7 +17,9 @@ from alive.pipeline import (
     PUBLISH_REQUESTS,
     REPORTS,
     REQUESTS,
+    REVIEW,
     STATUS,
+    UNPUBLISHED,
     VETOES,
     StageSpec,
     Topic,
@@ -39,7 +42,12 @@ EVERY_STAGE_WRITES: tuple[Topic[Any], ...] = (STATUS, VETOES, DLQ)
 EXTRA_WRITES: dict[str, tuple[Topic[Any], ...]] = {
     INGEST.name: (REQUESTS, PUBLISH_REQUESTS, REPORTS)
 }
-EXTRA_READS: dict[str, tuple[Topic[Any], ...]] = {INGEST.name: (STATUS,)}
+# The retention sweeper runs in the review service (alive/retention.py), in a group of its own.
+EXTRA_READS: dict[str, tuple[Topic[Any], ...]] = {
+    INGEST.name: (STATUS,),
+    REVIEW.name: (STATUS, UNPUBLISHED),
+}
+EXTRA_GROUPS: dict[str, tuple[str, ...]] = {REVIEW.name: (RETENTION_GROUP,)}
 
 
 def expected_acls(spec: StageSpec) -> set[Acl]:
@@ -49,7 +57,7 @@ def expected_acls(spec: StageSpec) -> set[Acl]:
     return (
         {("topic", t.default_name, op) for t in reads for op in READS}
         | {("topic", t.default_name, op) for t in writes for op in WRITES}
-        | {("group", spec.consumer_group, "Read")}
+        | {("group", g, "Read") for g in (spec.consumer_group, *EXTRA_GROUPS.get(spec.name, ()))}
     )
 
 

@@ -5,6 +5,7 @@ under way, and Cancel."""
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import grpc
 import jwt
 import pytest
 import yaml
+from PIL import Image
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -31,7 +33,13 @@ from alive.v1.api_pb2 import (
     WatchRequest,
 )
 from alive.v1.api_pb2_grpc import AliveStub
-from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent, UserReport
+from alive.v1.events_pb2 import (
+    ImagePromptRequest,
+    JobState,
+    OutputSpec,
+    StatusEvent,
+    UserReport,
+)
 from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.keys import DEV_KID, ApiKeys, DevCa, ensure_api_keys, key_pem, mint_token
 from services.ingest.api import AliveApi, ApiServer, server_credentials
@@ -376,3 +384,35 @@ async def test_a_report_needs_a_reason_of_the_vocabulary_and_a_published_video(a
         )
         == grpc.StatusCode.PERMISSION_DENIED
     )
+
+
+async def test_submit_stores_only_the_cleaned_photo(
+    api: Api, broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """The upload as sent (EXIF with a place and a name, rotated by its orientation tag) never
+    reaches the store: the request names a PNG without metadata, turned upright."""
+    image = Image.new("RGB", (160, 120), (30, 90, 200))
+    exif = Image.Exif()
+    exif[0x010E] = "GPS 48.8584N 2.2945E"  # ImageDescription
+    exif[0x013B] = "Jane Creator"  # Artist
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees to show it upright
+    sent = io.BytesIO()
+    image.save(sent, "JPEG", exif=exif.tobytes())
+    answer = await api.stub.Submit(
+        SubmitRequest(photo=sent.getvalue(), request_id="exif-1", output=OutputSpec()),
+        timeout=10,
+        metadata=api.as_("c-exif"),
+    )
+    (request,) = [
+        ImagePromptRequest.FromString(r.value)
+        for r in await asyncio.to_thread(read_topic, broker.bootstrap_servers, "alive.requests")
+        if r.key == answer.job_id.encode()
+    ]
+    key = LocalBlobStore(tmp_path / "blobs").key_for(request.photo.uri)
+    assert key is not None and key.endswith(".png")
+    stored = (tmp_path / "blobs" / key).read_bytes()
+    assert stored.startswith(b"\x89PNG") and request.photo.content_type == "image/png"
+    assert b"Exif" not in stored and b"GPS" not in stored and b"Jane" not in stored
+    with Image.open(io.BytesIO(stored)) as cleaned:
+        assert cleaned.size == (120, 160) and not cleaned.getexif()
+    assert [p.name for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == [Path(key).name]
