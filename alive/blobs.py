@@ -297,7 +297,10 @@ class LocalBlobStore(BlobStore):
                 key = base + name
                 if name.startswith(".tmp-") or not key.startswith(prefix):
                     continue
-                info = os.lstat(Path(folder) / name)
+                try:
+                    info = os.lstat(Path(folder) / name)
+                except FileNotFoundError:  # deleted since the folder was read
+                    continue
                 if stat.S_ISREG(info.st_mode):
                     yield StoredBlob(key, info.st_mtime_ns // 1_000_000)
 

@@ -23,7 +23,7 @@ cloud KMS plugs in as a ``KeyEncryptionKey`` whose ``wrap``/``unwrap`` call the 
 encrypt/decrypt with ``context`` as the encryption context (so a wrapped key only unwraps
 for the job it was made for), the key material never leaving the KMS; a function returning a
 ``KekRing`` of those is named by ``ALIVE_BLOB_KEYRING_FACTORY`` (``package.module:function``)
-and replaces the keyring file (docs/privacy.md).
+and replaces the keyring file (docs/security.md, encryption at rest).
 
 The blob format, streamed in fixed segments so a video is never held whole in memory::
 

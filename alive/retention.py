@@ -94,7 +94,9 @@ class RetentionMetrics:
         for kind in KINDS:
             self.deleted.labels(kind)
         self.sweeps = Counter(
-            "alive_retention_sweeps", "Retention sweeps run, by outcome.", ["outcome"],
+            "alive_retention_sweeps",
+            "Retention sweeps run, by outcome.",
+            ["outcome"],
             registry=registry,
         )
 
@@ -208,7 +210,9 @@ class RetentionSweeper:
         self.store.delete_key(marker.key)  # last: a crash before it sweeps again
         return deleted
 
-    def _delete_all(self, prefixes: Iterable[str], keep: Callable[[str], bool] | None = None) -> int:
+    def _delete_all(
+        self, prefixes: Iterable[str], keep: Callable[[str], bool] | None = None
+    ) -> int:
         deleted = 0
         for prefix in prefixes:
             for blob in list(self.store.list_keys(prefix)):
@@ -279,7 +283,7 @@ class RetentionService:
         delay = 0.5
         while True:
             try:
-                await asyncio.to_thread(handler, event)  # type: ignore[arg-type]
+                await asyncio.to_thread(handler, event)
                 return
             except OSError:
                 log.warning("retention store unavailable; retrying", exc_info=True)

@@ -51,7 +51,7 @@ class ServerSideEncryption:
     kms_key_id: str | None = None
 
     def put_arguments(self) -> dict[str, str]:
-        arguments = {"ServerSideEncryption": self.algorithm}
+        arguments: dict[str, str] = {"ServerSideEncryption": self.algorithm}
         if self.algorithm == "aws:kms" and self.kms_key_id:
             arguments["SSEKMSKeyId"] = self.kms_key_id
         return arguments

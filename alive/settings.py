@@ -122,7 +122,7 @@ class ServiceSettings(BaseSettings):
     # current; keep the old ones listed while blobs they wrapped must stay readable.
     blob_keyring_path: Path = Path(".alive/keys/blob-keyring.json")
     # A cloud KMS instead of the keyring file: "package.module:function" returning an
-    # alive.encryption.KekRing of KMS-backed keys (docs/privacy.md).
+    # alive.encryption.KekRing of KMS-backed keys (docs/security.md).
     blob_keyring_factory: str | None = None
     # On an object store, server-side encryption asked for as well: AES256, or aws:kms with
     # blob_sse_kms_key_id (None: the bucket's default KMS key).

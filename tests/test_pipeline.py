@@ -13,13 +13,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from alive.jobs import upload_area
 from alive.encryption import MAGIC
+from alive.jobs import upload_area
 from alive.media import probe_mp4, read_frames
 from alive.pipeline import DLQ, PIPELINE, REQUESTS, STATUS, VETOES
 from alive.processing import DLQ_OFFSET, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC
 from alive.provenance import DIGITAL_SOURCE_TYPE_AI, verify_video
-from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, OutputSpec
+from alive.v1.events_pb2 import ImagePromptRequest, JobState, OutputSpec
 from alive_tools.client import AliveClient, Rejected
 from alive_tools.embedded.stack import REVIEW_WEB, EmbeddedStack
 from services.ingest.settings import IngestSettings

@@ -13,7 +13,7 @@ import grpc
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from alive.blobs import LocalBlobStore, StageLedger
+from alive.blobs import StageLedger
 from alive.pipeline import (
     ACCEPTED,
     DLQ,

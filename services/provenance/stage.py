@@ -120,7 +120,9 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
                     f"signed file verifies as {check.state}: {', '.join(check.failure_codes)}",
                 )
             ref = self.blobs.put_file(
-                output_key(video_prefix(job.job_id, PUBLISHED_VIDEO_STEP), ".mp4"), signed, "video/mp4"
+                output_key(video_prefix(job.job_id, PUBLISHED_VIDEO_STEP), ".mp4"),
+                signed,
+                "video/mp4",
             )
         job.video.CopyFrom(ref)
         job.provenance.CopyFrom(

@@ -173,7 +173,9 @@ def test_a_changed_cut_moved_or_planted_blob_is_refused(
         ReasonCode.BLOB_DECRYPT_FAILED
     )
     first, second = slice(header_end, header_end + segment), slice(header_end + segment, None)
-    swapped = sealed[:header_end] + sealed[second][:segment] + sealed[first] + sealed[second][segment:]
+    swapped = (
+        sealed[:header_end] + sealed[second][:segment] + sealed[first] + sealed[second][segment:]
+    )
     assert refused("videos/job1/c", swapped) == ReasonCode.BLOB_DECRYPT_FAILED
     assert refused("videos/job1/d", sealed + b"more") == ReasonCode.BLOB_DECRYPT_FAILED
     # the same bytes under another key of the same job: bound to their key

@@ -4,6 +4,9 @@ delete each blob once."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,8 +15,18 @@ from prometheus_client import CollectorRegistry
 
 from alive.blobs import LocalBlobStore
 from alive.encryption import EncryptingBlobStore, KekRing, new_keyring_document
-from alive.retention import RetentionMetrics, RetentionSettings, RetentionSweeper
+from alive.kafka import ensure_topics
+from alive.pipeline import STATUS, UNPUBLISHED
+from alive.retention import (
+    RetentionMetrics,
+    RetentionService,
+    RetentionSettings,
+    RetentionSweeper,
+)
+from alive.settings import ServiceSettings
 from alive.v1.events_pb2 import JobState, StatusEvent, Unpublished
+from alive_tools.embedded.broker import EmbeddedBroker
+from tests.support import produce
 
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 SETTINGS = RetentionSettings(
@@ -156,3 +169,48 @@ def test_two_replicas_sweeping_one_store_delete_each_blob_once(
     kinds = ("photo", "intermediate", "video")
     both = sum(deleted(r, k) for r in (first_registry, second_registry) for k in kinds)
     assert both == 12
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 30) -> None:
+    for _ in range(int(timeout_s * 10)):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+
+
+async def test_the_service_follows_the_topics_and_sweeps(
+    broker: EmbeddedBroker, store: EncryptingBlobStore, clock: Clock
+) -> None:
+    """The sweeper as the review service runs it: events from Kafka (its own consumer group),
+    sweeps on a timer."""
+    run = uuid.uuid4().hex[:8]
+    common = ServiceSettings(
+        kafka={"bootstrap_servers": broker.bootstrap_servers},  # type: ignore[arg-type]
+        topics={t.key: f"{run}.{t.default_name}" for t in (STATUS, UNPUBLISHED)},
+    )
+    await ensure_topics(common)
+    registry = CollectorRegistry()
+    settings = SETTINGS.model_copy(update={"sweep_interval_s": 0.1})
+    sweeper = RetentionSweeper(store, settings, RetentionMetrics(registry), clock)
+    service = RetentionService(common, sweeper, client_id="retention-test")
+    a_job(store, "k1")
+    await service.start()
+    try:
+        for state in (JobState.ACCEPTED, JobState.FAILED):
+            await asyncio.to_thread(
+                produce,
+                broker.bootstrap_servers,
+                common.topic(STATUS),
+                status("k1", state).SerializeToString(),
+                b"k1",
+            )
+        # the events applied: the upload gone, the video and sources markers written
+        await eventually(lambda: len(list(store.list_keys("retention/k1/"))) == 2)
+        assert "uploads/creator/k1-request/photo-1.png" not in keys(store, "k1")
+        assert sweeper.sweep() == 0  # nothing due yet
+        clock.advance(HOUR_MS)
+        await eventually(lambda: not keys(store, "k1"))
+    finally:
+        await service.stop()
+    assert keys(store, "k1") == set()
+    assert sum(deleted(registry, k) for k in ("upload", "photo", "intermediate", "video")) == 5

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import yaml
 
-from alive.retention import CONSUMER_GROUP as RETENTION_GROUP
 from alive.pipeline import (
     DLQ,
     INGEST,
@@ -24,6 +23,7 @@ from alive.pipeline import (
     StageSpec,
     Topic,
 )
+from alive.retention import CONSUMER_GROUP as RETENTION_GROUP
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base"
 USERS = K8S / "kafka-users.yaml"
@@ -108,14 +108,16 @@ def test_a_stage_user_is_granted_exactly_what_its_stage_needs(spec: StageSpec) -
     assert sorted(expected - granted) == [], "needed but not granted"
 
 
-def test_only_ingest_reads_a_topic_besides_its_input_and_no_one_administers_topics() -> None:
+def test_only_the_declared_extra_readers_read_besides_their_input_and_no_one_administers() -> None:
+    """Ingest (its status view) and review (the retention sweeper) read more than their
+    input; no other stage does."""
     for spec in PIPELINE:
         reads = {
             name
             for kind, name, op in granted_acls(_users()[_user_name(spec)])
             if kind == "topic" and op == "Read"
         }
-        extra = {STATUS.default_name} if spec == INGEST else set()
+        extra = {t.default_name for t in EXTRA_READS.get(spec.name, ())}
         assert reads == {spec.consumes.default_name} | extra, spec.name
     everything = set().union(*(granted_acls(u) for u in _users().values()))
     assert {op for _, _, op in everything} == {"Read", "Write", "Describe"}

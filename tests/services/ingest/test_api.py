@@ -14,11 +14,11 @@ import grpc
 import jwt
 import pytest
 import yaml
-from PIL import Image
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
 
 from alive.blobs import LocalBlobStore, StageLedger
 from alive.kafka import ensure_topics, make_producer
