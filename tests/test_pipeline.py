@@ -59,7 +59,7 @@ def test_full_pipeline_makes_a_signed_video_with_sound(
         for p in stack.blob_root.rglob("*")
         if p.is_file() and response.job_id in p.parts and "keys" not in p.parts
     ]
-    assert {p.relative_to(stack.blob_root).parts[0] for p in stored} == {
+    assert {p.relative_to(stack.blob_root).parts[0] for p in stored} >= {
         "photos",
         "videos",
         "ledger",
