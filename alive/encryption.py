@@ -334,9 +334,9 @@ class EncryptingBlobStore(BlobStore):
         prefix, sealer = self._start(key)
         sink.write(prefix)
         digest, size, index = hashlib.sha256(), 0, 0
-        segment = source.read(SEGMENT_BYTES)
+        segment = _read(source, SEGMENT_BYTES)
         while True:
-            following = source.read(SEGMENT_BYTES) if len(segment) == SEGMENT_BYTES else b""
+            following = _read(source, SEGMENT_BYTES) if len(segment) == SEGMENT_BYTES else b""
             digest.update(segment)
             size += len(segment)
             if size > self.max_bytes:
@@ -372,13 +372,13 @@ class EncryptingBlobStore(BlobStore):
     def _decrypt(self, key: str, source: IO[bytes], sink: IO[bytes]) -> tuple[str, int]:
         """Writes the plaintext of the ciphertext in ``source`` to ``sink``; its sha256 and
         size. Nothing is written before its segment has authenticated."""
-        start = source.read(len(MAGIC) + 2)
+        start = _read(source, len(MAGIC) + 2)
         if len(start) < len(MAGIC) + 2 or not start.startswith(MAGIC):
             raise BlobError(ReasonCode.BLOB_NOT_ENCRYPTED, f"{key!r} is not an encrypted blob")
         length = int.from_bytes(start[len(MAGIC) :], "big")
         if length > _MAX_HEADER_BYTES:
             raise BlobError(ReasonCode.BLOB_DECRYPT_FAILED, "blob header too long")
-        encoded = source.read(length)
+        encoded = _read(source, length)
         header = _Header.decode(encoded)
         if header.job_id is not None:
             if header.job_id != job_scope(key):  # a job's blob copied under another key
@@ -391,9 +391,9 @@ class EncryptingBlobStore(BlobStore):
         sealer = _Sealer(data_key, start + encoded, header.salt, key)
         digest, size, index = hashlib.sha256(), 0, 0
         sealed = SEGMENT_BYTES + _TAG_BYTES
-        segment = source.read(sealed)
+        segment = _read(source, sealed)
         while True:
-            following = source.read(sealed) if len(segment) == sealed else b""
+            following = _read(source, sealed) if len(segment) == sealed else b""
             plaintext = sealer.open(index, segment, last=not following)
             digest.update(plaintext)
             size += len(plaintext)
@@ -450,6 +450,17 @@ class EncryptingBlobStore(BlobStore):
         if key is None:
             raise BlobError(ReasonCode.BLOB_OUTSIDE_STORE, f"{ref.uri!r} is not in this blob store")
         return key
+
+
+def _read(source: IO[bytes], size: int) -> bytes:
+    """``size`` bytes, fewer only at the end of ``source`` (a stream may return less)."""
+    data = source.read(size)
+    while 0 < len(data) < size:
+        more = source.read(size - len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 def _blob_context(key: str) -> bytes:

@@ -51,6 +51,9 @@ MARKERS = "retention/"
 CONSUMER_GROUP = "alive-retention"
 # Rules a marker can name; "published" is a fact, not a rule: the job's video is live.
 SOURCES, VIDEO, UNPUBLISHED_VIDEO, PUBLISHED = "sources", "video", "unpublished", "published"
+# The states after which a request's upload is no longer needed: ingest has passed or
+# rejected it (a settled job too, should those events have been missed).
+_UPLOAD_SERVED = SETTLED_STATES | {JobState.ACCEPTED}
 # What a deletion counts as (the metric's ``kind`` label).
 KINDS = ("upload", "photo", "intermediate", "video")
 
@@ -143,7 +146,7 @@ class RetentionSweeper:
 
     def on_status(self, event: StatusEvent) -> None:
         job_id = event.job_id
-        if not valid_id(job_id) or event.state == JobState.SUBMITTED:
+        if not valid_id(job_id) or event.state not in _UPLOAD_SERVED:
             return
         if valid_id(event.creator_id) and valid_id(event.request_id):
             # The request's upload has served: ingest stored the cleaned photo or said no.
@@ -170,9 +173,8 @@ class RetentionSweeper:
     def _mark(self, job_id: str, name: str) -> None:
         """A marker, once: a second event of the job (a redelivery, another READY) keeps the
         first marker of a rule and so its first due time."""
-        if name.split(".")[0] != PUBLISHED and any(
-            m.rule == name.split(".")[0] for m in self._markers(f"{MARKERS}{job_id}/")
-        ):
+        rule = name.partition(".")[0]
+        if rule != PUBLISHED and any(m.rule == rule for m in self._markers(f"{MARKERS}{job_id}/")):
             return
         try:
             self.store.put_bytes(f"{MARKERS}{job_id}/{name}", b"", "text/plain")
@@ -260,6 +262,15 @@ class RetentionService:
         await self._consumer.stop()
 
     async def _follow(self) -> None:
+        try:
+            await self._follow_records()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("retention stopped following the job events")
+            raise
+
+    async def _follow_records(self) -> None:
         status, unpublished = self._common.topic(STATUS), self._common.topic(UNPUBLISHED)
         while True:
             batch = await self._consumer.getmany(timeout_ms=500)
