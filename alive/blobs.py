@@ -31,12 +31,20 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from alive.jobs import valid_id
+from alive.pipeline import PIPELINE
 from alive.reasons import ReasonCode, ReasonError
 from alive.v1.events_pb2 import BlobRef
+
+if TYPE_CHECKING:
+    from alive.encryption import EncryptingBlobStore, KekRing
+    from alive.s3_store import ServerSideEncryption
+    from alive.settings import ServiceSettings
 
 # Bigger than any photo or video Alive accepts or makes (docs/settings.md).
 DEFAULT_MAX_BLOB_BYTES = 512 * 1024 * 1024
@@ -51,6 +59,14 @@ def output_key(prefix: str, extension: str) -> str:
     """A fresh, unguessable key for a stage's output: ``<prefix>-<128 random bits><extension>``.
     A retried step writes a new key; the event its first run sent on keeps naming the first."""
     return f"{prefix}-{secrets.token_hex(16)}{extension}"
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A blob as a listing sees it: its key and when it was last written."""
+
+    key: str
+    modified_at_ms: int
 
 
 class BlobStore(ABC):
@@ -92,6 +108,14 @@ class BlobStore(ABC):
         created it, False if something was there already (left as it was). Of racing
         callers, across processes and hosts, exactly one gets True."""
 
+    @abstractmethod
+    def list_keys(self, prefix: str) -> Iterator[StoredBlob]:
+        """Every blob whose key starts with ``prefix`` (a folder ends it with ``/``)."""
+
+    @abstractmethod
+    def delete_key(self, key: str) -> bool:
+        """Removes the blob; whether there was one (a second delete is a no-op)."""
+
 
 @asynccontextmanager
 async def local_file(store: BlobStore, ref: BlobRef) -> AsyncIterator[Path]:
@@ -105,14 +129,49 @@ async def local_file(store: BlobStore, ref: BlobRef) -> AsyncIterator[Path]:
         await asyncio.to_thread(copy.__exit__, None, None, None)
 
 
-def open_blob_store(url: str, max_bytes: int = DEFAULT_MAX_BLOB_BYTES) -> BlobStore:
-    """The store ``url`` names: ``s3://bucket/prefix`` (credentials and endpoint from the
-    standard AWS environment) or a local folder (a path or ``file://`` URL)."""
+def open_blob_store(
+    url: str,
+    keys: KekRing,
+    max_bytes: int = DEFAULT_MAX_BLOB_BYTES,
+    server_side_encryption: ServerSideEncryption | None = None,
+) -> EncryptingBlobStore:
+    """The store ``url`` names, encrypting (alive/encryption.py) with ``keys``:
+    ``s3://bucket/prefix`` (credentials and endpoint from the standard AWS environment,
+    ``server_side_encryption`` asked of it as well) or a local folder (a path or ``file://``
+    URL)."""
+    from alive.encryption import EncryptingBlobStore, ciphertext_bytes
+
+    inner = open_plain_blob_store(url, ciphertext_bytes(max_bytes), server_side_encryption)
+    return EncryptingBlobStore(inner, keys, max_bytes)
+
+
+def open_configured_blob_store(settings: ServiceSettings) -> EncryptingBlobStore:
+    """The blob store a service uses: ``open_blob_store`` with the ``ALIVE_BLOB_*``
+    settings."""
+    from alive.encryption import KekRing
+    from alive.s3_store import ServerSideEncryption
+
+    keys = KekRing.from_settings(settings.blob_keyring_path, settings.blob_keyring_factory)
+    sse = (
+        ServerSideEncryption(settings.blob_sse, settings.blob_sse_kms_key_id)
+        if settings.blob_sse
+        else None
+    )
+    return open_blob_store(settings.blob_url, keys, settings.blob_max_bytes, sse)
+
+
+def open_plain_blob_store(
+    url: str,
+    max_bytes: int = DEFAULT_MAX_BLOB_BYTES,
+    server_side_encryption: ServerSideEncryption | None = None,
+) -> BlobStore:
+    """The store that holds the bytes, without Alive's encryption: for tests and tools that
+    look at what is stored, never for a service."""
     parsed = urlparse(url)
     if parsed.scheme == "s3":
         from alive.s3_store import S3BlobStore
 
-        return S3BlobStore(url, max_bytes)
+        return S3BlobStore(url, max_bytes, server_side_encryption=server_side_encryption)
     if parsed.scheme not in ("", "file"):
         raise ValueError(f"ALIVE_BLOB_URL must be s3://bucket/prefix or a folder, got {url!r}")
     return LocalBlobStore(Path(unquote(parsed.path) if parsed.scheme else url), max_bytes)
@@ -139,7 +198,31 @@ class LocalBlobStore(BlobStore):
         )
 
     def put_file(self, key: str, path: Path, content_type: str) -> BlobRef:
-        return self.put_bytes(key, path.read_bytes(), content_type)
+        """Like ``put_bytes``, copied in chunks: a video is never held whole in memory."""
+        target = self._path_for_key(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out, path.open("rb") as source:
+                while chunk := source.read(_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(tmp, target)
+        except FileExistsError as exc:
+            raise BlobError(ReasonCode.BLOB_EXISTS, f"{key!r} already exists") from exc
+        finally:
+            os.unlink(tmp)
+        _sync_folder(target.parent)
+        return BlobRef(
+            uri=target.as_uri(),
+            sha256=digest.hexdigest(),
+            content_type=content_type,
+            size_bytes=size,
+        )
 
     def get_bytes(self, ref: BlobRef) -> bytes:
         data = self._read(self._path_for_ref(ref))
@@ -225,6 +308,33 @@ class LocalBlobStore(BlobStore):
         _sync_folder(path.parent)
         return True
 
+    def list_keys(self, prefix: str) -> Iterator[StoredBlob]:
+        """Regular files only, never through a link; temporary files of writes in progress
+        are not blobs."""
+        for folder, subfolders, files in os.walk(self.root, followlinks=False):
+            base = Path(folder).relative_to(self.root).as_posix()
+            base = "" if base == "." else f"{base}/"
+            subfolders[:] = [d for d in subfolders if _may_hold(base + d + "/", prefix)]
+            for name in sorted(files):
+                key = base + name
+                if name.startswith(".tmp-") or not key.startswith(prefix):
+                    continue
+                try:
+                    info = os.lstat(Path(folder) / name)
+                except FileNotFoundError:  # deleted since the folder was read
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    yield StoredBlob(key, info.st_mtime_ns // 1_000_000)
+
+    def delete_key(self, key: str) -> bool:
+        path = self._path_for_key(key)
+        try:
+            os.unlink(path)  # removes a link itself, never what it points to
+        except FileNotFoundError:
+            return False
+        _sync_folder(path.parent)
+        return True
+
     @staticmethod
     def _temporary(path: Path, data: bytes) -> str:
         """A temporary file beside ``path`` holding ``data``, on disk before it is renamed or
@@ -245,6 +355,14 @@ class LocalBlobStore(BlobStore):
         return path
 
 
+_CHUNK = 1024 * 1024
+
+
+def _may_hold(folder: str, prefix: str) -> bool:
+    """Whether keys under ``folder`` (ending in /) can start with ``prefix``."""
+    return folder.startswith(prefix) or prefix.startswith(folder)
+
+
 def _sync_folder(folder: Path) -> None:
     """Makes a new name in ``folder`` durable (the entry, not only the file's bytes)."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -256,7 +374,25 @@ def _sync_folder(folder: Path) -> None:
 
 # Ledger folders of their own, beside the stages' (no stage has these names).
 _CANCELLED = "cancelled"
-_SENT = "sent"
+_SENT = "sent"  # ledger/sent/<stage>/<job>: the record's events went out
+_REPORTS = "reports"  # ingest's report markers, ledger/reports/<job>/<report>
+REQUEST_RECORDS = "requests"  # ingest's request records, ledger/requests/<job>
+# The ledger folders whose entries belong to one job (encrypted with its key).
+_JOB_LEDGER_FOLDERS = frozenset(
+    {spec.name for spec in PIPELINE} | {_CANCELLED, _REPORTS, REQUEST_RECORDS}
+)
+
+
+def ledger_job(key: str) -> str | None:
+    """The job a ledger entry belongs to (``ledger/<stage>/<job>``, ``ledger/sent/<stage>/<job>``,
+    ``ledger/cancelled/<job>``, ``ledger/requests/<job>``, ``ledger/reports/<job>/...``), or
+    None for another key."""
+    parts = key.split("/")
+    if len(parts) >= 4 and parts[:2] == ["ledger", _SENT]:
+        parts = ["ledger", *parts[2:]]
+    if len(parts) >= 3 and parts[0] == "ledger" and parts[1] in _JOB_LEDGER_FOLDERS:
+        return parts[2] if valid_id(parts[2]) else None
+    return None
 
 
 class StageLedger:

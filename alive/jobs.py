@@ -53,6 +53,17 @@ def frame_count(spec: OutputSpec) -> int:
     return max(1, round(spec.duration_ms * spec.fps / 1000))
 
 
+# The step whose video is the one a creator sees and may publish (earlier steps'
+# videos are intermediates).
+PUBLISHED_VIDEO_STEP = "signed"
+
+
+def photo_prefix(job_id: str) -> str:
+    """Where a job's cleaned photo is kept; the key adds an unguessable part (alive/blobs.py
+    ``output_key``)."""
+    return f"photos/{job_id}/photo"
+
+
 def video_prefix(job_id: str, step: str) -> str:
     """Where a job's video after a step (generated, scored, signed) is kept; the key adds
     an unguessable part (alive/blobs.py ``output_key``)."""

@@ -26,11 +26,12 @@ import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
-from alive.blobs import BlobError, BlobStore
+from alive.blobs import BlobError, BlobStore, StoredBlob
 from alive.reasons import ReasonCode
 from alive.v1.events_pb2 import BlobRef
 
@@ -40,10 +41,32 @@ _EXISTS = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
+@dataclass(frozen=True)
+class ServerSideEncryption:
+    """What the object store is asked to encrypt objects with, on top of Alive's own
+    encryption (alive/encryption.py): ``AES256`` (keys the store manages) or ``aws:kms``
+    (a KMS key, ``kms_key_id``, or the bucket's default KMS key when None)."""
+
+    algorithm: Literal["AES256", "aws:kms"]
+    kms_key_id: str | None = None
+
+    def put_arguments(self) -> dict[str, str]:
+        arguments: dict[str, str] = {"ServerSideEncryption": self.algorithm}
+        if self.algorithm == "aws:kms" and self.kms_key_id:
+            arguments["SSEKMSKeyId"] = self.kms_key_id
+        return arguments
+
+
 class S3BlobStore(BlobStore):
     """Blobs as objects under ``s3://bucket/prefix/``."""
 
-    def __init__(self, url: str, max_bytes: int, client: Any = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        max_bytes: int,
+        client: Any = None,
+        server_side_encryption: ServerSideEncryption | None = None,
+    ) -> None:
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise ValueError(f"not an s3://bucket/prefix URL: {url!r}")
@@ -55,6 +78,9 @@ class S3BlobStore(BlobStore):
 
             client = boto3.client("s3")
         self._s3 = client
+        self._put_arguments = (
+            server_side_encryption.put_arguments() if server_side_encryption else {}
+        )
 
     @property
     def url(self) -> str:
@@ -121,6 +147,7 @@ class S3BlobStore(BlobStore):
                 Body=body,
                 ContentType=content_type,
                 IfNoneMatch="*",
+                **self._put_arguments,
             )
         except ClientError as exc:
             if _code(exc) in _EXISTS:
@@ -134,9 +161,48 @@ class S3BlobStore(BlobStore):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self._s3.put_object(Bucket=self.bucket, Key=self._object_key(key), Body=data)
+            self._s3.put_object(
+                Bucket=self.bucket, Key=self._object_key(key), Body=data, **self._put_arguments
+            )
         except (ClientError, BotoCoreError) as exc:
             raise OSError(f"object store: {exc}") from exc
+
+    # Listing and deleting (retention, erasure)
+
+    def list_keys(self, prefix: str) -> Iterator[StoredBlob]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        start = f"{self.prefix}/" if self.prefix else ""
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=start + prefix
+        )
+        try:
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    key = item["Key"][len(start) :]
+                    modified = int(item["LastModified"].timestamp() * 1000)
+                    yield StoredBlob(key, modified)
+        except (ClientError, BotoCoreError) as exc:
+            raise OSError(f"object store: {exc}") from exc
+
+    def delete_key(self, key: str) -> bool:
+        """Heads the object first to tell whether there was one (S3 answers a delete of a
+        missing key with success too). On a versioned bucket the old versions stay: give it
+        a lifecycle rule that expires noncurrent versions."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        name = self._object_key(key)
+        try:
+            try:
+                self._s3.head_object(Bucket=self.bucket, Key=name)
+            except ClientError as exc:
+                if _code(exc) in _MISSING:
+                    return False
+                raise
+            self._s3.delete_object(Bucket=self.bucket, Key=name)
+        except (ClientError, BotoCoreError) as exc:
+            raise OSError(f"object store: {exc}") from exc
+        return True
 
     # Reading
 

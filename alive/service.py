@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from alive.attestation import load_keyring
-from alive.blobs import BlobStore, StageLedger, open_blob_store
+from alive.blobs import BlobStore, StageLedger, open_configured_blob_store
 from alive.health import HealthServer
 from alive.kafka import make_producer
 from alive.runner import StageRunner
@@ -84,7 +84,7 @@ async def _serve(
     registry = CollectorRegistry()
     metrics = StageMetrics(service, registry)
     health = HealthServer(settings.http_host, settings.http_port, registry)
-    blobs = open_blob_store(settings.blob_url, settings.blob_max_bytes)
+    blobs = open_configured_blob_store(settings)
     producer = make_producer(settings, client_id=service)
     await producer.start()
     runtime = ServiceRuntime(settings, blobs, StageLedger(blobs), producer, metrics, health)

@@ -124,6 +124,18 @@ class ServiceSettings(BaseSettings):
     blob_url: str = ".alive/blobs"
     # The most a blob may hold before the store refuses to read it (512 MiB).
     blob_max_bytes: int = 512 * 1024 * 1024
+    # Every blob is encrypted (alive/encryption.py) with a data key per job, wrapped by a
+    # key-encryption key from this keyring file, a secret: {"current": "<id>", "keys":
+    # {"<id>": "<base64 of 32 random bytes>", ...}}. Rotation: add a key and make it
+    # current; keep the old ones listed while blobs they wrapped must stay readable.
+    blob_keyring_path: Path = Path(".alive/keys/blob-keyring.json")
+    # A cloud KMS instead of the keyring file: "package.module:function" returning an
+    # alive.encryption.KekRing of KMS-backed keys (docs/security.md).
+    blob_keyring_factory: str | None = None
+    # On an object store, server-side encryption asked for as well: AES256, or aws:kms with
+    # blob_sse_kms_key_id (None: the bucket's default KMS key).
+    blob_sse: Literal["AES256", "aws:kms"] | None = None
+    blob_sse_kms_key_id: str | None = None
     # Health and Prometheus metrics endpoint.
     http_host: str = "127.0.0.1"
     http_port: int = 8080

@@ -50,7 +50,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from alive.blobs import BlobStore, StageLedger, open_blob_store
+from alive.blobs import BlobStore, StageLedger, open_configured_blob_store
 from alive.jobs import DEFAULT_PROMPT
 from alive.kafka import ensure_topics
 from alive.media import probe_mp4
@@ -245,7 +245,11 @@ def _client(state: dict[str, str]) -> AliveClient:
 def _submit(args: argparse.Namespace) -> int:
     state = _running_stack()
     with _client(state) as client:
-        blobs = open_blob_store(state["blob_url"])
+        blobs = open_configured_blob_store(
+            ServiceSettings(
+                blob_url=state["blob_url"], blob_keyring_path=Path(state["blob_keyring"])
+            )
+        )
         trust_anchor = Path(state["trust_anchor"])
         return _submit_and_show(client, args, blobs, trust_anchor, publish=args.publish)
 
@@ -289,6 +293,7 @@ def stack_environment(state: dict[str, str]) -> dict[str, str]:
     return {
         "ALIVE_KAFKA__BOOTSTRAP_SERVERS": state["kafka"],
         "ALIVE_BLOB_URL": state["blob_url"],
+        "ALIVE_BLOB_KEYRING_PATH": state["blob_keyring"],
         "ALIVE_API": state["api"],
         "ALIVE_API_TLS_CA": state["api_tls_ca"],
         "ALIVE_TRITON_GRPC": state["triton_grpc"],
@@ -349,7 +354,7 @@ def _dlq(args: argparse.Namespace) -> int:
     if args.dlq_command == "replay" and selection.empty:
         console.print("[red]say which: --job-id, --reason, --stage or --all")
         return 2
-    blobs = open_blob_store(settings.blob_url, settings.blob_max_bytes)
+    blobs = open_configured_blob_store(settings)
     letters = [x for x in asyncio.run(dlq.read_dead_letters(settings)) if selection.takes(x)]
     planned = dlq.plan(settings, StageLedger(blobs), letters)
     if args.dlq_command == "list":

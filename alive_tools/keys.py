@@ -4,7 +4,9 @@
   public keys (alive/attestation.py); the stage harness makes a set in memory;
 - the gRPC API's: a TLS certificate for localhost signed by a development CA, a token
   issuer key with its JWKS, and the job id key (services/ingest);
-- development tokens, minted with the issuer key (``alive token``, and the CLI's own).
+- development tokens, minted with the issuer key (``alive token``, and the CLI's own);
+- the blob keyring: the key-encryption key every blob's data key is wrapped with
+  (alive/encryption.py).
 
 Production keys come from a secret store and a real identity provider, one secret per
 service (docs/security.md); nothing here is used there.
@@ -30,12 +32,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from alive.attestation import Keyring, key_id, private_key_pem, public_key_text
+from alive.encryption import new_keyring_document
 from alive.pipeline import PIPELINE
 from alive.v1.events_pb2 import Job, Verdict
 from services.ingest.settings import IngestSettings
 from services.review.web.auth import hash_password
 
 TRUST_FILE = "attestation-trust.json"
+BLOB_KEYRING_FILE = "blob-keyring.json"
 
 
 class StageKeys:
@@ -86,6 +90,17 @@ def ensure_key_dir(key_dir: Path) -> dict[str, Path]:
             _write(path, private_key_pem(keys.private[name]), 0o600)
         trust.write_text(json.dumps(keys.trust_document(), indent=2))
     return paths
+
+
+def ensure_blob_keyring(key_dir: Path) -> Path:
+    """The blob keyring file in ``key_dir`` (a fresh key-encryption key, made when missing,
+    readable by the owner only)."""
+    path = key_dir / BLOB_KEYRING_FILE
+    if not path.exists():
+        key_dir.mkdir(parents=True, exist_ok=True)
+        document = new_keyring_document(f"dev-{int(time.time())}")
+        _write(path, json.dumps(document, indent=2).encode(), 0o600)
+    return path
 
 
 # The issuer and audience the API expects unless configured otherwise.

@@ -227,6 +227,9 @@ def grace_period_s(settings: ServiceSettings) -> int:
     return int(settings.shutdown_grace_s) + 30
 
 
+BLOB_KEYRING_DIR = "/etc/alive/blob-keyring"
+
+
 def container(spec: StageSpec, work: Workload) -> Doc:
     memory = f"{work.memory_mib()}Mi"
     env: list[Doc] = [
@@ -246,6 +249,7 @@ def container(spec: StageSpec, work: Workload) -> Doc:
             "valueFrom": {"secretKeyRef": {"name": f"alive-{spec.name}", "key": "password"}},
         },
         {"name": "ALIVE_KAFKA__SSL_CAFILE", "value": "/etc/alive/kafka-ca/ca.crt"},
+        {"name": "ALIVE_BLOB_KEYRING_PATH", "value": f"{BLOB_KEYRING_DIR}/keyring.json"},
     ]
     ports: list[Doc] = [{"name": "http", "containerPort": HTTP_PORT}]
     if work.serves_api:
@@ -260,6 +264,7 @@ def container(spec: StageSpec, work: Workload) -> Doc:
             "readOnly": True,
         },
         {"name": "kafka-ca", "mountPath": "/etc/alive/kafka-ca", "readOnly": True},
+        {"name": "blob-keyring", "mountPath": BLOB_KEYRING_DIR, "readOnly": True},
         *({"name": n, "mountPath": p, "readOnly": True} for n, p, _ in work.mounts),
     ]
     return {
@@ -315,6 +320,12 @@ def deployment(spec: StageSpec, work: Workload, settings: ServiceSettings) -> Do
             ),
         },
         {"name": "attestation-trust", "configMap": {"name": "alive-attestation-trust"}},
+        # The blob key-encryption keys (alive/encryption.py; blob-keyring.yaml says how to
+        # make the secret): every service reads and writes blobs.
+        {
+            "name": "blob-keyring",
+            **_secret("alive-blob-keyring", [{"key": "keyring.json", "path": "keyring.json"}]),
+        },
         # The Kafka cluster CA (Strimzi writes it in this namespace); no private key.
         {
             "name": "kafka-ca",

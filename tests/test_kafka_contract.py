@@ -10,10 +10,9 @@ import uuid
 
 from confluent_kafka import Consumer, Producer
 
-from alive.blobs import LocalBlobStore
 from alive.jobs import upload_area
 from alive.media import probe_mp4
-from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, StatusEvent
+from alive.v1.events_pb2 import ImagePromptRequest, JobState, StatusEvent
 from alive_tools.embedded.stack import EmbeddedStack
 from tests.support import SMALL_FRAMES, SMALL_OUTPUT, photo_bytes
 
@@ -21,13 +20,16 @@ from tests.support import SMALL_FRAMES, SMALL_OUTPUT, photo_bytes
 def test_an_independent_client_submits_and_reads_the_result(stack: EmbeddedStack) -> None:
     bootstrap = stack.kafka_bootstrap
     request_id = str(uuid.uuid4())
-    upload = stack.blob_root / upload_area("other-service", request_id) / "photo.png"
-    upload.parent.mkdir(parents=True, exist_ok=True)
-    upload.write_bytes(photo_bytes(fmt="PNG", seed=3))
+    # Through Alive's blob store, which encrypts it (docs/topics.md).
+    upload = stack.blob_store().put_bytes(
+        upload_area("other-service", request_id) + "photo.png",
+        photo_bytes(fmt="PNG", seed=3),
+        "image/png",
+    )
     request = ImagePromptRequest(
         request_id=request_id,
         creator_id="other-service",
-        photo=BlobRef(uri=upload.as_uri(), content_type="image/png"),
+        photo=upload,
         prompt="rain on a city street",
         output=SMALL_OUTPUT,
         submitted_at_ms=int(time.time() * 1000),
@@ -66,5 +68,6 @@ def test_an_independent_client_submits_and_reads_the_result(stack: EmbeddedStack
 
     ready = [e for e in seen if e.state == JobState.READY]
     assert ready, [JobState.Name(e.state) for e in seen]
-    info = probe_mp4(LocalBlobStore(stack.blob_root).local_path(ready[0].video))
+    with stack.blob_store().local_copy(ready[0].video) as video:
+        info = probe_mp4(video)
     assert info.frame_count == SMALL_FRAMES and info.audio_codec == "aac"

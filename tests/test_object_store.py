@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from alive.encryption import MAGIC
 from alive.provenance import verify_video
 from alive.v1.events_pb2 import JobState
 from alive_tools.embedded.stack import EmbeddedStack, StackError
@@ -45,6 +46,11 @@ def test_a_job_runs_and_publishes_with_every_blob_in_the_object_store(
     keys = [o["Key"].removeprefix(prefix + "/") for o in listing.get("Contents", [])]
     assert {k.split("/")[0] for k in keys} >= {"photos", "videos", "ledger"}
     ledger_stages = {k.split("/")[1] for k in keys if k.startswith("ledger/")}
+    media_and_ledger = ("photos/", "videos/", "ledger/")  # (retention markers come and go)
+    for key in (k for k in keys if job_id in k and k.startswith(media_and_ledger)):
+        body = s3.client().get_object(Bucket=s3.BUCKET, Key=f"{prefix}/{key}")["Body"].read()
+        assert body.startswith(MAGIC), key  # ciphertext at rest: no image or video signature
+        assert not any(s in body for s in (b"\xff\xd8\xff", b"\x89PNG", b"ftyp", b"Exif"))
     assert {"ingest", "generator", "provenance", "moderation-video", "review"} <= ledger_stages
 
     with pytest.raises(StackError):

@@ -13,13 +13,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from alive.blobs import LocalBlobStore
+from alive.encryption import MAGIC
 from alive.jobs import upload_area
 from alive.media import probe_mp4, read_frames
 from alive.pipeline import DLQ, PIPELINE, REQUESTS, STATUS, VETOES
 from alive.processing import DLQ_OFFSET, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC
 from alive.provenance import DIGITAL_SOURCE_TYPE_AI, verify_video
-from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, OutputSpec
+from alive.v1.events_pb2 import ImagePromptRequest, JobState, OutputSpec
 from alive_tools.client import AliveClient, Rejected
 from alive_tools.embedded.stack import REVIEW_WEB, EmbeddedStack
 from services.ingest.settings import IngestSettings
@@ -53,19 +53,35 @@ def test_full_pipeline_makes_a_signed_video_with_sound(
     view = wait_for(client, response.job_id)
     assert path_of(view) == PIPELINE_TO_READY, view
 
-    video = LocalBlobStore(stack.blob_root).local_path(view.video)
-    info = probe_mp4(video)
-    assert (info.width, info.height, info.frame_count) == (96, 160, SMALL_FRAMES)
-    assert info.audio_codec == "aac"
-    assert info.audio_duration_s == pytest.approx(info.duration_s, abs=0.05)
-    frames = read_frames(video).astype(np.int16)
-    steps = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
-    assert (steps > 0.2).all(), f"frames do not move: {steps}"
+    # At rest every blob is ciphertext: no image or video signature, no EXIF, anywhere.
+    stored = [
+        p
+        for p in stack.blob_root.rglob("*")
+        if p.is_file() and response.job_id in p.parts and "keys" not in p.parts
+    ]
+    assert {p.relative_to(stack.blob_root).parts[0] for p in stored} >= {
+        "photos",
+        "videos",
+        "ledger",
+    }
+    for path in stored:
+        data = path.read_bytes()
+        assert data.startswith(MAGIC), path
+        assert not any(s in data for s in (b"\xff\xd8\xff", b"\x89PNG", b"ftyp", b"Exif")), path
 
-    check = verify_video(video, stack.trust_anchor.read_bytes())
-    assert check.state == "Trusted", check.failure_codes
-    assert check.digital_source_type == DIGITAL_SOURCE_TYPE_AI
-    assert "inputTo" in check.ingredient_relationships
+    with stack.blob_store().local_copy(view.video) as video:
+        info = probe_mp4(video)
+        assert (info.width, info.height, info.frame_count) == (96, 160, SMALL_FRAMES)
+        assert info.audio_codec == "aac"
+        assert info.audio_duration_s == pytest.approx(info.duration_s, abs=0.05)
+        frames = read_frames(video).astype(np.int16)
+        steps = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+        assert (steps > 0.2).all(), f"frames do not move: {steps}"
+
+        check = verify_video(video, stack.trust_anchor.read_bytes())
+        assert check.state == "Trusted", check.failure_codes
+        assert check.digital_source_type == DIGITAL_SOURCE_TYPE_AI
+        assert "inputTo" in check.ingredient_relationships
 
     client.publish(response.job_id)
     published = wait_for(client, response.job_id, {JobState.PUBLISHED, JobState.VETOED})
@@ -137,13 +153,14 @@ def test_bad_kafka_requests_are_rejected_or_dead_lettered_and_service_goes_on(
     # A decodable request whose photo is corrupt: a REJECTED job with a reason code.
     kafka_test = stack.client("kafka-test")  # the creator these requests name
     request_id = str(uuid.uuid4())
-    upload = stack.blob_root / upload_area("kafka-test", request_id) / "corrupt.jpg"
-    upload.parent.mkdir(parents=True, exist_ok=True)
-    upload.write_bytes(b"corrupt bytes")
+    # A publisher uploads through Alive's blob store, which encrypts (alive/encryption.py).
+    upload = stack.blob_store().put_bytes(
+        upload_area("kafka-test", request_id) + "corrupt.jpg", b"corrupt bytes", "image/jpeg"
+    )
     request = ImagePromptRequest(
         request_id=request_id,
         creator_id="kafka-test",
-        photo=BlobRef(uri=upload.as_uri()),
+        photo=upload,
         output=SMALL_OUTPUT,
     )
     produce(bootstrap, settings.topic(REQUESTS), request.SerializeToString(), b"corrupt")
@@ -154,7 +171,7 @@ def test_bad_kafka_requests_are_rejected_or_dead_lettered_and_service_goes_on(
     # A photo reference outside the request's upload area (here that of the request above) is
     # refused: one request cannot name another's upload.
     elsewhere = ImagePromptRequest(
-        request_id=str(uuid.uuid4()), creator_id="kafka-test", photo=BlobRef(uri=upload.as_uri())
+        request_id=str(uuid.uuid4()), creator_id="kafka-test", photo=upload
     )
     produce(bootstrap, settings.topic(REQUESTS), elsewhere.SerializeToString(), b"elsewhere")
     elsewhere_id = job_of_request(
@@ -177,13 +194,13 @@ def test_the_same_request_twice_makes_one_job_and_one_video(
     stack: EmbeddedStack, client: AliveClient, small_photo: bytes
 ) -> None:
     bootstrap, settings = stack.kafka_bootstrap, stack.settings()
-    upload = stack.blob_root / upload_area("kafka-test", "twice-1") / "twice.jpg"
-    upload.parent.mkdir(parents=True, exist_ok=True)
-    upload.write_bytes(small_photo)
+    upload = stack.blob_store().put_bytes(
+        upload_area("kafka-test", "twice-1") + "twice.jpg", small_photo, "image/jpeg"
+    )
     request = ImagePromptRequest(
         request_id="twice-1",
         creator_id="kafka-test",
-        photo=BlobRef(uri=upload.as_uri()),
+        photo=upload,
         prompt="birds over a park",
         output=SMALL_OUTPUT,
     )

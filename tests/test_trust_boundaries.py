@@ -13,7 +13,7 @@ import grpc
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from alive.blobs import LocalBlobStore, StageLedger
+from alive.blobs import StageLedger
 from alive.pipeline import (
     ACCEPTED,
     DLQ,
@@ -52,7 +52,7 @@ def ready_job(stack: EmbeddedStack, client: AliveClient, small_photo_module: byt
     """A real job as the video checkpoint passed it: every attestation in place."""
     job_id = client.submit(small_photo_module, "waves at dusk", output=SMALL_OUTPUT).job_id
     assert wait_for(client, job_id).state == JobState.READY
-    record = StageLedger(LocalBlobStore(stack.blob_root)).get(
+    record = StageLedger(stack.blob_store()).get(
         PIPELINE.stage_reaching(JobState.READY).name, job_id
     )
     assert record is not None
@@ -125,7 +125,7 @@ def test_a_forged_ready_record_is_never_published(
     forged = Job()
     forged.CopyFrom(ready_job)
     forged.job_id = f"forged-{uuid.uuid4().hex[:12]}"
-    ledger = StageLedger(LocalBlobStore(stack.blob_root))
+    ledger = StageLedger(stack.blob_store())
     ledger.decide(
         PIPELINE.stage_reaching(JobState.READY).name,
         forged.job_id,
@@ -199,10 +199,10 @@ def test_files_planted_where_outputs_go_are_not_taken(
             (folder / f"{step}.mp4").write_bytes(planted.read_bytes())
         ready = wait_for(creator, job_id)
     assert ready.state == JobState.READY
-    video = LocalBlobStore(stack.blob_root).local_path(ready.video)
-    assert video.name not in {"generated.mp4", "scored.mp4", "signed.mp4"}
-    assert video.read_bytes() != planted.read_bytes()
-    assert verify_video(video, stack.trust_anchor.read_bytes()).trusted
+    with stack.blob_store().local_copy(ready.video) as video:
+        assert video.name not in {"generated.mp4", "scored.mp4", "signed.mp4"}
+        assert video.read_bytes() != planted.read_bytes()
+        assert verify_video(video, stack.trust_anchor.read_bytes()).trusted
 
 
 def test_records_that_once_crash_looped_a_stage_are_dead_lettered(

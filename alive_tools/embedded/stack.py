@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alive.blobs import BlobStore, open_blob_store
+from alive.blobs import BlobStore, open_configured_blob_store
 from alive.kafka import ensure_topics
 from alive.pipeline import GENERATOR, INGEST, PIPELINE, PROVENANCE, REVIEW, StageSpec
 from alive.settings import ServiceSettings
@@ -41,10 +41,12 @@ from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.embedded.ports import free_port
 from alive_tools.embedded.triton import TritonServer
 from alive_tools.keys import (
+    BLOB_KEYRING_FILE,
     TRUST_FILE,
     ApiKeys,
     decision_key_paths,
     ensure_api_keys,
+    ensure_blob_keyring,
     ensure_decision_keys,
     ensure_key_dir,
     ensure_reviewers,
@@ -148,6 +150,7 @@ class EmbeddedStack:
         self.stage_keys: dict[str, Path] = {}
         self.api_keys = ApiKeys.in_directory(self.key_dir)
         self.decision_keys = decision_key_paths(self.key_dir)
+        self.blob_keyring = self.key_dir / BLOB_KEYRING_FILE
         self.broker = EmbeddedBroker(self.logs / "broker.log") if self.kafka is None else None
         self.triton = TritonServer(
             self.model_repository,
@@ -205,6 +208,7 @@ class EmbeddedStack:
         return ServiceSettings(
             kafka={"bootstrap_servers": self.kafka_bootstrap},  # type: ignore[arg-type]
             blob_url=self.blob_url,
+            blob_keyring_path=self.blob_keyring,
         )
 
     def start(self, timeout_s: float = 90.0) -> None:
@@ -227,6 +231,7 @@ class EmbeddedStack:
         self.stage_keys = ensure_key_dir(self.key_dir)
         self.api_keys = ensure_api_keys(self.key_dir)
         self.decision_keys = ensure_decision_keys(self.key_dir)
+        self.blob_keyring = ensure_blob_keyring(self.key_dir)
         self.api_port = free_port()
         for spec in PIPELINE:
             port = free_port()
@@ -303,6 +308,7 @@ class EmbeddedStack:
             "ALIVE_PROFILE": "embedded",
             "ALIVE_KAFKA__BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "ALIVE_BLOB_URL": self.blob_url,
+            "ALIVE_BLOB_KEYRING_PATH": str(self.blob_keyring),
             "ALIVE_ATTESTATION_TRUST_PATH": str(self.key_dir / TRUST_FILE),
             "ALIVE_HTTP_PORT": str(http_port),
             "ALIVE_SHUTDOWN_GRACE_S": str(self.shutdown_grace_s),
@@ -369,7 +375,7 @@ class EmbeddedStack:
 
     def blob_store(self) -> BlobStore:
         """The store the stack's services use (for clients in this process)."""
-        return open_blob_store(self.blob_url)
+        return open_configured_blob_store(self.settings())
 
     def pids(self) -> list[int]:
         """The stack's own processes: the broker, Triton and the services (each may have
@@ -392,6 +398,7 @@ class EmbeddedStack:
             "triton_grpc": self.triton.grpc_url,
             "triton_metrics": self.triton.metrics_url,
             "blob_url": self.blob_url,
+            "blob_keyring": str(self.blob_keyring),
             "trust_anchor": str(self.trust_anchor),
             "logs": str(self.logs),
             "metrics": {

@@ -26,7 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
-from alive.blobs import BlobError, BlobStore, StageLedger, output_key
+from alive.blobs import REQUEST_RECORDS, BlobError, BlobStore, StageLedger, output_key
 from alive.jobs import is_terminal, upload_area
 from alive.locks import KeyedLocks
 from alive.pipeline import PUBLISH_REQUESTS, REPORTS, REQUESTS, STATUS
@@ -68,8 +68,6 @@ from services.ingest.validation import (
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alive.api")
 API_SERVICE = api_pb2.DESCRIPTOR.services_by_name["Alive"].full_name
-# The ledger folder of Submit's request records, one per job (creator and request id).
-REQUEST_RECORDS = "requests"
 
 
 class AliveApi(api_pb2_grpc.AliveServicer):
@@ -161,18 +159,20 @@ class AliveApi(api_pb2_grpc.AliveServicer):
                 return await self._send_request(job_id, recorded, existing=True)
             await self._check_capacity(creator_id, context)
             try:
-                await asyncio.to_thread(validate_photo, request.photo, self._settings)
+                photo = await asyncio.to_thread(validate_photo, request.photo, self._settings)
                 normalise_prompt(request.prompt, self._settings)
                 resolve_output(request.output, self._settings)
             except InvalidInput as exc:
                 await _abort_with_reason(
                     context, grpc.StatusCode.INVALID_ARGUMENT, exc.reason_code, exc.detail
                 )
+            # Only the cleaned photo (metadata stripped, orientation applied) is stored: the
+            # upload as sent, EXIF and GPS included, never reaches the store.
             upload = await asyncio.to_thread(
                 self._blobs.put_bytes,
-                output_key(upload_area(creator_id, request_id) + "photo", ""),
-                request.photo,
-                "application/octet-stream",
+                output_key(upload_area(creator_id, request_id) + "photo", ".png"),
+                photo.png,
+                "image/png",
             )
             event = ImagePromptRequest(
                 request_id=request_id,

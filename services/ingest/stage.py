@@ -15,7 +15,7 @@ import hashlib
 import hmac
 
 from alive.blobs import BlobError, BlobStore, output_key
-from alive.jobs import upload_area
+from alive.jobs import photo_prefix, upload_area
 from alive.pipeline import INGEST
 from alive.reasons import ReasonCode
 from alive.stage import JobIdentity, PermanentError, Stage, StageContext, Veto
@@ -101,7 +101,7 @@ class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
         except InvalidInput as exc:
             return Veto((exc.finding,))
         photo_ref = await asyncio.to_thread(
-            self.blobs.put_bytes, output_key(f"photos/{job_id}", ".png"), photo.png, "image/png"
+            self.blobs.put_bytes, output_key(photo_prefix(job_id), ".png"), photo.png, "image/png"
         )
         return Job(
             job_id=job_id,

@@ -24,7 +24,7 @@ import c2pa
 
 from alive.attestation import CLEARING_VERDICTS
 from alive.blobs import BlobStore, output_key
-from alive.jobs import video_prefix
+from alive.jobs import PUBLISHED_VIDEO_STEP, video_prefix
 from alive.pipeline import PIPELINE, PROVENANCE
 from alive.provenance import verify_video
 from alive.reasons import ReasonCode
@@ -130,7 +130,9 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
                     f"signed file verifies as {check.state}: {', '.join(check.failure_codes)}",
                 )
             ref = self.blobs.put_file(
-                output_key(video_prefix(job.job_id, "signed"), ".mp4"), signed, "video/mp4"
+                output_key(video_prefix(job.job_id, PUBLISHED_VIDEO_STEP), ".mp4"),
+                signed,
+                "video/mp4",
             )
         job.video.CopyFrom(ref)
         job.provenance.CopyFrom(

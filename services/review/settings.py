@@ -8,6 +8,7 @@ from pydantic import Field
 
 from alive.pipeline import REVIEW
 from alive.provenance import DEV_TRUST_ANCHOR
+from alive.retention import RetentionSettings
 from alive.settings import StageSettings, stage_settings_config
 
 
@@ -27,3 +28,6 @@ class ReviewSettings(StageSettings):
     # The review web app's decision-signing public keys (PEM; several during a rotation).
     # Without one, no human decision is acted on and held jobs wait.
     decision_public_key_paths: list[Path] = Field(default_factory=list)
+    # The retention sweeper runs in the review service (alive/retention.py): how long a
+    # job's photo, intermediate and unpublished videos are kept (ALIVE_REVIEW__RETENTION__*).
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)

@@ -159,3 +159,28 @@ def test_a_link_planted_in_the_ledger_is_not_followed(tmp_path: Path) -> None:
     with pytest.raises(BlobError) as refused:
         StageLedger(store).get("audio", "job-1")
     assert refused.value.reason_code == ReasonCode.BLOB_NOT_REGULAR_FILE
+
+
+def test_put_file_copies_in_chunks_and_creates_never_takes_over(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    source = tmp_path / "video.mp4"
+    source.write_bytes(os.urandom(3 * 1024 * 1024 + 7))  # several copy chunks
+    ref = store.put_file("videos/j/signed-1.mp4", source, "video/mp4")
+    assert store.get_bytes(ref) == source.read_bytes() and ref.size_bytes == 3 * 1024 * 1024 + 7
+    with pytest.raises(BlobError) as exists:
+        store.put_file("videos/j/signed-1.mp4", tmp_path / "video.mp4", "video/mp4")
+    assert exists.value.reason_code == ReasonCode.BLOB_EXISTS
+    assert not list((tmp_path / "blobs").rglob(".tmp-*"))
+
+
+def test_list_and_delete_see_regular_files_only(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    store.put_bytes("videos/j1/a.mp4", b"a", "video/mp4")
+    store.put_bytes("videos/j10/b.mp4", b"b", "video/mp4")
+    (tmp_path / "videos" / "j1" / "link.mp4").symlink_to(tmp_path / "videos" / "j10" / "b.mp4")
+    (tmp_path / "videos" / "j1" / ".tmp-partial").write_bytes(b"half")
+    assert [b.key for b in store.list_keys("videos/j1/")] == ["videos/j1/a.mp4"]
+    assert store.delete_key("videos/j1/link.mp4") is True  # the link, not its target
+    assert store.read_key("videos/j10/b.mp4") == b"b"
+    assert store.delete_key("videos/j1/a.mp4") is True
+    assert store.delete_key("videos/j1/a.mp4") is False

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from alive.blobs import BlobError, StageLedger, open_blob_store
+from alive.blobs import BlobError, StageLedger, open_blob_store, open_plain_blob_store
+from alive.encryption import EncryptingBlobStore, KekRing, new_keyring_document
 from alive.reasons import ReasonCode
 from alive.s3_store import S3BlobStore
 from alive.v1.events_pb2 import BlobRef
@@ -149,8 +150,16 @@ def test_an_unreachable_store_is_an_os_error_the_runner_retries() -> None:
 
 
 def test_the_blob_url_names_the_store(tmp_path: Path, s3: MotoS3) -> None:
-    assert open_blob_store(str(tmp_path / "blobs")).key_for((tmp_path / "blobs/a").as_uri()) == "a"
-    assert open_blob_store((tmp_path / "b").as_uri()).key_for((tmp_path / "b/c").as_uri()) == "c"
-    assert isinstance(open_blob_store(f"s3://{s3.BUCKET}/p"), S3BlobStore)
+    assert (
+        open_plain_blob_store(str(tmp_path / "blobs")).key_for((tmp_path / "blobs/a").as_uri())
+        == "a"
+    )
+    plain = open_plain_blob_store((tmp_path / "b").as_uri())
+    assert plain.key_for((tmp_path / "b/c").as_uri()) == "c"
+    assert isinstance(open_plain_blob_store(f"s3://{s3.BUCKET}/p"), S3BlobStore)
+    keys = KekRing.from_document(new_keyring_document("k"))
+    encrypting = open_blob_store(f"s3://{s3.BUCKET}/p", keys)
+    assert isinstance(encrypting, EncryptingBlobStore)
+    assert isinstance(encrypting.inner, S3BlobStore)
     with pytest.raises(ValueError, match="ALIVE_BLOB_URL"):
-        open_blob_store("gopher://example/blobs")
+        open_plain_blob_store("gopher://example/blobs")

@@ -17,11 +17,14 @@ from alive.pipeline import (
     PUBLISH_REQUESTS,
     REPORTS,
     REQUESTS,
+    REVIEW,
     STATUS,
+    UNPUBLISHED,
     VETOES,
     StageSpec,
     Topic,
 )
+from alive.retention import CONSUMER_GROUP as RETENTION_GROUP
 from services.ingest.job_states import FOLDER_GROUP
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base"
@@ -42,8 +45,16 @@ EVERY_STAGE_WRITES: tuple[Topic[Any], ...] = (STATUS, VETOES, DLQ)
 EXTRA_WRITES: dict[str, tuple[Topic[Any], ...]] = {
     INGEST.name: (REQUESTS, PUBLISH_REQUESTS, REPORTS, JOBS)
 }
-EXTRA_READS: dict[str, tuple[Topic[Any], ...]] = {INGEST.name: (STATUS, JOBS)}
-EXTRA_GROUPS: dict[str, tuple[str, ...]] = {INGEST.name: (FOLDER_GROUP,)}
+# Ingest folds alive.status into alive.jobs; the retention sweeper runs in the review service
+# (alive/retention.py). Each in a group of its own.
+EXTRA_READS: dict[str, tuple[Topic[Any], ...]] = {
+    INGEST.name: (STATUS, JOBS),
+    REVIEW.name: (STATUS, UNPUBLISHED),
+}
+EXTRA_GROUPS: dict[str, tuple[str, ...]] = {
+    INGEST.name: (FOLDER_GROUP,),
+    REVIEW.name: (RETENTION_GROUP,),
+}
 
 
 def expected_acls(spec: StageSpec) -> set[Acl]:
@@ -104,14 +115,16 @@ def test_a_stage_user_is_granted_exactly_what_its_stage_needs(spec: StageSpec) -
     assert sorted(expected - granted) == [], "needed but not granted"
 
 
-def test_only_ingest_reads_a_topic_besides_its_input_and_no_one_administers_topics() -> None:
+def test_only_the_declared_extra_readers_read_besides_their_input_and_no_one_administers() -> None:
+    """Ingest (its status view) and review (the retention sweeper) read more than their
+    input; no other stage does."""
     for spec in PIPELINE:
         reads = {
             name
             for kind, name, op in granted_acls(_users()[_user_name(spec)])
             if kind == "topic" and op == "Read"
         }
-        extra = {STATUS.default_name, JOBS.default_name} if spec == INGEST else set()
+        extra = {t.default_name for t in EXTRA_READS.get(spec.name, ())}
         assert reads == {spec.consumes.default_name} | extra, spec.name
     everything = set().union(*(granted_acls(u) for u in _users().values()))
     assert {op for _, _, op in everything} == {"Read", "Write", "Describe"}

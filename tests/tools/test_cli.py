@@ -143,6 +143,7 @@ def test_env_prints_the_running_stacks_addresses_as_exports(
         "triton_grpc": "127.0.0.1:5003",
         "triton_metrics": "http://127.0.0.1:5004/metrics",
         "blob_url": str(tmp_path / "blobs"),
+        "blob_keyring": str(tmp_path / "keys dir" / "blob-keyring.json"),
         "trust_anchor": str(tmp_path / "root.pem"),
     }
     (tmp_path / ".alive").mkdir()
@@ -158,6 +159,7 @@ def test_env_prints_the_running_stacks_addresses_as_exports(
     assert "ALIVE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:5002" in env
     assert f"ALIVE_API_TLS_CA={state['api_tls_ca']}" in env  # a space survives quoting
     assert f"ALIVE_BLOB_URL={state['blob_url']}" in env
+    assert f"ALIVE_BLOB_KEYRING_PATH={state['blob_keyring']}" in env
     # the settings a service beside the stack reads, pointing at it
     monkeypatch.setenv("ALIVE_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:5002")
     assert ServiceSettings().kafka.bootstrap_servers == "127.0.0.1:5002"

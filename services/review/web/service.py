@@ -9,7 +9,7 @@ import contextlib
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from alive.blobs import open_blob_store
+from alive.blobs import open_configured_blob_store
 from alive.kafka import make_producer
 from alive.settings import ServiceSettings
 from services.review import decisions
@@ -35,7 +35,7 @@ class ReviewWeb:
         self.queue = ReviewQueue(policy)
         self.metrics = ReviewMetrics(registry, self.queue)
         self.producer = make_producer(common, client_id=SERVICE)
-        blobs = open_blob_store(common.blob_url, common.blob_max_bytes)
+        blobs = open_configured_blob_store(common)
         key = decisions.load_private_key(settings.decision_key_path)
         self.desk = ReviewDesk(
             settings, common, self.queue, blobs, self.producer, key, self.metrics

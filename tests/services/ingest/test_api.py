@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
 
-from alive.blobs import BlobStore, LocalBlobStore, StageLedger
+from alive.blobs import REQUEST_RECORDS, BlobStore, LocalBlobStore, StageLedger
 from alive.kafka import ensure_topics, make_producer
 from alive.reasons import REPORT_REASONS, ReasonCode
 from alive.settings import ServiceSettings
@@ -42,7 +44,7 @@ from alive.v1.events_pb2 import (
 )
 from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.keys import DEV_KID, ApiKeys, DevCa, ensure_api_keys, key_pem, mint_token
-from services.ingest.api import REQUEST_RECORDS, AliveApi, ApiServer, server_credentials
+from services.ingest.api import AliveApi, ApiServer, server_credentials
 from services.ingest.auth import CREATOR_CLAIM, CREATOR_SCOPES, Scope, TokenVerifier
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import JobIds
@@ -471,3 +473,35 @@ async def test_a_report_needs_a_reason_of_the_vocabulary_and_a_published_video(a
         )
         == grpc.StatusCode.PERMISSION_DENIED
     )
+
+
+async def test_submit_stores_only_the_cleaned_photo(
+    api: Api, broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """The upload as sent (EXIF with a place and a name, rotated by its orientation tag) never
+    reaches the store: the request names a PNG without metadata, turned upright."""
+    image = Image.new("RGB", (160, 120), (30, 90, 200))
+    exif = Image.Exif()
+    exif[0x010E] = "GPS 48.8584N 2.2945E"  # ImageDescription
+    exif[0x013B] = "Jane Creator"  # Artist
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees to show it upright
+    sent = io.BytesIO()
+    image.save(sent, "JPEG", exif=exif.tobytes())
+    answer = await api.stub.Submit(
+        SubmitRequest(photo=sent.getvalue(), request_id="exif-1", output=OutputSpec()),
+        timeout=10,
+        metadata=api.as_("c-exif"),
+    )
+    (request,) = [
+        ImagePromptRequest.FromString(r.value)
+        for r in await asyncio.to_thread(read_topic, broker.bootstrap_servers, "alive.requests")
+        if r.key == answer.job_id.encode()
+    ]
+    key = LocalBlobStore(tmp_path / "blobs").key_for(request.photo.uri)
+    assert key is not None and key.endswith(".png")
+    stored = (tmp_path / "blobs" / key).read_bytes()
+    assert stored.startswith(b"\x89PNG") and request.photo.content_type == "image/png"
+    assert b"Exif" not in stored and b"GPS" not in stored and b"Jane" not in stored
+    with Image.open(io.BytesIO(stored)) as cleaned:
+        assert cleaned.size == (120, 160) and not cleaned.getexif()
+    assert [p.name for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == [Path(key).name]

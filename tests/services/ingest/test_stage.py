@@ -59,7 +59,7 @@ async def test_a_valid_request_becomes_a_job_with_a_stored_photo(
     (job,) = out.jobs
     assert job.job_id == harness.stage.job_ids.for_request("c1", "r1")
     assert job.prompt == "waves at dusk" and job.photo_info.width == 160
-    assert re.search(rf"/photos/{job.job_id}-[0-9a-f]{{32}}\.png$", job.photo.uri)
+    assert re.search(rf"/photos/{job.job_id}/photo-[0-9a-f]{{32}}\.png$", job.photo.uri)
     assert (job.output.width, job.output.fps, job.output.duration_ms) == (96, 24, 4000)
     assert out.statuses[0].state == INGEST.passed_state == JobState.ACCEPTED
 

@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry
 
 from alive.attestation import private_key_pem
-from alive.blobs import LocalBlobStore, StageLedger
+from alive.blobs import BlobStore, StageLedger, open_configured_blob_store
 from alive.kafka import ensure_topics, make_producer
 from alive.pipeline import (
     PUBLISH_REQUESTS,
@@ -50,6 +50,7 @@ from alive.v1.events_pb2 import (
     Verdict,
 )
 from alive_tools.embedded.broker import EmbeddedBroker
+from alive_tools.keys import ensure_blob_keyring
 from services.review.stage import READY_STAGE
 from services.review.web.auth import hash_password
 from services.review.web.service import ReviewWeb
@@ -64,7 +65,7 @@ HASHES = {name: hash_password(p) for name, p in PASSWORDS.items()}
 @dataclass
 class Env:
     common: ServiceSettings
-    blobs: LocalBlobStore
+    blobs: BlobStore
     key_path: Path
     bootstrap: str
 
@@ -87,12 +88,13 @@ async def env(broker: EmbeddedBroker, tmp_path: Path) -> Env:
     common = ServiceSettings(
         kafka={"bootstrap_servers": broker.bootstrap_servers},  # type: ignore[arg-type]
         blob_url=str(tmp_path / "blobs"),
+        blob_keyring_path=ensure_blob_keyring(tmp_path / "keys"),
         topics=renamed,
     )
     await ensure_topics(common)
     key_path = tmp_path / "decisions.pem"
     key_path.write_bytes(private_key_pem(Ed25519PrivateKey.generate()))
-    return Env(common, LocalBlobStore(Path(common.blob_url)), key_path, broker.bootstrap_servers)
+    return Env(common, open_configured_blob_store(common), key_path, broker.bootstrap_servers)
 
 
 def web_settings(env: Env, **changes: object) -> ReviewWebSettings:
