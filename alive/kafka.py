@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
+from alive.dependencies import DependencyDown
 from alive.pipeline import PIPELINE
 from alive.settings import ServiceSettings
 
@@ -132,3 +133,47 @@ async def ensure_topics(settings: ServiceSettings) -> None:
         log.info("created topics", extra={"topics": missing})
     finally:
         await admin.close()
+
+
+def missing_topic_names(settings: ServiceSettings, existing: set[str]) -> list[str]:
+    """The pipeline's topics (by their names here) that are not in ``existing``."""
+    return [settings.topic(t) for t in PIPELINE.topics() if settings.topic(t) not in existing]
+
+
+class BrokerProbes:
+    """The dependency probes of the broker (alive/dependencies.py): it answers a metadata
+    request, and every topic of the pipeline exists. A missing topic is created again when
+    the profile allows it (the embedded broker keeps nothing over a restart); otherwise it
+    is reported, never silently assumed."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self._settings = settings
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def broker(self) -> None:
+        await self._topic_names()
+
+    async def topics(self) -> None:
+        missing = missing_topic_names(self._settings, await self._topic_names())
+        if not missing:
+            return
+        if not self._settings.kafka_profile().create_missing_topics:
+            raise DependencyDown(f"missing topics: {', '.join(missing)}")
+        log.warning("topics missing; creating them", extra={"topics": missing})
+        await ensure_topics(self._settings)
+
+    async def _topic_names(self) -> set[str]:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(**connection_options(self._settings))
+            try:
+                await admin.start()
+            except BaseException:
+                await admin.close()
+                raise
+            self._admin = admin
+        return set(await self._admin.list_topics())
+
+    async def close(self) -> None:
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None

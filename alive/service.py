@@ -22,8 +22,9 @@ from prometheus_client import CollectorRegistry
 
 from alive.attestation import load_keyring
 from alive.blobs import BlobStore, StageLedger, open_blob_store
+from alive.dependencies import BLOB_STORE, BROKER, TOPICS, BlobStoreProbe, DependencyMonitor
 from alive.health import HealthServer
-from alive.kafka import make_producer
+from alive.kafka import BrokerProbes, make_producer
 from alive.runner import StageRunner
 from alive.settings import ServiceSettings, StageSettings
 from alive.stage import Stage
@@ -52,6 +53,7 @@ class ServiceRuntime:
     producer: AIOKafkaProducer
     metrics: StageMetrics
     health: HealthServer
+    dependencies: DependencyMonitor
 
 
 # Makes the service's stage and its extra components, for a service with more than a stage.
@@ -87,8 +89,17 @@ async def _serve(
     blobs = open_blob_store(settings.blob_url, settings.blob_max_bytes)
     producer = make_producer(settings, client_id=service)
     await producer.start()
-    runtime = ServiceRuntime(settings, blobs, StageLedger(blobs), producer, metrics, health)
+    dependencies = DependencyMonitor(service, registry)
+    runtime = ServiceRuntime(
+        settings, blobs, StageLedger(blobs), producer, metrics, health, dependencies
+    )
     stage, components = build(stage_settings, runtime)
+    broker, blob_probe = BrokerProbes(settings), BlobStoreProbe(blobs)
+    dependencies.add(BROKER, broker.broker, health)
+    dependencies.add(TOPICS, broker.topics, health)
+    dependencies.add(BLOB_STORE, blob_probe, health)
+    for name, probe in stage.probes().items():
+        dependencies.add(name, probe, health)
     keyring = load_keyring(stage.spec, stage_settings, settings)
     runner = StageRunner(stage, settings, producer, runtime.ledger, metrics, keyring)
     health.add_readiness_check("consumer", lambda: runner.ready)
@@ -100,6 +111,7 @@ async def _serve(
     try:
         await health.start()
         await stage.start()
+        await dependencies.start()
         for component in components:
             await component.start()
             started.append(component)
@@ -108,6 +120,9 @@ async def _serve(
     finally:
         for component in reversed(started):
             await component.stop()
+        await dependencies.stop()
+        await broker.close()
+        blob_probe.close()
         await stage.stop()
         await producer.stop()
         await health.stop()

@@ -32,6 +32,9 @@ class KafkaProfile:
     enable_idempotence: bool
     topic_partitions: int
     replication_factor: int
+    # A topic of the pipeline found missing while the service runs (a broker that came back
+    # empty) is created again; otherwise it is reported (not ready) for an operator to fix.
+    create_missing_topics: bool
 
 
 KAFKA_PROFILES: dict[Profile, KafkaProfile] = {
@@ -43,6 +46,7 @@ KAFKA_PROFILES: dict[Profile, KafkaProfile] = {
         enable_idempotence=False,
         topic_partitions=3,
         replication_factor=1,
+        create_missing_topics=True,
     ),
     "production": KafkaProfile(
         session_timeout_ms=45_000,
@@ -50,6 +54,7 @@ KAFKA_PROFILES: dict[Profile, KafkaProfile] = {
         enable_idempotence=True,
         topic_partitions=12,
         replication_factor=3,
+        create_missing_topics=False,
     ),
 }
 
@@ -75,6 +80,7 @@ class KafkaSettings(BaseModel):
     enable_idempotence: bool | None = None
     topic_partitions: int | None = None
     replication_factor: int | None = None
+    create_missing_topics: bool | None = None
     # Bigger than any event we send; events carry blob references, never media.
     max_request_size: int = 1_048_576
 
@@ -153,6 +159,11 @@ class ServiceSettings(BaseSettings):
             ),
             topic_partitions=k.topic_partitions or base.topic_partitions,
             replication_factor=k.replication_factor or base.replication_factor,
+            create_missing_topics=(
+                base.create_missing_topics
+                if k.create_missing_topics is None
+                else k.create_missing_topics
+            ),
         )
 
 

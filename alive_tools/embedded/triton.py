@@ -204,6 +204,23 @@ class TritonServer:
         except InferenceServerException:
             return False  # the gRPC port opens only once the models have loaded
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def wanted(self) -> bool:
+        """Started and not stopped on purpose (it may have died)."""
+        return self._proc is not None
+
+    def exit_code(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    def restart(self, timeout_s: float = 60.0) -> None:
+        """Stops what is left of it (its model processes) and starts it on its ports."""
+        self.stop()
+        self.start(timeout_s)
+
     def stop(self) -> None:
         """SIGTERM, up to the server's exit timeout plus a margin, then SIGKILL; idempotent."""
         proc, self._proc = self._proc, None

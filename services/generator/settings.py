@@ -25,6 +25,10 @@ class GeneratorSettings(StageSettings):
     raw_frames: bool = False
     # How often a generation in progress checks whether its job was cancelled.
     cancel_check_s: float = 1.0
+    # When Triton answers that the model's process died (its python backend does not start
+    # it again, and still reports the model ready), have Triton load the model afresh
+    # (needs --model-control-mode=explicit); off: report it (not ready) and wait for a person.
+    reload_dead_model: bool = True
     # Several jobs in flight let Triton's dynamic batcher fill a batch.
     max_in_flight: int = 8
     # Triton unavailable is the transient error this service expects: ride out a restart

@@ -30,6 +30,7 @@ def build(
         view,
         stage.job_ids,
         TokenVerifier.from_settings(settings),
+        dependencies=runtime.dependencies,
     )
     grpc_metrics = GrpcServerMetrics(stage.spec.name, runtime.metrics.registry)
     return stage, [view, ApiServer(settings, api, [grpc_metrics])]

@@ -20,11 +20,13 @@ from typing import NoReturn
 
 import grpc
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
 from alive.blobs import BlobError, BlobStore, StageLedger, output_key
+from alive.dependencies import BLOB_STORE, BROKER, TOPICS, DependencyMonitor
 from alive.jobs import is_terminal, upload_area
 from alive.locks import KeyedLocks
 from alive.pipeline import PUBLISH_REQUESTS, REPORTS, REQUESTS, STATUS
@@ -66,6 +68,8 @@ from services.ingest.validation import (
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alive.api")
 API_SERVICE = api_pb2.DESCRIPTOR.services_by_name["Alive"].full_name
+# What Submit needs to queue a job: while one is down it answers UNAVAILABLE at once.
+QUEUE_DEPENDENCIES = (BROKER, TOPICS, BLOB_STORE)
 
 
 class AliveApi(api_pb2_grpc.AliveServicer):
@@ -79,8 +83,11 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         view: StatusView,
         job_ids: JobIds,
         tokens: TokenVerifier,
+        *,
+        dependencies: DependencyMonitor,
     ) -> None:
         self._settings = settings
+        self._dependencies = dependencies
         self._common = common
         self._blobs = blobs
         self._ledger = ledger
@@ -140,6 +147,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             if existing is not None:
                 return SubmitResponse(job_id=job_id, existing=True, job=existing)
             await self._check_capacity(creator_id, context)
+            await self._check_queue(context)
             try:
                 await asyncio.to_thread(validate_photo, request.photo, self._settings)
                 normalise_prompt(request.prompt, self._settings)
@@ -176,18 +184,25 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             )
             headers = headers_with_trace()
             key = job_id.encode()
-            await self._producer.send_and_wait(
-                self._common.topic(REQUESTS),
-                event.SerializeToString(),
-                key=key,
-                headers=headers,
-            )
-            await self._producer.send_and_wait(
-                self._common.topic(STATUS),
-                status.SerializeToString(),
-                key=key,
-                headers=headers,
-            )
+            try:
+                async with asyncio.timeout(self._settings.queue_timeout_s):
+                    await self._producer.send_and_wait(
+                        self._common.topic(REQUESTS),
+                        event.SerializeToString(),
+                        key=key,
+                        headers=headers,
+                    )
+                    await self._producer.send_and_wait(
+                        self._common.topic(STATUS),
+                        status.SerializeToString(),
+                        key=key,
+                        headers=headers,
+                    )
+            except (TimeoutError, KafkaError) as exc:
+                # The request may still reach the broker later: a retry with the same
+                # request id is the same job, so the client may safely retry.
+                log.warning("could not queue a job", extra={"job_id": job_id, "error": repr(exc)})
+                await self._abort_unavailable(context, "the broker did not take the job in time")
             self._view.apply(status)  # so a retry of this Submit finds the job at once
             log.info("submitted", extra={"job_id": job_id})
             return SubmitResponse(job_id=job_id, existing=False, job=self._view.get(job_id))
@@ -209,6 +224,19 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"{code}: {limit} jobs under way; retry in {limits.retry_after_s} s",
         )
+
+    async def _check_queue(self, context: grpc.aio.ServicerContext) -> None:
+        """Aborts with UNAVAILABLE when a job could not be queued now (the last probe of
+        the broker, the topics or the blob store failed), instead of taking it."""
+        down = [name for name in QUEUE_DEPENDENCIES if not self._dependencies.up(name)]
+        if down:
+            await self._abort_unavailable(context, f"cannot queue jobs now ({', '.join(down)})")
+
+    async def _abort_unavailable(self, context: grpc.aio.ServicerContext, detail: str) -> NoReturn:
+        code, retry = ReasonCode.QUEUE_UNAVAILABLE, self._settings.retry_after_s
+        context.set_trailing_metadata(((REASON_TRAILER, code), (RETRY_AFTER_TRAILER, str(retry))))
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"{code}: {detail}; retry in {retry} s")
+        raise AssertionError("abort() raises")
 
     async def Get(self, request: GetJobRequest, context: grpc.aio.ServicerContext) -> JobView:
         caller = await self._caller(context, Scope.READ)

@@ -57,6 +57,8 @@ class IngestSettings(StageSettings):
     # Submissions beyond these many jobs not yet READY or ended get RESOURCE_EXHAUSTED.
     max_jobs_in_flight_per_creator: int = 8
     max_jobs_in_flight: int = 1000
-    # The retry hint given with RESOURCE_EXHAUSTED, in seconds.
+    # The retry hint given with RESOURCE_EXHAUSTED and UNAVAILABLE, in seconds.
     retry_after_s: int = 5
+    # Submit answers UNAVAILABLE when the broker has not taken the job within this time.
+    queue_timeout_s: float = 5.0
     output: OutputLimits = Field(default_factory=OutputLimits)

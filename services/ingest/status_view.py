@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from alive.jobs import SETTLED_STATES, is_terminal
 from alive.kafka import make_consumer
@@ -24,6 +25,8 @@ from alive.v1.api_pb2 import JobView
 from alive.v1.events_pb2 import StatusEvent
 
 log = logging.getLogger(__name__)
+
+RECREATED_CHECK_S = 2.0  # how often the view checks whether its topic was made anew
 
 
 class StatusView:
@@ -65,11 +68,15 @@ class StatusView:
             await self._consumer.stop()
 
     async def _follow(self, consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> None:
+        checked_at = asyncio.get_running_loop().time()
         while True:
             if not self._caught_up.is_set() and all(
                 [await consumer.position(tp) >= off for tp, off in end.items()]
             ):
                 self._caught_up.set()
+            if asyncio.get_running_loop().time() - checked_at > RECREATED_CHECK_S:
+                checked_at = asyncio.get_running_loop().time()
+                await self._restart_recreated(consumer)
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for record in records:
@@ -79,6 +86,23 @@ class StatusView:
                         log.warning("undecodable status event", extra={"offset": record.offset})
                         continue
                     self.apply(event)
+
+    async def _restart_recreated(self, consumer: AIOKafkaConsumer) -> None:
+        """Reads a partition from its start again when it ends before where the view stands:
+        the topic was made anew (a broker that came back empty). Without this the view
+        would wait at the old offset and never see a status again."""
+        partitions = list(consumer.assignment())
+        try:
+            ends = await consumer.end_offsets(partitions)
+        except KafkaError:
+            return  # the broker is away: the service's broker probe reports it
+        behind = [tp for tp in partitions if await consumer.position(tp) > ends.get(tp, 0)]
+        if behind:
+            log.warning(
+                "status topic made anew; reading it from its start",
+                extra={"partitions": sorted(tp.partition for tp in behind)},
+            )
+            await consumer.seek_to_beginning(*behind)
 
     def apply(self, event: StatusEvent) -> None:
         view = self._jobs.get(event.job_id)
