@@ -60,9 +60,9 @@ from services.ingest.status_view import StatusView
 from services.ingest.validation import (
     InvalidInput,
     check_ids,
+    check_photo,
     normalise_prompt,
     resolve_output,
-    validate_photo,
 )
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             await self._check_capacity(creator_id, context)
             await self._check_queue(context)
             try:
-                await asyncio.to_thread(validate_photo, request.photo, self._settings)
+                await asyncio.to_thread(check_photo, request.photo, self._settings)
                 normalise_prompt(request.prompt, self._settings)
                 resolve_output(request.output, self._settings)
             except InvalidInput as exc:
