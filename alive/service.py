@@ -4,7 +4,8 @@ The service is named after its stage (alive/pipeline.py). It wires what every se
 (logs, traces, metrics and health endpoint, blob store, ledger, Kafka producer, the stage
 runner) around the service's own stage and, for a service with more to run (ingest's gRPC
 API), its extra components. SIGTERM or SIGINT stops fetching, lets in-flight jobs finish,
-commits and exits 0; a fatal error exits 1.
+commits and exits 0; a fatal error exits 1, and so does a stage whose memory budget does
+not fit the memory the service may use (alive/memory.py), before it starts anything.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from alive.blobs import BlobStore, StageLedger, open_blob_store
 from alive.dependencies import BLOB_STORE, BROKER, TOPICS, BlobStoreProbe, DependencyMonitor
 from alive.health import HealthServer
 from alive.kafka import BrokerProbes, make_producer
+from alive.memory import MemoryBudgetError, check_budget
 from alive.runner import StageRunner
 from alive.settings import ServiceSettings, StageSettings
 from alive.stage import Stage
@@ -71,6 +73,11 @@ def serve(
     setup_logging(service, settings.log_level)
     setup_tracing(service, settings.otlp_endpoint)
     make = build or (lambda own, runtime: (stage_class(own, runtime.blobs), []))
+    try:
+        check_budget(service, stage_settings.memory_budget(), settings.memory_limit_mib)
+    except MemoryBudgetError as exc:
+        log.error("refusing to start: the memory budget does not fit", extra={"why": str(exc)})
+        sys.exit(1)
     try:
         asyncio.run(_serve(service, settings, stage_settings, make))
     except Exception:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alive.memory import MemoryBudget
 from alive.pipeline import PIPELINE, StageSpec, Topic
 
 Profile = Literal["embedded", "production"]
@@ -128,6 +129,9 @@ class ServiceSettings(BaseSettings):
     # The stage public keys every stage trusts for attestations (alive/attestation.py):
     # {"<stage>": ["<base64 raw Ed25519 public key>", ...]}.
     attestation_trust_path: Path = Path(".alive/keys/attestation-trust.json")
+    # The memory the service may use (its container's limit, in MiB): a service whose
+    # budget (alive/memory.py) does not fit refuses to start. Unset: nothing is checked.
+    memory_limit_mib: int | None = None
     # On SIGTERM: how long in-flight jobs may take to finish before they are handed back.
     shutdown_grace_s: float = 20.0
     # OpenTelemetry: spans are exported over OTLP/gRPC only when this is set.
@@ -188,3 +192,14 @@ class StageSettings(BaseSettings):
     max_attempts: int = 6
     retry_base_s: float = 0.5
     retry_max_s: float = 20.0
+
+    # The stage's memory (alive/memory.py), measured: the process with its models loaded,
+    # and one job's peak working set (a stage whose input bounds set it computes it).
+    BASE_MEMORY_MIB: ClassVar[int] = 256
+    JOB_MEMORY_MIB: ClassVar[int] = 64
+
+    def job_memory_mib(self) -> int:
+        return self.JOB_MEMORY_MIB
+
+    def memory_budget(self) -> MemoryBudget:
+        return MemoryBudget(self.BASE_MEMORY_MIB, self.job_memory_mib(), self.max_in_flight)

@@ -3,12 +3,16 @@ animates."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from alive.pipeline import GENERATOR
 from alive.settings import StageSettings, stage_settings_config
 
 
 class GeneratorSettings(StageSettings):
     model_config = stage_settings_config(GENERATOR)
+    BASE_MEMORY_MIB: ClassVar[int] = 384
+    JOB_MEMORY_MIB: ClassVar[int] = 192  # the photo, and with raw_frames the frames of one video
 
     triton_url: str = "127.0.0.1:8001"
     # The model that makes videos: alive_animator (procedural, the embedded default) or

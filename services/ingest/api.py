@@ -96,6 +96,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         self._job_ids = job_ids
         self._tokens = tokens
         self._submits = KeyedLocks()
+        self._photo_checks = asyncio.Semaphore(settings.max_photo_checks)
 
     async def _caller(self, context: grpc.aio.ServicerContext, scope: Scope) -> Caller:
         """The authenticated caller, if the token allows ``scope``; else the call aborts."""
@@ -149,7 +150,8 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             await self._check_capacity(creator_id, context)
             await self._check_queue(context)
             try:
-                await asyncio.to_thread(check_photo, request.photo, self._settings)
+                async with self._photo_checks:  # their memory is budgeted (settings)
+                    await asyncio.to_thread(check_photo, request.photo, self._settings)
                 normalise_prompt(request.prompt, self._settings)
                 resolve_output(request.output, self._settings)
             except InvalidInput as exc:
