@@ -61,11 +61,11 @@ class JsonFormatter(logging.Formatter):
 
 
 class RepeatedWarnings(logging.Filter):
-    """Holds back repeats of a warning or error: of the records with the same logger, level
-    and message (before its arguments are filled in), the first passes, then at most one per
-    ``window_s``, carrying ``repeated``: how many were held back since the last. A dead
-    broker makes Kafka clients warn many times a second; the log keeps a line every
-    ``window_s``. A record about a job (``job_id``) always passes."""
+    """Holds back repeats of a warning or error: of the records with the same logger, level,
+    message (before its arguments are filled in) and extra fields, the first passes, then at
+    most one per ``window_s``, carrying ``repeated``: how many were held back since the
+    last. A dead broker makes Kafka clients warn many times a second; the log keeps a line
+    every ``window_s``. A record about a job (``job_id``) always passes."""
 
     MAX_KINDS = 1000  # forget them all past this many kinds of message, to stay bounded
 
@@ -73,12 +73,15 @@ class RepeatedWarnings(logging.Filter):
         super().__init__()
         self._window_s = window_s
         self._clock = clock
-        self._runs: dict[tuple[str, int, str], tuple[float, int]] = {}
+        self._runs: dict[tuple[str, int, str, tuple[tuple[str, str], ...]], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or getattr(record, "job_id", None):
             return True
-        key = (record.name, record.levelno, str(record.msg))
+        extras = sorted(
+            (k, repr(v)) for k, v in vars(record).items() if k not in _STANDARD_RECORD_KEYS
+        )
+        key = (record.name, record.levelno, str(record.msg), tuple(extras))
         now = self._clock()
         last = self._runs.get(key)
         if last is not None and now - last[0] < self._window_s:

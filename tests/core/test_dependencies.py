@@ -223,6 +223,8 @@ def test_repeated_warnings_are_held_back_and_counted() -> None:
     assert repeats.filter(record(unable))
     assert not any(repeats.filter(record(unable)) for _ in range(500))
     assert repeats.filter(record("another warning"))
+    assert repeats.filter(record(unable, dependency="topics"))  # other fields: another kind
+    assert not repeats.filter(record(unable, dependency="topics"))
     assert repeats.filter(record(unable, logging.INFO))  # info is never held back
     assert repeats.filter(record(unable, job_id="j1"))  # nor a line about a job
     now[0] = 31.0
