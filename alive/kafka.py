@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from alive.dependencies import DependencyDown
-from alive.pipeline import PIPELINE
+from alive.pipeline import DLQ, PIPELINE, STATUS, VETOES, StageSpec, Topic
 from alive.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -135,26 +136,36 @@ async def ensure_topics(settings: ServiceSettings) -> None:
         await admin.close()
 
 
-def missing_topic_names(settings: ServiceSettings, existing: set[str]) -> list[str]:
-    """The pipeline's topics (by their names here) that are not in ``existing``."""
-    return [settings.topic(t) for t in PIPELINE.topics() if settings.topic(t) not in existing]
+def stage_topics(spec: StageSpec) -> list[Topic[Any]]:
+    """The topics a stage's runner reads and writes: its own, and the status, vetoes and
+    dead-letter topics every stage writes (under per-stage ACLs, the ones it may see)."""
+    holds = [spec.holds] if spec.holds is not None else []
+    return [spec.consumes, spec.emits, *holds, STATUS, VETOES, DLQ]
+
+
+def missing_topic_names(
+    settings: ServiceSettings, existing: set[str], topics: Sequence[Topic[Any]]
+) -> list[str]:
+    """The names here of ``topics`` that are not in ``existing``."""
+    return [settings.topic(t) for t in topics if settings.topic(t) not in existing]
 
 
 class BrokerProbes:
     """The dependency probes of the broker (alive/dependencies.py): it answers a metadata
-    request, and every topic of the pipeline exists. A missing topic is created again when
-    the profile allows it (the embedded broker keeps nothing over a restart); otherwise it
-    is reported, never silently assumed."""
+    request, and ``topics`` exist. A missing topic is created again when the profile allows
+    it (the embedded broker keeps nothing over a restart); otherwise it is reported, never
+    silently assumed."""
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: ServiceSettings, topics: Sequence[Topic[Any]]) -> None:
         self._settings = settings
+        self._topics = list(topics)
         self._admin: AIOKafkaAdminClient | None = None
 
     async def broker(self) -> None:
         await self._topic_names()
 
     async def topics(self) -> None:
-        missing = missing_topic_names(self._settings, await self._topic_names())
+        missing = missing_topic_names(self._settings, await self._topic_names(), self._topics)
         if not missing:
             return
         if not self._settings.kafka_profile().create_missing_topics:

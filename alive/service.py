@@ -25,7 +25,7 @@ from alive.attestation import load_keyring
 from alive.blobs import BlobStore, StageLedger, open_blob_store
 from alive.dependencies import BLOB_STORE, BROKER, TOPICS, BlobStoreProbe, DependencyMonitor
 from alive.health import HealthServer
-from alive.kafka import BrokerProbes, make_producer
+from alive.kafka import BrokerProbes, make_producer, stage_topics
 from alive.memory import MemoryBudgetError, check_budget
 from alive.runner import StageRunner
 from alive.settings import ServiceSettings, StageSettings
@@ -101,7 +101,8 @@ async def _serve(
         settings, blobs, StageLedger(blobs), producer, metrics, health, dependencies
     )
     stage, components = build(stage_settings, runtime)
-    broker, blob_probe = BrokerProbes(settings), BlobStoreProbe(blobs)
+    broker = BrokerProbes(settings, stage_topics(stage.spec))
+    blob_probe = BlobStoreProbe(blobs)
     dependencies.add(BROKER, broker.broker, health)
     dependencies.add(TOPICS, broker.topics, health)
     dependencies.add(BLOB_STORE, blob_probe, health)

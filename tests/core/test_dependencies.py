@@ -25,8 +25,8 @@ from alive.dependencies import (
     DependencyMonitor,
 )
 from alive.health import HealthServer
-from alive.kafka import BrokerProbes, connection_options, missing_topic_names
-from alive.pipeline import PIPELINE
+from alive.kafka import BrokerProbes, connection_options, missing_topic_names, stage_topics
+from alive.pipeline import INGEST, PIPELINE
 from alive.s3_store import S3BlobStore
 from alive.settings import ServiceSettings
 from alive.telemetry import RepeatedWarnings
@@ -163,7 +163,7 @@ def renamed_topics(broker: EmbeddedBroker, profile: str) -> ServiceSettings:
 
 async def test_missing_topics_are_created_in_the_embedded_profile(broker: EmbeddedBroker) -> None:
     settings = renamed_topics(broker, "embedded")
-    probes = BrokerProbes(settings)
+    probes = BrokerProbes(settings, stage_topics(INGEST))
     try:
         await probes.broker()
         await probes.topics()  # creates them
@@ -172,7 +172,8 @@ async def test_missing_topics_are_created_in_the_embedded_profile(broker: Embedd
         admin = AIOKafkaAdminClient(**connection_options(settings))
         await admin.start()
         try:
-            assert missing_topic_names(settings, set(await admin.list_topics())) == []
+            existing = set(await admin.list_topics())
+            assert missing_topic_names(settings, existing, PIPELINE.topics()) == []
         finally:
             await admin.close()
     finally:
@@ -183,12 +184,14 @@ async def test_missing_topics_are_reported_in_the_production_profile(
     broker: EmbeddedBroker,
 ) -> None:
     settings = renamed_topics(broker, "production")
-    probes = BrokerProbes(settings)
+    probes = BrokerProbes(settings, stage_topics(INGEST))
     try:
         await probes.broker()  # the broker itself answers
         with pytest.raises(DependencyDown) as down:
             await probes.topics()
-        assert settings.topic(PIPELINE.topics()[0]) in str(down.value)
+        assert str(down.value) == "missing topics: " + ", ".join(
+            settings.topic(t) for t in stage_topics(INGEST)
+        )
         with pytest.raises(DependencyDown):
             await probes.topics()  # and nothing created them meanwhile
     finally:
@@ -199,7 +202,7 @@ async def test_a_broker_nobody_answers_on_is_down() -> None:
     settings = ServiceSettings(
         kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},  # type: ignore[arg-type]
     )
-    probes = BrokerProbes(settings)
+    probes = BrokerProbes(settings, stage_topics(INGEST))
     monitor = DependencyMonitor("svc", CollectorRegistry(), timeout_s=2)
     monitor.add(BROKER, probes.broker)
     monitor.add(TOPICS, probes.topics)
@@ -231,3 +234,15 @@ def test_repeated_warnings_are_held_back_and_counted() -> None:
     summary = record(unable)
     assert repeats.filter(summary) and summary.__dict__["repeated"] == 500
     assert not repeats.filter(record(unable))
+
+
+def test_each_stage_probes_only_topics_its_kafka_user_may_describe() -> None:
+    # Under per-stage ACLs a metadata request lists only those: any other would look missing.
+    from tests.deploy.test_kafka_acls import _user_name, _users, granted_acls
+
+    users = _users()
+    for spec in PIPELINE:
+        describable = {
+            name for kind, name, op in granted_acls(users[_user_name(spec)]) if op == "Describe"
+        }
+        assert {t.default_name for t in stage_topics(spec)} <= describable, spec.name

@@ -24,7 +24,8 @@ from prometheus_client import CollectorRegistry
 
 from alive.blobs import LocalBlobStore, StageLedger
 from alive.dependencies import BLOB_STORE, BROKER, TOPICS, BlobStoreProbe, DependencyMonitor
-from alive.kafka import BrokerProbes, ensure_topics, make_producer
+from alive.kafka import BrokerProbes, ensure_topics, make_producer, stage_topics
+from alive.pipeline import INGEST
 from alive.reasons import REPORT_REASONS, ReasonCode
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import (
@@ -93,7 +94,8 @@ async def api(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Api]:
     ledger = StageLedger(blobs)
     # The probes a service runs, on the real broker and store; the tests probe when they want.
     dependencies = DependencyMonitor("ingest", CollectorRegistry())
-    broker_probes, blob_probe = BrokerProbes(common), BlobStoreProbe(blobs)
+    broker_probes = BrokerProbes(common, stage_topics(INGEST))
+    blob_probe = BlobStoreProbe(blobs)
     dependencies.add(BROKER, broker_probes.broker)
     dependencies.add(TOPICS, broker_probes.topics)
     dependencies.add(BLOB_STORE, blob_probe)
@@ -251,7 +253,7 @@ async def test_everyone_together_over_the_cap_are_told_to_retry(api: Api) -> Non
 async def test_submit_is_unavailable_at_once_while_the_broker_is_down(api: Api) -> None:
     # The broker probe, pointed where nothing answers, finds it down as a dead broker would.
     dead = ServiceSettings(kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"})  # type: ignore[arg-type]
-    dead_probes = BrokerProbes(dead)
+    dead_probes = BrokerProbes(dead, stage_topics(INGEST))
     api.dependencies.add(BROKER, dead_probes.broker)
     try:
         assert not await api.dependencies.check(BROKER)
@@ -271,7 +273,7 @@ async def test_submit_is_unavailable_at_once_while_the_broker_is_down(api: Api) 
     finally:
         await dead_probes.close()
     # Back: the same request is taken.
-    probes = BrokerProbes(api.common)
+    probes = BrokerProbes(api.common, stage_topics(INGEST))
     api.dependencies.add(BROKER, probes.broker)
     try:
         assert await api.dependencies.check(BROKER)
