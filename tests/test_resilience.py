@@ -144,3 +144,16 @@ def test_a_dead_triton_makes_the_generator_not_ready_and_comes_back(
     within(30, lambda: readyz(own_stack, "generator")[0] == 200)
     assert "triton restarted" in (own_stack.logs / "supervisor.log").read_text()
     a_job_completes(api)
+
+
+def test_a_dead_model_process_is_reloaded_and_the_job_waiting_on_it_completes(
+    own_stack: EmbeddedStack, api: AliveClient
+) -> None:
+    killed = own_stack.triton.model_pids()
+    assert killed
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)  # Triton lives on, and still calls the model ready
+    a_job_completes(api)  # its first try learns the model's process died; the retry works
+    log = own_stack.log_tail("generator", 10**9)
+    assert "reloading the model: its process died" in log
+    assert not set(own_stack.triton.model_pids()) & set(killed)

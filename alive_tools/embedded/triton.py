@@ -216,6 +216,20 @@ class TritonServer:
     def exit_code(self) -> int | None:
         return self._proc.poll() if self._proc else None
 
+    def model_pids(self) -> list[int]:
+        """The live processes of its python-backend models (the server's children)."""
+        if self._proc is None:
+            return []
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+            if int(parent) == self._proc.pid and state != "Z":
+                pids.append(int(stat.parent.name))
+        return pids
+
     def restart(self, timeout_s: float = 60.0) -> None:
         """Stops what is left of it (its model processes) and starts it on its ports."""
         self.stop()

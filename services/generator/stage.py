@@ -57,6 +57,8 @@ _TRANSIENT = {
 }
 # Triton's answer when a python-backend model's process has died.
 DEAD_MODEL_PROCESS = re.compile(r"stub process .* is not healthy", re.IGNORECASE)
+# Triton's answer for a model it knows but has no version of loaded now (while reloading).
+MODEL_RELOADING = "has no available versions"
 _TRANSIENT_STREAM_PHRASES = (
     "unknown model",
     "not ready",
@@ -375,8 +377,11 @@ def streamed_error(exc: InferenceServerException) -> TransientError | PermanentE
 
 
 def triton_error(exc: InferenceServerException) -> TransientError | PermanentError:
-    """A status that means "try again later" is transient; any other, the request is bad."""
-    if exc.status() is None or str(exc.status()) in _TRANSIENT:
+    """A status that means "try again later" is transient, and so is a model Triton has
+    known but holds no version of now (unloaded to be loaded again); any other, the request
+    is bad."""
+    message = str(exc.message())
+    if exc.status() is None or str(exc.status()) in _TRANSIENT or MODEL_RELOADING in message:
         return TransientError(f"Triton: {exc.message()}")
     return PermanentError(ReasonCode.MODEL_REJECTED_INPUT, str(exc.message()))
 

@@ -107,6 +107,14 @@ def test_triton_statuses_are_transient_or_a_rejected_input(
         assert error.reason_code == ReasonCode.MODEL_REJECTED_INPUT
 
 
+def test_a_model_being_reloaded_is_transient_and_a_model_never_known_is_not() -> None:
+    reloading = "Request for unknown model: 'alive_animator' has no available versions"
+    unknown = "Request for unknown model: 'alive_animtor' is not found"
+    status = "StatusCode.NOT_FOUND"
+    assert isinstance(triton_error(InferenceServerException(reloading, status)), TransientError)
+    assert isinstance(triton_error(InferenceServerException(unknown, status)), PermanentError)
+
+
 @pytest.mark.parametrize(
     ("message", "transient"),
     [
@@ -268,19 +276,6 @@ async def test_a_job_cancelled_during_generation_is_stopped_and_sends_nothing(
     assert not await asyncio.to_thread(lambda: list(tmp_path.glob("videos/**/*.mp4")))
 
 
-def model_processes(server: TritonServer) -> list[int]:
-    """The python backend's model processes of ``server`` (its children)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        if int(fields[1]) == server.pid and fields[0] != "Z":
-            children.append(int(stat.parent.name))
-    return children
-
-
 async def test_a_dead_model_process_is_found_reported_and_reloaded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -292,7 +287,7 @@ async def test_a_dead_model_process_is_found_reported_and_reloaded(
         async with StageHarness(stage) as harness:
             monitor.add(TRITON_MODEL, stage.probes()[TRITON_MODEL])
             assert await monitor.check(TRITON_MODEL)
-            killed = model_processes(server)
+            killed = server.model_pids()
             assert killed
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
@@ -307,7 +302,7 @@ async def test_a_dead_model_process_is_found_reported_and_reloaded(
             while not await monitor.check(TRITON_MODEL):
                 assert asyncio.get_running_loop().time() < deadline, monitor.down()
                 await asyncio.sleep(0.5)
-            assert not set(model_processes(server)) & set(killed)
+            assert not set(server.model_pids()) & set(killed)
             second = Job()
             second.CopyFrom(first)
             second.job_id = "g2"
