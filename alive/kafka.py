@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import IncompatibleBrokerVersion, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
-from alive.pipeline import PIPELINE, Pipeline
+from alive.dependencies import DependencyDown
+from alive.pipeline import DLQ, PIPELINE, STATUS, VETOES, Pipeline, StageSpec, Topic
 from alive.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -250,3 +252,57 @@ async def _current_configs(
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
     described = await admin.describe_topics(names)
     return {t["topic"]: len(t["partitions"]) for t in described if not t["error_code"]}
+
+
+def stage_topics(spec: StageSpec) -> list[Topic[Any]]:
+    """The topics a stage's runner reads and writes: its own, and the status, vetoes and
+    dead-letter topics every stage writes (under per-stage ACLs, the ones it may see)."""
+    holds = [spec.holds] if spec.holds is not None else []
+    return [spec.consumes, spec.emits, *holds, STATUS, VETOES, DLQ]
+
+
+def missing_topic_names(
+    settings: ServiceSettings, existing: set[str], topics: Sequence[Topic[Any]]
+) -> list[str]:
+    """The names here of ``topics`` that are not in ``existing``."""
+    return [settings.topic(t) for t in topics if settings.topic(t) not in existing]
+
+
+class BrokerProbes:
+    """The dependency probes of the broker (alive/dependencies.py): it answers a metadata
+    request, and ``topics`` exist. A missing topic is created again when the profile allows
+    it (the embedded broker keeps nothing over a restart); otherwise it is reported, never
+    silently assumed."""
+
+    def __init__(self, settings: ServiceSettings, topics: Sequence[Topic[Any]]) -> None:
+        self._settings = settings
+        self._topics = list(topics)
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def broker(self) -> None:
+        await self._topic_names()
+
+    async def topics(self) -> None:
+        missing = missing_topic_names(self._settings, await self._topic_names(), self._topics)
+        if not missing:
+            return
+        if not self._settings.kafka_profile().create_missing_topics:
+            raise DependencyDown(f"missing topics: {', '.join(missing)}")
+        log.warning("topics missing; creating them", extra={"topics": missing})
+        await ensure_topics(self._settings)
+
+    async def _topic_names(self) -> set[str]:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(**connection_options(self._settings))
+            try:
+                await admin.start()
+            except BaseException:
+                await admin.close()
+                raise
+            self._admin = admin
+        return set(await self._admin.list_topics())
+
+    async def close(self) -> None:
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None

@@ -14,7 +14,7 @@ from enum import StrEnum
 # The gRPC trailer in which the API names the reason code of an INVALID_ARGUMENT or
 # FAILED_PRECONDITION answer (docs/api.md).
 REASON_TRAILER = "alive-reason-code"
-# The trailer with seconds to wait before retrying a RESOURCE_EXHAUSTED answer.
+# The trailer with seconds to wait before retrying a RESOURCE_EXHAUSTED or UNAVAILABLE answer.
 RETRY_AFTER_TRAILER = "alive-retry-after-s"
 
 
@@ -40,6 +40,9 @@ class ReasonCode(StrEnum):
     # Submit refused for now (gRPC RESOURCE_EXHAUSTED): too many jobs under way.
     CREATOR_JOBS_IN_FLIGHT = "CREATOR_JOBS_IN_FLIGHT"
     JOBS_IN_FLIGHT = "JOBS_IN_FLIGHT"
+    # Submit refused for now (gRPC UNAVAILABLE): the job cannot be queued (broker, topics or
+    # blob store unusable).
+    QUEUE_UNAVAILABLE = "QUEUE_UNAVAILABLE"
     INVALID_CREATOR_ID = "INVALID_CREATOR_ID"
     INVALID_REQUEST_ID = "INVALID_REQUEST_ID"
     # Photo checkpoint vetoes (PHOTO_UNDECODABLE and PHOTO_TOO_SMALL too).

@@ -4,7 +4,8 @@ The service is named after its stage (alive/pipeline.py). It wires what every se
 (logs, traces, metrics and health endpoint, blob store, ledger, Kafka producer, the stage
 runner) around the service's own stage and, for a service with more to run (ingest's gRPC
 API), its extra components. SIGTERM or SIGINT stops fetching, lets in-flight jobs finish,
-commits and exits 0; a fatal error exits 1.
+commits and exits 0; a fatal error exits 1, and so does a stage whose memory budget does
+not fit the memory the service may use (alive/memory.py), before it starts anything.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from prometheus_client import CollectorRegistry
 
 from alive.attestation import load_keyring
 from alive.blobs import BlobStore, StageLedger, open_configured_blob_store
+from alive.dependencies import BLOB_STORE, BROKER, TOPICS, BlobStoreProbe, DependencyMonitor
 from alive.health import HealthServer
-from alive.kafka import make_producer
+from alive.kafka import BrokerProbes, make_producer, stage_topics
+from alive.memory import MemoryBudgetError, check_budget
 from alive.runner import StageRunner
 from alive.settings import ServiceSettings, StageSettings
 from alive.stage import Stage
@@ -52,6 +55,7 @@ class ServiceRuntime:
     producer: AIOKafkaProducer
     metrics: StageMetrics
     health: HealthServer
+    dependencies: DependencyMonitor
 
 
 # Makes the service's stage and its extra components, for a service with more than a stage.
@@ -70,6 +74,11 @@ def serve(
     setup_tracing(service, settings.otlp_endpoint)
     make = build or (lambda own, runtime: (stage_class(own, runtime.blobs), []))
     try:
+        check_budget(service, stage_settings.memory_budget(), settings.memory_limit_mib)
+    except MemoryBudgetError as exc:
+        log.error("refusing to start: the memory budget does not fit", extra={"why": str(exc)})
+        sys.exit(1)
+    try:
         asyncio.run(_serve(service, settings, stage_settings, make))
     except Exception:
         log.exception("service stopped on an error")
@@ -87,8 +96,18 @@ async def _serve(
     blobs = open_configured_blob_store(settings)
     producer = make_producer(settings, client_id=service)
     await producer.start()
-    runtime = ServiceRuntime(settings, blobs, StageLedger(blobs), producer, metrics, health)
+    dependencies = DependencyMonitor(service, registry)
+    runtime = ServiceRuntime(
+        settings, blobs, StageLedger(blobs), producer, metrics, health, dependencies
+    )
     stage, components = build(stage_settings, runtime)
+    broker = BrokerProbes(settings, stage_topics(stage.spec))
+    blob_probe = BlobStoreProbe(blobs)
+    dependencies.add(BROKER, broker.broker, health)
+    dependencies.add(TOPICS, broker.topics, health)
+    dependencies.add(BLOB_STORE, blob_probe, health)
+    for name, probe in stage.probes().items():
+        dependencies.add(name, probe, health)
     keyring = load_keyring(stage.spec, stage_settings, settings)
     runner = StageRunner(stage, settings, producer, runtime.ledger, metrics, keyring)
     health.add_readiness_check("consumer", lambda: runner.ready)
@@ -100,6 +119,7 @@ async def _serve(
     try:
         await health.start()
         await stage.start()
+        await dependencies.start()
         for component in components:
             await component.start()
             started.append(component)
@@ -108,6 +128,9 @@ async def _serve(
     finally:
         for component in reversed(started):
             await component.stop()
+        await dependencies.stop()
+        await broker.close()
+        blob_probe.close()
         await stage.stop()
         await producer.stop()
         await health.stop()

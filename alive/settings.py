@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alive.memory import MemoryBudget
 from alive.pipeline import PIPELINE, StageSpec, Topic
 
 Profile = Literal["embedded", "production"]
@@ -34,6 +35,9 @@ class KafkaProfile:
     replication_factor: int
     # A write with acks=all succeeds once this many replicas have it (below: refused).
     min_insync_replicas: int
+    # A topic of the pipeline found missing while the service runs (a broker that came back
+    # empty) is created again; otherwise it is reported (not ready) for an operator to fix.
+    create_missing_topics: bool
 
 
 KAFKA_PROFILES: dict[Profile, KafkaProfile] = {
@@ -46,6 +50,7 @@ KAFKA_PROFILES: dict[Profile, KafkaProfile] = {
         topic_partitions=3,
         replication_factor=1,
         min_insync_replicas=1,
+        create_missing_topics=True,
     ),
     "production": KafkaProfile(
         session_timeout_ms=45_000,
@@ -54,6 +59,7 @@ KAFKA_PROFILES: dict[Profile, KafkaProfile] = {
         topic_partitions=12,
         replication_factor=3,
         min_insync_replicas=2,  # one broker may be down without stopping writes
+        create_missing_topics=False,
     ),
 }
 
@@ -83,6 +89,7 @@ class KafkaSettings(BaseModel):
     # How long topics that carry prompts (alive/pipeline.py ``carries_prompt``: requests,
     # jobs between stages, dead letters) keep them: personal data, kept short.
     prompt_retention_days: int = Field(default=7, ge=1)
+    create_missing_topics: bool | None = None
     # Bigger than any event we send; events carry blob references, never media.
     max_request_size: int = 1_048_576
 
@@ -142,6 +149,9 @@ class ServiceSettings(BaseSettings):
     # The stage public keys every stage trusts for attestations (alive/attestation.py):
     # {"<stage>": ["<base64 raw Ed25519 public key>", ...]}.
     attestation_trust_path: Path = Path(".alive/keys/attestation-trust.json")
+    # The memory the service may use (its container's limit, in MiB): a service whose
+    # budget (alive/memory.py) does not fit refuses to start. Unset: nothing is checked.
+    memory_limit_mib: int | None = None
     # On SIGTERM: how long in-flight jobs may take to finish before they are handed back.
     shutdown_grace_s: float = 20.0
     # OpenTelemetry: spans are exported over OTLP/gRPC only when this is set.
@@ -174,6 +184,11 @@ class ServiceSettings(BaseSettings):
             topic_partitions=k.topic_partitions or base.topic_partitions,
             replication_factor=k.replication_factor or base.replication_factor,
             min_insync_replicas=k.min_insync_replicas or base.min_insync_replicas,
+            create_missing_topics=(
+                base.create_missing_topics
+                if k.create_missing_topics is None
+                else k.create_missing_topics
+            ),
         )
 
 
@@ -200,3 +215,14 @@ class StageSettings(BaseSettings):
     max_attempts: int = 6
     retry_base_s: float = 0.5
     retry_max_s: float = 20.0
+
+    # The stage's memory (alive/memory.py), measured: the process with its models loaded,
+    # and one job's peak working set (a stage whose input bounds set it computes it).
+    BASE_MEMORY_MIB: ClassVar[int] = 256
+    JOB_MEMORY_MIB: ClassVar[int] = 64
+
+    def job_memory_mib(self) -> int:
+        return self.JOB_MEMORY_MIB
+
+    def memory_budget(self) -> MemoryBudget:
+        return MemoryBudget(self.BASE_MEMORY_MIB, self.job_memory_mib(), self.max_in_flight)

@@ -21,6 +21,7 @@ from typing import ClassVar, Generic, TypeVar
 from google.protobuf.message import Message
 
 from alive.blobs import BlobStore
+from alive.dependencies import Probe
 from alive.pipeline import StageSpec
 from alive.reasons import Finding, ReasonCode, ReasonError
 from alive.settings import StageSettings
@@ -181,3 +182,9 @@ class Stage(ABC, Generic[EventT, SettingsT]):
 
     def is_ready(self) -> bool:
         return True
+
+    def probes(self) -> Mapping[str, Probe]:
+        """The stage's own dependencies beyond the broker and the blob store, by name (the
+        generator's Triton model): the service probes them every few seconds, and its
+        readiness and ``alive_dependency_up`` follow (alive/dependencies.py)."""
+        return {}

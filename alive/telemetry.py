@@ -60,9 +60,45 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class RepeatedWarnings(logging.Filter):
+    """Holds back repeats of a warning or error: of the records with the same logger, level,
+    message (before its arguments are filled in) and extra fields, the first passes, then at
+    most one per ``window_s``, carrying ``repeated``: how many were held back since the
+    last. A dead broker makes Kafka clients warn many times a second; the log keeps a line
+    every ``window_s``. A record about a job (``job_id``) always passes."""
+
+    MAX_KINDS = 1000  # forget them all past this many kinds of message, to stay bounded
+
+    def __init__(self, window_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self._window_s = window_s
+        self._clock = clock
+        self._runs: dict[tuple[str, int, str, tuple[tuple[str, str], ...]], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or getattr(record, "job_id", None):
+            return True
+        extras = sorted(
+            (k, repr(v)) for k, v in vars(record).items() if k not in _STANDARD_RECORD_KEYS
+        )
+        key = (record.name, record.levelno, str(record.msg), tuple(extras))
+        now = self._clock()
+        last = self._runs.get(key)
+        if last is not None and now - last[0] < self._window_s:
+            self._runs[key] = (last[0], last[1] + 1)
+            return False
+        if len(self._runs) >= self.MAX_KINDS:
+            self._runs.clear()
+        self._runs[key] = (now, 0)
+        if last is not None and last[1]:
+            record.repeated = last[1]
+        return True
+
+
 def setup_logging(service: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(RepeatedWarnings())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -83,15 +83,14 @@ TRITON_MAX_BATCH = _max_batch_size(GeneratorSettings.model_fields["model_name"].
 class Workload:
     """How a stage runs on Kubernetes, beyond what the pipeline declares.
 
-    Memory follows from the budget: the process with its models loaded (``base_mib``) plus
-    one job's working set (``per_job_mib``: decoded photo, frames, encoder buffers) for each
-    of ``max_in_flight`` jobs (the stage's settings). The limit equals the request, so the
-    scheduler's promise is what the pod gets.
+    Memory is the stage's budget at its default settings (``memory_budget`` of its settings
+    class, alive/memory.py): the process with its models loaded plus one job's working set
+    for each job it may hold. The limit equals the request, so the scheduler's promise is
+    what the pod gets, and the pod is told its limit (``ALIVE_MEMORY_LIMIT_MIB``), so a
+    configuration that cannot fit refuses to start.
     """
 
     settings: type[StageSettings]
-    base_mib: int
-    per_job_mib: int
     cpu: str
     min_replicas: int = 2
     max_replicas: int = 10
@@ -106,7 +105,8 @@ class Workload:
         return int(self.settings.model_fields["max_in_flight"].default)
 
     def memory_mib(self) -> int:
-        return self.base_mib + self.per_job_mib * self.max_in_flight()
+        # model_construct: the defaults, never this machine's environment.
+        return self.settings.model_construct().memory_budget().need_mib
 
 
 # Generator replicas beyond what Triton can batch only queue in Triton: at most enough
@@ -122,8 +122,6 @@ _GENERATOR_CEILING = math.ceil(
 WORKLOADS: dict[str, Workload] = {
     "ingest": Workload(
         IngestSettings,
-        base_mib=384,
-        per_job_mib=160,  # a 40-megapixel photo decoded twice (validation, re-encode)
         cpu="500m",
         env=(
             ("ALIVE_INGEST__GRPC_HOST", "0.0.0.0"),
@@ -141,22 +139,18 @@ WORKLOADS: dict[str, Workload] = {
         ),
         serves_api=True,
     ),
-    "moderation-photo": Workload(PhotoCheckpointSettings, 640, 96, "1"),
-    "moderation-prompt": Workload(PromptCheckpointSettings, 512, 16, "500m"),
+    "moderation-photo": Workload(PhotoCheckpointSettings, "1"),
+    "moderation-prompt": Workload(PromptCheckpointSettings, "500m"),
     "generator": Workload(
         GeneratorSettings,
-        base_mib=384,
-        per_job_mib=192,  # the photo, and with raw_frames the frames of one video
         cpu="1",
         max_replicas=_GENERATOR_CEILING,
         env=(("ALIVE_GENERATOR__TRITON_URL", f"triton:{TRITON_GRPC_PORT}"),),
         egress_to_triton=True,
     ),
-    "audio": Workload(AudioSettings, 384, 128, "1"),
+    "audio": Workload(AudioSettings, "1"),
     "provenance": Workload(
         ProvenanceSettings,
-        base_mib=256,
-        per_job_mib=64,  # one MP4 of a few MB, read and written once
         cpu="500m",
         env=(
             ("ALIVE_PROVENANCE__CERT_DIR", "/etc/alive/signing"),
@@ -168,11 +162,9 @@ WORKLOADS: dict[str, Workload] = {
         egress_https=True,
         mounts=(("signing", "/etc/alive/signing", {"secret": {"secretName": "alive-signing"}}),),
     ),
-    "moderation-video": Workload(VideoCheckpointSettings, 768, 256, "1"),
+    "moderation-video": Workload(VideoCheckpointSettings, "1"),
     "review": Workload(
         ReviewSettings,
-        base_mib=256,
-        per_job_mib=64,
         cpu="250m",
         env=(
             ("ALIVE_REVIEW__TRUST_ANCHOR_PATH", "/etc/alive/trust/root.pem"),
@@ -234,6 +226,10 @@ def container(spec: StageSpec, work: Workload) -> Doc:
     memory = f"{work.memory_mib()}Mi"
     env: list[Doc] = [
         {"name": "ALIVE_HTTP_HOST", "value": "0.0.0.0"},
+        {  # the limit below, so that a configuration that cannot fit refuses to start
+            "name": "ALIVE_MEMORY_LIMIT_MIB",
+            "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+        },
         *({"name": k, "value": v} for k, v in work.env),
         {
             "name": _env_name(spec, "attestation_key_path"),

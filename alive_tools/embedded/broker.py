@@ -88,6 +88,25 @@ class EmbeddedBroker:
         self.stop()
         return False
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def wanted(self) -> bool:
+        """Started and not stopped on purpose (it may have died)."""
+        return self._proc is not None
+
+    def exit_code(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    def restart(self, timeout_s: float = 20.0) -> None:
+        """Starts it again on the same port, where clients look for it; empty, as every
+        start of a memory-only broker."""
+        self.stop()
+        self._wanted_port = self.port
+        self.start(timeout_s)
+
     def _api_versions_ok(self) -> bool:
         async def probe() -> None:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)

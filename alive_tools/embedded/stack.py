@@ -6,6 +6,9 @@ Beside the stages runs the review web app (services/review/web), the human revie
 ``review_url``; its development reviewer accounts and passwords are in
 ``<workdir>/keys/reviewers.json``.
 
+A supervisor (alive_tools/embedded/supervisor.py) restarts the broker, Triton or a service
+that dies, with backoff, as Kubernetes would; ``restarts`` in the state counts them.
+
 Everything listens on loopback only, unless the stack is one host of several: then it joins
 a broker and a blob store the hosts share (``kafka``, ``shared_blob_url``), reads the keys
 and certificates they share (``secrets_dir``) and its gRPC API listens on ``api_host``
@@ -39,6 +42,7 @@ from alive.settings import ServiceSettings
 from alive_tools.client import AliveClient
 from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.embedded.ports import free_port
+from alive_tools.embedded.supervisor import Supervised, Supervisor
 from alive_tools.embedded.triton import TritonServer
 from alive_tools.keys import (
     BLOB_KEYRING_FILE,
@@ -77,6 +81,16 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    held: bool = False  # stopped on purpose: the supervisor leaves it down
+
+    def supervised(self) -> Supervised:
+        return Supervised(
+            self.name,
+            running=self.alive,
+            wanted=lambda: self.proc is not None and not self.held,
+            start=self.spawn,
+            exit_code=lambda: self.proc.poll() if self.proc else None,
+        )
 
     def spawn(self) -> None:
         with self.log_path.open("ab") as log:
@@ -161,6 +175,8 @@ class EmbeddedStack:
         self.api_port = 0
         self.review_port = 0
         self.services: dict[str, ServiceProcess] = {}
+        self.supervisor = Supervisor(self.logs / "supervisor.log", on_restart=self._rewrite_state)
+        self._state_path: Path | None = None
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -255,6 +271,37 @@ class EmbeddedStack:
             )
             self.services[REVIEW_WEB].spawn()
         self.wait_ready(list(self.services), timeout_s)
+        self._supervise()
+
+    def _supervise(self) -> None:
+        broker, triton = self.broker, self.triton
+        if broker is not None:  # a shared broker is its owner's to supervise
+            self.supervisor.add(
+                Supervised(
+                    "broker",
+                    running=lambda: broker.running,
+                    wanted=lambda: broker.wanted,
+                    start=self._restart_broker,
+                    exit_code=broker.exit_code,
+                )
+            )
+        self.supervisor.add(
+            Supervised(
+                "triton",
+                running=lambda: triton.running,
+                wanted=lambda: triton.wanted,
+                start=triton.restart,
+                exit_code=triton.exit_code,
+            )
+        )
+        for service in self.services.values():
+            self.supervisor.add(service.supervised())
+        self.supervisor.start()
+
+    def _restart_broker(self) -> None:
+        """The broker again, on its port, with the topics (it comes back empty)."""
+        self._own_broker.restart()
+        asyncio.run(ensure_topics(self.settings()))
 
     def _own_settings(self, spec: StageSpec) -> dict[str, str]:
         """What this stack wires into a stage's own settings (its ports and paths)."""
@@ -341,17 +388,23 @@ class EmbeddedStack:
             time.sleep(0.1)
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Stops a service on purpose with ``sig``: it stays down (the supervisor leaves it)
+        until ``restart``."""
         service = self.services[name]
+        service.held = True
         service.signal(sig)
         service.wait(self.shutdown_grace_s + 5)
 
     def restart(self, name: str, timeout_s: float = 60.0) -> None:
-        """Starts a stopped service again, with the same port and settings."""
-        self.services[name].spawn()
+        """Starts a service stopped by ``kill`` again, with the same port and settings."""
+        service = self.services[name]
+        service.spawn()
+        service.held = False
         self.wait_ready([name], timeout_s)
 
     def stop(self) -> dict[str, int | None]:
         """SIGTERM to every service at once; their exit codes (0 is a clean shutdown)."""
+        self.supervisor.stop()
         for service in self.services.values():
             service.signal(signal.SIGTERM)
         codes = {
@@ -401,13 +454,20 @@ class EmbeddedStack:
             "blob_keyring": str(self.blob_keyring),
             "trust_anchor": str(self.trust_anchor),
             "logs": str(self.logs),
+            "restarts": self.supervisor.restarts(),
             "metrics": {
                 name: f"http://127.0.0.1:{s.http_port}/metrics" for name, s in self.services.items()
             },
         }
 
     def write_state(self, path: Path) -> None:
+        """Writes the state to ``path``, and again there after each restart."""
+        self._state_path = path
         path.write_text(json.dumps(self.describe(), indent=2))
+
+    def _rewrite_state(self) -> None:
+        if self._state_path is not None and self._state_path.exists():
+            self._state_path.write_text(json.dumps(self.describe(), indent=2))
 
     def start_or_stop(self, timeout_s: float = 90.0) -> None:
         """Starts the stack; stops what did start if that fails."""

@@ -204,6 +204,37 @@ class TritonServer:
         except InferenceServerException:
             return False  # the gRPC port opens only once the models have loaded
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def wanted(self) -> bool:
+        """Started and not stopped on purpose (it may have died)."""
+        return self._proc is not None
+
+    def exit_code(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    def model_pids(self) -> list[int]:
+        """The live processes of its python-backend models (the server's children)."""
+        if self._proc is None:
+            return []
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+            if int(parent) == self._proc.pid and state != "Z":
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def restart(self, timeout_s: float = 60.0) -> None:
+        """Stops what is left of it (its model processes) and starts it on its ports."""
+        self.stop()
+        self.start(timeout_s)
+
     def stop(self) -> None:
         """SIGTERM, up to the server's exit timeout plus a margin, then SIGKILL; idempotent."""
         proc, self._proc = self._proc, None

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
@@ -33,6 +34,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from alive.blobs import BlobStore, output_key
+from alive.dependencies import TRITON_MODEL, DependencyDown, Probe
 from alive.jobs import frame_count, video_prefix
 from alive.media import MediaError, VisibleLabel, encode_h264_bytes, probe_mp4_bytes
 from alive.model_io import visible_label
@@ -53,6 +55,10 @@ _TRANSIENT = {
     "StatusCode.CANCELLED",
     "StatusCode.INTERNAL",
 }
+# Triton's answer when a python-backend model's process has died.
+DEAD_MODEL_PROCESS = re.compile(r"stub process .* is not healthy", re.IGNORECASE)
+# Triton's answer for a model it knows but has no version of loaded now (while reloading).
+MODEL_RELOADING = "has no available versions"
 _TRANSIENT_STREAM_PHRASES = (
     "unknown model",
     "not ready",
@@ -108,8 +114,9 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         # A decoupled model answers on a stream, with progress reports on this output first.
         self._progress_output: str | None = None
         self._label: VisibleLabel | None = None
-        self._triton_ready = False
-        self._watch: asyncio.Task[None] | None = None
+        # Why the model cannot serve though Triton reports it ready (None: nothing known).
+        self._dead_model: str | None = None
+        self._reload: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._client = InferenceServerClient(
@@ -119,37 +126,72 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
                 ("grpc.max_receive_message_length", _MAX_MESSAGE),
             ],
         )
-        self._watch = asyncio.create_task(self._watch_triton())
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
+        if self._reload is not None:
+            self._reload.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+                await self._reload
         if self._client is not None:
             await self._client.close()
 
-    def is_ready(self) -> bool:
-        return self._triton_ready
+    def probes(self) -> Mapping[str, Probe]:
+        return {TRITON_MODEL: self._probe_model}
 
-    async def _watch_triton(self) -> None:
-        """Keeps readiness (and the model version) current while the service runs."""
+    async def _probe_model(self) -> None:
+        """Whether the model can serve now: Triton's readiness of the model itself (not only
+        the server's), its config one the generator can fill (read once, with the version),
+        and no inference since the last reload answered that the model's process is dead.
+        Run every few seconds by the service (alive/dependencies.py)."""
+        assert self._client is not None
+        name, ready = self.settings.model_name, False
+        try:
+            if self._dead_model is not None:
+                self._start_reload()
+                raise DependencyDown(self._dead_model)
+            if not await self._client.is_model_ready(name):
+                raise DependencyDown(f"Triton reports model {name} not ready")
+            try:
+                await self._model_inputs()
+            except PermanentError as exc:
+                log.error("the model cannot be served", extra={"error": exc.detail})
+                raise DependencyDown(exc.detail) from exc
+            ready = True
+        except InferenceServerException as exc:
+            raise DependencyDown(f"Triton: {exc.message()}") from exc
+        finally:
+            self._triton_ready_gauge.labels(name).set(1 if ready else 0)
+
+    def _note_answer(self, error: str | None) -> None:
+        """What an inference's answer says about the model's process: Triton's python
+        backend does not start a dead one again and still reports the model ready, so an
+        answer naming it is the only sign. Any good answer means it serves (another replica
+        had the model reloaded)."""
+        if error is None:
+            if self._reload is None or self._reload.done():
+                self._dead_model = None
+        elif DEAD_MODEL_PROCESS.search(error):
+            self._dead_model = f"the model's process died: {error}"
+
+    def _start_reload(self) -> None:
+        """Has Triton load the model afresh (unload, then load: a load of a loaded model does
+        nothing), in the background: it takes longer than a probe may."""
+        if not self.settings.reload_dead_model or (self._reload and not self._reload.done()):
+            return
+        self._reload = asyncio.create_task(self._reload_model())
+
+    async def _reload_model(self) -> None:
         assert self._client is not None
         name = self.settings.model_name
-        while True:
-            try:
-                ready = await self._client.is_server_ready() and await self._client.is_model_ready(
-                    name
-                )
-                if ready:
-                    await self._model_inputs()
-                self._triton_ready = bool(ready)
-            except (InferenceServerException, PermanentError) as exc:
-                if isinstance(exc, PermanentError):
-                    log.error("the model cannot be served", extra={"error": exc.detail})
-                self._triton_ready = False
-            self._triton_ready_gauge.labels(name).set(1 if self._triton_ready else 0)
-            await asyncio.sleep(2.0)
+        log.warning("reloading the model: its process died", extra={"model": name})
+        try:
+            await self._client.unload_model(name)
+            await self._client.load_model(name)
+        except InferenceServerException as exc:
+            log.error("could not reload the model", extra={"model": name, "error": str(exc)})
+            return
+        self._dead_model = None
+        log.info("reloaded the model", extra={"model": name})
 
     async def _until_cancelled(self, work: Awaitable[bytes], ctx: StageContext) -> bytes:
         """``work``, unless the job is cancelled first (the context's cancel token): then the
@@ -270,7 +312,9 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         try:
             result = await self._infer(inputs, wanted, ctx)
             outcome = "ok"
+            self._note_answer(None)
         except InferenceServerException as exc:
+            self._note_answer(str(exc.message()))
             raise triton_error(exc) from exc
         except grpc.RpcError as exc:
             raise TransientError(f"Triton unreachable: {exc}") from exc
@@ -302,6 +346,7 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         try:
             async for result, error in stream:
                 if error is not None:
+                    self._note_answer(str(error.message()))
                     raise streamed_error(error)
                 report = result.as_numpy(progress)
                 if report is None or result.as_numpy(wanted) is not None:
@@ -337,8 +382,11 @@ def streamed_error(exc: InferenceServerException) -> TransientError | PermanentE
 
 
 def triton_error(exc: InferenceServerException) -> TransientError | PermanentError:
-    """A status that means "try again later" is transient; any other, the request is bad."""
-    if exc.status() is None or str(exc.status()) in _TRANSIENT:
+    """A status that means "try again later" is transient, and so is a model Triton has
+    known but holds no version of now (unloaded to be loaded again); any other, the request
+    is bad."""
+    message = str(exc.message())
+    if exc.status() is None or str(exc.status()) in _TRANSIENT or MODEL_RELOADING in message:
         return TransientError(f"Triton: {exc.message()}")
     return PermanentError(ReasonCode.MODEL_REJECTED_INPUT, str(exc.message()))
 

@@ -36,6 +36,7 @@ def build(
         view,
         stage.job_ids,
         TokenVerifier.from_settings(settings),
+        dependencies=runtime.dependencies,
     )
     grpc_metrics = GrpcServerMetrics(stage.spec.name, runtime.metrics.registry)
     return stage, [view, folder, ApiServer(settings, api, [grpc_metrics])]

@@ -22,11 +22,13 @@ from typing import NoReturn
 
 import grpc
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
 from alive.blobs import REQUEST_RECORDS, BlobError, BlobStore, StageLedger, output_key
+from alive.dependencies import BLOB_STORE, BROKER, TOPICS, DependencyMonitor
 from alive.jobs import is_terminal, upload_area
 from alive.locks import KeyedLocks
 from alive.pipeline import PUBLISH_REQUESTS, REPORTS, REQUESTS, STATUS
@@ -68,6 +70,8 @@ from services.ingest.validation import (
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alive.api")
 API_SERVICE = api_pb2.DESCRIPTOR.services_by_name["Alive"].full_name
+# What Submit needs to queue a job: while one is down it answers UNAVAILABLE at once.
+QUEUE_DEPENDENCIES = (BROKER, TOPICS, BLOB_STORE)
 
 
 class AliveApi(api_pb2_grpc.AliveServicer):
@@ -81,8 +85,11 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         view: StatusView,
         job_ids: JobIds,
         tokens: TokenVerifier,
+        *,
+        dependencies: DependencyMonitor,
     ) -> None:
         self._settings = settings
+        self._dependencies = dependencies
         self._common = common
         self._blobs = blobs
         self._ledger = ledger
@@ -91,6 +98,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         self._job_ids = job_ids
         self._tokens = tokens
         self._submits = KeyedLocks()
+        self._photo_checks = asyncio.Semaphore(settings.max_photo_checks)
 
     async def _caller(self, context: grpc.aio.ServicerContext, scope: Scope) -> Caller:
         """The authenticated caller, if the token allows ``scope``; else the call aborts."""
@@ -156,10 +164,12 @@ class AliveApi(api_pb2_grpc.AliveServicer):
                 return SubmitResponse(job_id=job_id, existing=True, job=existing)
             recorded = await asyncio.to_thread(self._ledger.get, REQUEST_RECORDS, job_id)
             if recorded is not None:
-                return await self._send_request(job_id, recorded, existing=True)
+                return await self._send_request(job_id, recorded, context, existing=True)
             await self._check_capacity(creator_id, context)
+            await self._check_queue(context)
             try:
-                photo = await asyncio.to_thread(validate_photo, request.photo, self._settings)
+                async with self._photo_checks:  # their memory is budgeted (settings)
+                    photo = await asyncio.to_thread(validate_photo, request.photo, self._settings)
                 normalise_prompt(request.prompt, self._settings)
                 resolve_output(request.output, self._settings)
             except InvalidInput as exc:
@@ -187,11 +197,14 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             mine = event.SerializeToString()
             standing = await asyncio.to_thread(self._ledger.decide, REQUEST_RECORDS, job_id, mine)
             # A loser's upload stays in its request's area, unreferenced.
-            return await self._send_request(job_id, standing, existing=standing != mine)
+            return await self._send_request(job_id, standing, context, existing=standing != mine)
 
-    async def _send_request(self, job_id: str, record: bytes, existing: bool) -> SubmitResponse:
+    async def _send_request(
+        self, job_id: str, record: bytes, context: grpc.aio.ServicerContext, existing: bool
+    ) -> SubmitResponse:
         """Sends a request record's request and SUBMITTED status (both made from the record,
-        so every replica sends the same) unless they went out already, then answers."""
+        so every replica sends the same) unless they went out already, then answers;
+        UNAVAILABLE when the broker does not take them in time."""
         event = ImagePromptRequest.FromString(record)
         status = StatusEvent(
             job_id=job_id,
@@ -205,10 +218,20 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         )
         if not await asyncio.to_thread(self._ledger.was_sent, REQUEST_RECORDS, job_id):
             headers, key = headers_with_trace(), job_id.encode()
-            for topic, message in ((REQUESTS, event), (STATUS, status)):
-                await self._producer.send_and_wait(
-                    self._common.topic(topic), message.SerializeToString(), key=key, headers=headers
-                )
+            try:
+                async with asyncio.timeout(self._settings.queue_timeout_s):
+                    for topic, message in ((REQUESTS, event), (STATUS, status)):
+                        await self._producer.send_and_wait(
+                            self._common.topic(topic),
+                            message.SerializeToString(),
+                            key=key,
+                            headers=headers,
+                        )
+            except (TimeoutError, KafkaError) as exc:
+                # The request may still reach the broker later; the record stands, so a retry
+                # with the same request id sends it again as the same job.
+                log.warning("could not queue a job", extra={"job_id": job_id, "error": repr(exc)})
+                await self._abort_unavailable(context, "the broker did not take the job in time")
             await asyncio.to_thread(self._ledger.mark_sent, REQUEST_RECORDS, job_id)
             self._view.apply(status)  # so a retry of this Submit finds the job at once
             log.info("submitted", extra={"job_id": job_id, "existing": existing})
@@ -239,6 +262,19 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"{code}: {limit} jobs under way; retry in {limits.retry_after_s} s",
         )
+
+    async def _check_queue(self, context: grpc.aio.ServicerContext) -> None:
+        """Aborts with UNAVAILABLE when a job could not be queued now (the last probe of
+        the broker, the topics or the blob store failed), instead of taking it."""
+        down = [name for name in QUEUE_DEPENDENCIES if not self._dependencies.up(name)]
+        if down:
+            await self._abort_unavailable(context, f"cannot queue jobs now ({', '.join(down)})")
+
+    async def _abort_unavailable(self, context: grpc.aio.ServicerContext, detail: str) -> NoReturn:
+        code, retry = ReasonCode.QUEUE_UNAVAILABLE, self._settings.retry_after_s
+        context.set_trailing_metadata(((REASON_TRAILER, code), (RETRY_AFTER_TRAILER, str(retry))))
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"{code}: {detail}; retry in {retry} s")
+        raise AssertionError("abort() raises")
 
     async def Get(self, request: GetJobRequest, context: grpc.aio.ServicerContext) -> JobView:
         caller = await self._caller(context, Scope.READ)

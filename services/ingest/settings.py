@@ -3,10 +3,13 @@ checks, the job id key, and the limits on what a submission may be."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
+from alive.memory import MIB, MemoryBudget
 from alive.pipeline import INGEST
 from alive.settings import StageSettings, stage_settings_config
 
@@ -27,8 +30,14 @@ class OutputLimits(BaseModel):
     max_duration_ms: int = 10_000
 
 
+# A photo's peak working set per pixel in ingest's full validation: the decoded RGB (3
+# bytes), and Pillow's PNG encoder's buffers. Measured: 221 MiB for 40 megapixels.
+PHOTO_BYTES_PER_PIXEL = 6
+
+
 class IngestSettings(StageSettings):
     model_config = stage_settings_config(INGEST)
+    BASE_MEMORY_MIB: ClassVar[int] = 384
 
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
@@ -57,8 +66,10 @@ class IngestSettings(StageSettings):
     # Submissions beyond these many jobs not yet READY or ended get RESOURCE_EXHAUSTED.
     max_jobs_in_flight_per_creator: int = 8
     max_jobs_in_flight: int = 1000
-    # The retry hint given with RESOURCE_EXHAUSTED, in seconds.
+    # The retry hint given with RESOURCE_EXHAUSTED and UNAVAILABLE, in seconds.
     retry_after_s: int = 5
+    # Submit answers UNAVAILABLE when the broker has not taken the job within this time.
+    queue_timeout_s: float = 5.0
     output: OutputLimits = Field(default_factory=OutputLimits)
     # Job states (services/ingest/status_view.py): how many jobs' views the cache holds
     # (each with its transitions, about 2 KB), and how many job ids the filter that spares
@@ -69,3 +80,15 @@ class IngestSettings(StageSettings):
     job_lookup_timeout_s: float = 10.0
     # At start, reading alive.jobs (about one record per job) may take this long.
     job_states_start_s: float = 120.0
+    # Photos the gRPC API validates at once (each decoded in full: the cleaned copy is what
+    # is stored); more Submits wait their turn.
+    max_photo_checks: int = 2
+
+    def job_memory_mib(self) -> int:
+        """One photo at the pixel limit, validated in full."""
+        return math.ceil(self.max_photo_pixels * PHOTO_BYTES_PER_PIXEL / MIB)
+
+    def memory_budget(self) -> MemoryBudget:
+        """The intake's jobs and the API's photo checks, each up to one photo's worth."""
+        jobs = self.max_in_flight + self.max_photo_checks
+        return MemoryBudget(self.BASE_MEMORY_MIB, self.job_memory_mib(), jobs)

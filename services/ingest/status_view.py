@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alive.jobs import SETTLED_STATES
@@ -47,6 +48,8 @@ from services.ingest.job_states import JobStateLookup, fold, status_offset
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
+
+RECREATED_CHECK_S = 2.0  # how often the view checks whether its topic was made anew
 
 
 class JobGone(Exception):
@@ -174,11 +177,15 @@ class StatusView:
             await self._polled.wait()
 
     async def _follow(self, consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> None:
+        checked_at = asyncio.get_running_loop().time()
         while True:
             if not self._caught_up.is_set() and all(
                 [await consumer.position(tp) >= off for tp, off in end.items()]
             ):
                 self._caught_up.set()
+            if asyncio.get_running_loop().time() - checked_at > RECREATED_CHECK_S:
+                checked_at = asyncio.get_running_loop().time()
+                await self._restart_recreated(consumer)
             try:
                 batch = await consumer.getmany(timeout_ms=200)
             except Exception:  # the consumer reconnects by itself; keep following
@@ -213,6 +220,23 @@ class StatusView:
                 new, pending = folded, [*pending, event]
         self._store(view.job_id, _Entry(new, offset, pending))
         self._filter.add(view.job_id)
+
+    async def _restart_recreated(self, consumer: AIOKafkaConsumer) -> None:
+        """Reads a partition from its start again when it ends before where the view stands:
+        the topic was made anew (a broker that came back empty). Without this the view
+        would wait at the old offset and never see a status again."""
+        partitions = list(consumer.assignment())
+        try:
+            ends = await consumer.end_offsets(partitions)
+        except KafkaError:
+            return  # the broker is away: the service's broker probe reports it
+        behind = [tp for tp in partitions if await consumer.position(tp) > ends.get(tp, 0)]
+        if behind:
+            log.warning(
+                "status topic made anew; reading it from its start",
+                extra={"partitions": sorted(tp.partition for tp in behind)},
+            )
+            await consumer.seek_to_beginning(*behind)
 
     def apply(self, event: StatusEvent) -> None:
         """An event this replica sent (Submit, Cancel), shown before its record comes back.

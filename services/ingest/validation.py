@@ -38,6 +38,29 @@ class ValidPhoto:
 
 
 def validate_photo(data: bytes, settings: IngestSettings) -> ValidPhoto:
+    """The photo upright, re-encoded as PNG, if it passes every rule. Decoded at full size
+    once: orientation and mode are changed in place, never in copies (a 40-megapixel photo
+    is 120 MB of pixels)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = _opened(data, settings)
+        source_format = str(image.format)
+        try:
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)
+            upright = image if image.mode == "RGB" else image.convert("RGB")
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InvalidInput(
+                ReasonCode.PHOTO_UNDECODABLE, f"the image data is broken: {exc}"
+            ) from exc
+    out = io.BytesIO()
+    upright.save(out, format="PNG")
+    return ValidPhoto(out.getvalue(), upright.width, upright.height, source_format)
+
+
+def _opened(data: bytes, settings: IngestSettings) -> Image.Image:
+    """The photo opened (its header read, nothing decoded), if its bytes, format, pixel
+    count and sides are within the limits."""
     if not data:
         raise InvalidInput(ReasonCode.PHOTO_EMPTY, "the photo has no bytes")
     if len(data) > settings.max_photo_bytes:
@@ -45,43 +68,32 @@ def validate_photo(data: bytes, settings: IngestSettings) -> ValidPhoto:
             ReasonCode.PHOTO_TOO_LARGE,
             f"{len(data)} bytes; the limit is {settings.max_photo_bytes}",
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            # Pillow's own bomb limit; the caller knows only the configured one.
-            raise InvalidInput(
-                ReasonCode.PHOTO_TOO_MANY_PIXELS,
-                f"over the limit of {settings.max_photo_pixels} pixels",
-            ) from exc
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise InvalidInput(ReasonCode.PHOTO_UNDECODABLE, "not a readable image") from exc
-        if image.format not in ACCEPTED_FORMATS:
-            raise InvalidInput(
-                ReasonCode.PHOTO_UNSUPPORTED_FORMAT, f"{image.format}; accepted: JPEG, PNG, WebP"
-            )
-        width, height = image.size
-        if width * height > settings.max_photo_pixels:
-            raise InvalidInput(
-                ReasonCode.PHOTO_TOO_MANY_PIXELS,
-                f"{width}x{height}; the limit is {settings.max_photo_pixels} pixels",
-            )
-        if min(width, height) < settings.min_photo_side:
-            raise InvalidInput(
-                ReasonCode.PHOTO_TOO_SMALL,
-                f"{width}x{height}; each side needs {settings.min_photo_side}",
-            )
-        try:
-            image.load()
-            upright = ImageOps.exif_transpose(image).convert("RGB")
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise InvalidInput(
-                ReasonCode.PHOTO_UNDECODABLE, f"the image data is broken: {exc}"
-            ) from exc
-    out = io.BytesIO()
-    upright.save(out, format="PNG")
-    return ValidPhoto(out.getvalue(), upright.width, upright.height, str(image.format))
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own bomb limit; the caller knows only the configured one.
+        raise InvalidInput(
+            ReasonCode.PHOTO_TOO_MANY_PIXELS,
+            f"over the limit of {settings.max_photo_pixels} pixels",
+        ) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InvalidInput(ReasonCode.PHOTO_UNDECODABLE, "not a readable image") from exc
+    if image.format not in ACCEPTED_FORMATS:
+        raise InvalidInput(
+            ReasonCode.PHOTO_UNSUPPORTED_FORMAT, f"{image.format}; accepted: JPEG, PNG, WebP"
+        )
+    width, height = image.size
+    if width * height > settings.max_photo_pixels:
+        raise InvalidInput(
+            ReasonCode.PHOTO_TOO_MANY_PIXELS,
+            f"{width}x{height}; the limit is {settings.max_photo_pixels} pixels",
+        )
+    if min(width, height) < settings.min_photo_side:
+        raise InvalidInput(
+            ReasonCode.PHOTO_TOO_SMALL,
+            f"{width}x{height}; each side needs {settings.min_photo_side}",
+        )
+    return image
 
 
 _ALLOWED_FORMAT_CHARS = {"\u200d"}  # zero-width joiner: part of many emoji

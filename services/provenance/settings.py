@@ -7,7 +7,7 @@ refuses to start rather than sign with a key nobody trusts."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import field_validator
 
@@ -17,6 +17,8 @@ from alive.settings import StageSettings, stage_settings_config
 
 class ProvenanceSettings(StageSettings):
     model_config = stage_settings_config(PROVENANCE)
+    BASE_MEMORY_MIB: ClassVar[int] = 256
+    JOB_MEMORY_MIB: ClassVar[int] = 64  # one MP4 of a few MB, read and written once
 
     # The signing certificate chain, chain.pem (leaf first, then intermediates), and its
     # private key, signer.key, unless external_signer signs.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -14,6 +15,8 @@ from alive.settings import StageSettings, stage_settings_config
 
 class ReviewSettings(StageSettings):
     model_config = stage_settings_config(REVIEW)
+    BASE_MEMORY_MIB: ClassVar[int] = 256
+    JOB_MEMORY_MIB: ClassVar[int] = 64
 
     # The root certificate a published video must verify against (the provenance
     # service's trust anchor).

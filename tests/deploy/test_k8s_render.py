@@ -224,8 +224,12 @@ def test_memory_follows_from_each_stages_budget() -> None:
     for spec in STAGES:
         work = manifests.WORKLOADS[spec.name]
         (container,) = deployments[spec.name]["spec"]["template"]["spec"]["containers"]
-        expected = work.base_mib + work.per_job_mib * work.max_in_flight()
+        expected = work.settings.model_construct().memory_budget().need_mib
         assert container["resources"]["limits"]["memory"] == f"{expected}Mi"
+        # The pod is told its limit: a configuration that cannot fit refuses to start.
+        told = {e["name"]: e for e in container["env"]}["ALIVE_MEMORY_LIMIT_MIB"]
+        limit = {"resource": "limits.memory", "divisor": "1Mi"}
+        assert told["valueFrom"]["resourceFieldRef"] == limit
 
 
 def test_triton_runs_on_gpus_with_shared_memory_probes_and_more_than_one_replica() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from alive.pipeline import MODERATION_VIDEO
 from alive.settings import stage_settings_config
@@ -11,6 +12,8 @@ from services.moderation.image_rules import ImageCheckpointSettings
 
 class VideoCheckpointSettings(ImageCheckpointSettings):
     model_config = stage_settings_config(MODERATION_VIDEO)
+    BASE_MEMORY_MIB: ClassVar[int] = 768
+    JOB_MEMORY_MIB: ClassVar[int] = 256
 
     # How far the soundtrack's length may be from the video's.
     audio_duration_tolerance_s: float = 0.1

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 from tritonclient.utils import InferenceServerException
 
 from alive.blobs import LocalBlobStore
+from alive.dependencies import TRITON_MODEL, DependencyMonitor
 from alive.media import encode_h264_bytes, probe_mp4, read_frames
 from alive.reasons import ReasonCode
 from alive.stage import PermanentError, TransientError
@@ -100,6 +105,14 @@ def test_triton_statuses_are_transient_or_a_rejected_input(
     else:
         assert isinstance(error, PermanentError)
         assert error.reason_code == ReasonCode.MODEL_REJECTED_INPUT
+
+
+def test_a_model_being_reloaded_is_transient_and_a_model_never_known_is_not() -> None:
+    reloading = "Request for unknown model: 'alive_animator' has no available versions"
+    unknown = "Request for unknown model: 'alive_animtor' is not found"
+    status = "StatusCode.NOT_FOUND"
+    assert isinstance(triton_error(InferenceServerException(reloading, status)), TransientError)
+    assert isinstance(triton_error(InferenceServerException(unknown, status)), PermanentError)
 
 
 @pytest.mark.parametrize(
@@ -261,3 +274,38 @@ async def test_a_job_cancelled_during_generation_is_stopped_and_sends_nothing(
     assert not (out.jobs or out.statuses or out.dead_letters)
     assert harness.metrics.events_out.labels("generator", "cancelled")._value.get() == 1
     assert not await asyncio.to_thread(lambda: list(tmp_path.glob("videos/**/*.mp4")))
+
+
+async def test_a_dead_model_process_is_found_reported_and_reloaded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    with TritonServer(REPOSITORY, tmp_path / "triton") as server:
+        settings = GeneratorSettings(triton_url=server.grpc_url, max_attempts=1)
+        stage = GeneratorStage(settings, blobs)
+        monitor = DependencyMonitor("generator", CollectorRegistry(), timeout_s=10)
+        async with StageHarness(stage) as harness:
+            monitor.add(TRITON_MODEL, stage.probes()[TRITON_MODEL])
+            assert await monitor.check(TRITON_MODEL)
+            killed = server.model_pids()
+            assert killed
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            # Triton still calls the model ready; the first request learns otherwise.
+            first = prompt_cleared(blobs)
+            out = await harness.send(harness.upstream(first))
+            assert out.statuses[0].state == JobState.FAILED
+            caplog.set_level(logging.INFO)
+            assert not await monitor.check(TRITON_MODEL)
+            assert "is not healthy" in monitor.down()[TRITON_MODEL]
+            deadline = asyncio.get_running_loop().time() + 60
+            while not await monitor.check(TRITON_MODEL):
+                assert asyncio.get_running_loop().time() < deadline, monitor.down()
+                await asyncio.sleep(0.5)
+            assert not set(server.model_pids()) & set(killed)
+            second = Job()
+            second.CopyFrom(first)
+            second.job_id = "g2"
+            out = await harness.send(harness.upstream(second))
+            assert out.statuses[0].state == JobState.GENERATED
+        assert "reloaded the model" in [r.getMessage() for r in caplog.records]

@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
+import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
+from prometheus_client import CollectorRegistry
 
 from alive.blobs import REQUEST_RECORDS, BlobStore, LocalBlobStore, StageLedger
-from alive.kafka import ensure_topics, make_producer
+from alive.dependencies import BLOB_STORE, BROKER, TOPICS, BlobStoreProbe, DependencyMonitor
+from alive.kafka import BrokerProbes, ensure_topics, make_producer, stage_topics
+from alive.pipeline import INGEST
 from alive.reasons import REPORT_REASONS, ReasonCode
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import (
@@ -43,6 +49,7 @@ from alive.v1.events_pb2 import (
     UserReport,
 )
 from alive_tools.embedded.broker import EmbeddedBroker
+from alive_tools.embedded.ports import free_port
 from alive_tools.keys import DEV_KID, ApiKeys, DevCa, ensure_api_keys, key_pem, mint_token
 from services.ingest.api import AliveApi, ApiServer, server_credentials
 from services.ingest.auth import CREATOR_CLAIM, CREATOR_SCOPES, Scope, TokenVerifier
@@ -60,6 +67,10 @@ class Api:
     view: StatusView
     keys: ApiKeys
     ledger: StageLedger
+    dependencies: DependencyMonitor
+    settings: IngestSettings
+    common: ServiceSettings
+    broker: EmbeddedBroker
 
     def as_(self, subject: str, scopes: tuple[str, ...] = CREATOR_SCOPES, **claims: str) -> Auth:
         token = mint_token(self.keys.issuer_key, subject, scopes, claims=claims)
@@ -95,6 +106,15 @@ async def serving(
     await producer.start()
     blobs = blobs or LocalBlobStore(Path(common.blob_url))
     ledger = StageLedger(blobs)
+    # The probes a service runs, on the real broker and store; the tests probe when they want.
+    dependencies = DependencyMonitor("ingest", CollectorRegistry())
+    broker_probes = BrokerProbes(common, stage_topics(INGEST))
+    blob_probe = BlobStoreProbe(blobs)
+    dependencies.add(BROKER, broker_probes.broker)
+    dependencies.add(TOPICS, broker_probes.topics)
+    dependencies.add(BLOB_STORE, blob_probe)
+    for name in (BROKER, TOPICS, BLOB_STORE):
+        await dependencies.check(name)
     handlers = AliveApi(
         settings,
         common,
@@ -104,16 +124,21 @@ async def serving(
         view,
         JobIds.from_settings(settings),
         TokenVerifier.from_settings(settings),
+        dependencies=dependencies,
     )
     server = ApiServer(settings, handlers)
     await server.start()
     credentials = grpc.ssl_channel_credentials(keys.tls_ca.read_bytes())
     try:
         async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
-            yield Api(AliveStub(channel), view, keys, ledger)
+            yield Api(
+                AliveStub(channel), view, keys, ledger, dependencies, settings, common, broker
+            )
     finally:
         await server.stop()
         await producer.stop()
+        await broker_probes.close()
+        blob_probe.close()
 
 
 @pytest.fixture
@@ -249,6 +274,59 @@ async def test_everyone_together_over_the_cap_are_told_to_retry(api: Api) -> Non
     assert not accepted.existing and accepted.job.state == JobState.SUBMITTED
 
 
+async def test_submit_is_unavailable_at_once_while_the_broker_is_down(api: Api) -> None:
+    # The broker probe, pointed where nothing answers, finds it down as a dead broker would.
+    dead = ServiceSettings(kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"})  # type: ignore[arg-type]
+    dead_probes = BrokerProbes(dead, stage_topics(INGEST))
+    api.dependencies.add(BROKER, dead_probes.broker)
+    try:
+        assert not await api.dependencies.check(BROKER)
+        request = SubmitRequest(photo=photo_bytes(), request_id="r-down", output=OutputSpec())
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await api.stub.Submit(request, timeout=10, metadata=api.as_("alice"))
+        assert time.monotonic() - started < 2
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "broker" in (refused.value.details() or "")
+        trailers = dict(refused.value.trailing_metadata() or ())
+        assert trailers["alive-reason-code"] == "QUEUE_UNAVAILABLE"
+        assert trailers["alive-retry-after-s"] == "5"
+        assert (
+            api.view.get(JobIds.from_settings(api.settings).for_request("alice", "r-down")) is None
+        )
+    finally:
+        await dead_probes.close()
+    # Back: the same request is taken.
+    probes = BrokerProbes(api.common, stage_topics(INGEST))
+    api.dependencies.add(BROKER, probes.broker)
+    try:
+        assert await api.dependencies.check(BROKER)
+        accepted = await api.stub.Submit(request, timeout=10, metadata=api.as_("alice"))
+        assert not accepted.existing and accepted.job.state == JobState.SUBMITTED
+    finally:
+        await probes.close()
+
+
+async def test_submit_is_unavailable_when_the_broker_does_not_take_the_job_in_time(
+    api: Api,
+) -> None:
+    # The probes still say all is well (the broker went since they last looked), but the
+    # broker does not answer: SIGSTOP holds the real broker's answers.
+    api.settings.queue_timeout_s = 1.0
+    request = SubmitRequest(photo=photo_bytes(), request_id="r-hung", output=OutputSpec())
+    assert api.broker.pid is not None
+    os.kill(api.broker.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await api.stub.Submit(request, timeout=10, metadata=api.as_("alice"))
+        assert time.monotonic() - started < 3
+    finally:
+        os.kill(api.broker.pid, signal.SIGCONT)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert dict(refused.value.trailing_metadata() or ())["alive-reason-code"] == "QUEUE_UNAVAILABLE"
+
+
 async def test_a_creator_cancels_a_job_once(api: Api) -> None:
     job_id = ready_job(api, creator="alice")
     cancel = CancelJobRequest(job_id=job_id)
@@ -355,7 +433,8 @@ async def test_with_a_client_ca_only_callers_with_its_certificate_get_through(
         tls_client_ca_path=tmp_path / "clients-ca.pem",
     )
     # Only the transport is under test: the handlers are never reached.
-    server = ApiServer(settings, AliveApi(settings, *([None] * 7)))  # type: ignore[arg-type]
+    handlers = AliveApi(settings, *([None] * 7), dependencies=None)  # type: ignore[arg-type]
+    server = ApiServer(settings, handlers)
     await server.start()
     client_key = ec.generate_private_key(ec.SECP256R1())
     callers = {

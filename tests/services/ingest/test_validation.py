@@ -48,20 +48,25 @@ def test_exif_orientation_is_applied_and_exif_dropped() -> None:
 
 
 def test_bad_photos_get_reason_codes() -> None:
+    check = validate_photo
     gif = io.BytesIO()
     Image.new("RGB", (100, 100)).save(gif, format="GIF")
     bomb = io.BytesIO()
     Image.new("L", (8000, 6000)).save(bomb, format="PNG")
     truncated = photo_bytes(fmt="PNG")[:300]
-    assert _reason(lambda: validate_photo(b"", SETTINGS)) == "PHOTO_EMPTY"
-    assert _reason(lambda: validate_photo(b"hello", SETTINGS)) == "PHOTO_UNDECODABLE"
-    assert _reason(lambda: validate_photo(gif.getvalue(), SETTINGS)) == "PHOTO_UNSUPPORTED_FORMAT"
-    assert _reason(lambda: validate_photo(bomb.getvalue(), SETTINGS)) == "PHOTO_TOO_MANY_PIXELS"
-    assert _reason(lambda: validate_photo(truncated, SETTINGS)) == "PHOTO_UNDECODABLE"
+    jpeg = photo_bytes(width=640, height=480)
+    cut_jpeg = jpeg[: len(jpeg) // 2]  # its compressed data ends half way
+    assert _reason(lambda: check(b"", SETTINGS)) == "PHOTO_EMPTY"
+    assert _reason(lambda: check(b"hello", SETTINGS)) == "PHOTO_UNDECODABLE"
+    assert _reason(lambda: check(gif.getvalue(), SETTINGS)) == "PHOTO_UNSUPPORTED_FORMAT"
+    assert _reason(lambda: check(bomb.getvalue(), SETTINGS)) == "PHOTO_TOO_MANY_PIXELS"
+    assert _reason(lambda: check(truncated, SETTINGS)) == "PHOTO_UNDECODABLE"
+    assert _reason(lambda: check(cut_jpeg, SETTINGS)) == "PHOTO_UNDECODABLE"
     tiny = photo_bytes(width=40, height=40)
-    assert _reason(lambda: validate_photo(tiny, SETTINGS)) == "PHOTO_TOO_SMALL"
+    assert _reason(lambda: check(tiny, SETTINGS)) == "PHOTO_TOO_SMALL"
     small_limit = IngestSettings(max_photo_bytes=1000)
-    assert _reason(lambda: validate_photo(photo_bytes(), small_limit)) == "PHOTO_TOO_LARGE"
+    assert _reason(lambda: check(photo_bytes(), small_limit)) == "PHOTO_TOO_LARGE"
+    check(jpeg, SETTINGS)  # the whole of it passes
 
 
 def test_prompts_are_normalised_or_rejected() -> None:
