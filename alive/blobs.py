@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from alive.jobs import valid_id
+from alive.pipeline import PIPELINE
 from alive.reasons import ReasonCode, ReasonError
 from alive.v1.events_pb2 import BlobRef
 
@@ -77,6 +78,15 @@ class BlobStore(ABC):
 
     @abstractmethod
     def write_key(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key that starts with ``prefix`` (a folder ends with "/"), sorted: what an
+        erasure deletes (alive/erasure.py)."""
+
+    @abstractmethod
+    def delete_key(self, key: str) -> bool:
+        """Deletes the blob; False when there was none."""
 
 
 @asynccontextmanager
@@ -203,6 +213,30 @@ class LocalBlobStore(BlobStore):
         os.replace(self._temporary(path, data), path)
         _sync_folder(path.parent)
 
+    def list_keys(self, prefix: str) -> list[str]:
+        # Walk from the deepest folder the prefix names whole; keys are matched as text after.
+        folder = self.root / prefix.rpartition("/")[0] if "/" in prefix else self.root
+        folder = Path(os.path.normpath(folder))
+        if not folder.is_relative_to(self.root) or not folder.is_dir() or folder.is_symlink():
+            return []
+        keys = []
+        for parent, dirs, files in os.walk(folder):  # never follows a link to a folder
+            for name in files:
+                key = (Path(parent) / name).relative_to(self.root).as_posix()
+                if key.startswith(prefix) and not name.startswith(".tmp-"):
+                    keys.append(key)
+            dirs.sort()
+        return sorted(keys)
+
+    def delete_key(self, key: str) -> bool:
+        path = self._path_for_key(key)
+        try:
+            os.unlink(path)  # a link is removed itself, never what it points to
+        except FileNotFoundError:
+            return False
+        _sync_folder(path.parent)
+        return True
+
     @staticmethod
     def _temporary(path: Path, data: bytes) -> str:
         """A temporary file beside ``path`` holding ``data``, on disk before it is renamed or
@@ -223,7 +257,8 @@ class LocalBlobStore(BlobStore):
         return path
 
 
-_CANCELLED = "cancelled"  # a ledger folder of its own, beside the stages'
+_CANCELLED = "cancelled"  # ledger folders of their own, beside the stages'
+_ERASED = "erased"
 
 
 def _sync_folder(folder: Path) -> None:
@@ -258,6 +293,26 @@ class StageLedger:
 
     def is_cancelled(self, job_id: str) -> bool:
         return self.get(_CANCELLED, job_id) is not None
+
+    def mark_erased(self, job_id: str, record: bytes) -> None:
+        """Records that the job was erased (alive/erasure.py): no stage works on it again,
+        whatever event still names it. The mark outlives the job's data and holds no
+        personal data (``record``: when, and the erasure's id)."""
+        self.put(_ERASED, job_id, record)
+
+    def erased(self, job_id: str) -> bytes | None:
+        """The erasure mark's record, or None when the job was never erased."""
+        return self.get(_ERASED, job_id)
+
+    def is_erased(self, job_id: str) -> bool:
+        return self.erased(job_id) is not None
+
+    def entries(self, job_id: str) -> list[str]:
+        """The keys of the job's ledger entries (every stage's, its cancellation, its
+        reports), not its erasure mark: what an erasure deletes."""
+        stages = [spec.name for spec in PIPELINE] + [_CANCELLED]
+        keys = [self._key(stage, job_id) for stage in stages]
+        return keys + self._store.list_keys(f"ledger/reports/{job_id}/")
 
     @staticmethod
     def valid_job_id(job_id: str) -> bool:

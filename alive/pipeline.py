@@ -188,6 +188,9 @@ class StageSpec:
 
     A stage that ``holds`` may leave a job waiting for a person: it writes an item to that
     topic, and the job stays in ``held_state`` until a decision comes back.
+
+    A stage that ``reads_prompt`` gets the job with its prompt; after the last such stage
+    the job travels without it (docs/privacy.md).
     """
 
     name: str
@@ -203,6 +206,7 @@ class StageSpec:
     requires: tuple[str, ...] = ()
     holds: Topic[Any] | None = None
     held_state: JobState.ValueType = JobState.JOB_STATE_UNSPECIFIED
+    reads_prompt: bool = False
 
     @property
     def consumer_group(self) -> str:
@@ -246,6 +250,7 @@ MODERATION_PROMPT = StageSpec(
     checkpoint=True,
     attests=Subject.PROMPT,
     requires=("moderation-photo",),
+    reads_prompt=True,
 )
 GENERATOR = StageSpec(
     "generator",
@@ -256,6 +261,7 @@ GENERATOR = StageSpec(
     "animate the photo on Triton, encode H.264",
     attests=Subject.VIDEO,
     requires=("moderation-photo", "moderation-prompt"),
+    reads_prompt=True,
 )
 AUDIO = StageSpec(
     "audio",
@@ -266,6 +272,7 @@ AUDIO = StageSpec(
     "add an ambient soundtrack",
     attests=Subject.VIDEO,
     requires=("generator",),
+    reads_prompt=True,
 )
 PROVENANCE = StageSpec(
     "provenance",
@@ -338,6 +345,18 @@ class Pipeline:
 
     def is_checkpoint(self, stage_name: str) -> bool:
         return stage_name in self.checkpoints
+
+    def prompt_read_after(self, spec: StageSpec) -> bool:
+        """Whether a stage downstream of ``spec``'s output reads the prompt (else the job
+        goes on without it)."""
+        seen: set[str] = set()
+        consumer = self.consumer(spec.emits)
+        while consumer is not None and consumer.name not in seen:
+            if consumer.reads_prompt:
+                return True
+            seen.add(consumer.name)
+            consumer = self.consumer(consumer.emits)
+        return False
 
     def stage_reaching(self, state: JobState.ValueType) -> StageSpec:
         """The stage whose pass moves a job to ``state``."""

@@ -1,10 +1,10 @@
 """What happens to one consumed event, with no Kafka client in sight.
 
-``EventProcessor.handle`` decodes a record, finds its job, skips a job the stage already
-finished (the stage ledger), runs the stage with the retry policy and hands every message
-the outcome makes (the output, status, veto, dead letter) to a ``Sink``. The runner
-(alive/runner.py) gives it a Kafka producer as the sink; alive_tools.testing.StageHarness
-gives it a list. The pure builders below make those messages.
+``EventProcessor.handle`` decodes a record, finds its job, skips a job that was erased, that
+the stage already finished (the stage ledger) or that was cancelled, runs the stage with the
+retry policy and hands every message the outcome makes (the output, status, veto, dead
+letter) to a ``Sink``. The runner (alive/runner.py) gives it a Kafka producer as the sink;
+alive_tools.testing.StageHarness gives it a list. The pure builders below make those messages.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from opentelemetry import trace
 
 from alive.attestation import Keyring
 from alive.blobs import StageLedger, output_key
-from alive.jobs import MAX_ID_CHARS, valid_id
-from alive.pipeline import DLQ, STATUS, VETOES, StageSpec, Topic
+from alive.erasure import delete_job_outputs
+from alive.jobs import MAX_ID_CHARS, dead_letter_prefix, valid_id
+from alive.pipeline import DLQ, PIPELINE, STATUS, VETOES, StageSpec, Topic
 from alive.reasons import Finding, ReasonCode
 from alive.settings import ServiceSettings, StageSettings
 from alive.stage import (
@@ -62,6 +63,8 @@ DLQ_PARTITION = "alive-dlq-original-partition"
 DLQ_OFFSET = "alive-dlq-original-offset"
 DLQ_JOB_ID = "alive-dlq-job-id"
 DLQ_PAYLOAD_REF = "alive-dlq-payload-ref"
+DLQ_PAYLOAD_SHA256 = "alive-dlq-payload-sha256"
+DLQ_PAYLOAD_ERROR = "alive-dlq-payload-error"
 # Room left under the producer's size limit for a record's batch framing.
 _FRAMING_BYTES = 16 * 1024
 
@@ -166,11 +169,17 @@ def dead_letter(
     finding: Finding,
     job_id: str | None,
     payload_ref: str | None = None,
+    payload_sha256: str | None = None,
+    payload_error: str | None = None,
 ) -> Outbound:
-    """The record as it came, with why in headers (its own earlier alive-dlq-* dropped).
+    """A reference to the record, with why, all in headers; the record's value is never in
+    the letter (it may hold a prompt: docs/privacy.md).
 
-    With ``payload_ref`` (a record too big to dead-letter whole) the value is left out and
-    the header DLQ_PAYLOAD_REF names the blob holding it; the original headers are dropped.
+    ``payload_ref`` names the blob holding the record's value as it came, and
+    ``payload_sha256`` its digest: what a replay sends again to DLQ_TOPIC with the letter's
+    key. Without them (the store refused the copy: ``payload_error`` says why) the letter
+    still names the record by topic, partition and offset. The record's own headers are not
+    kept.
     """
     headers = [
         (DLQ_REASON, finding.code.encode()),
@@ -184,9 +193,21 @@ def dead_letter(
         headers.append((DLQ_JOB_ID, job_id.encode()))
     if payload_ref is not None:
         headers.append((DLQ_PAYLOAD_REF, payload_ref.encode()))
-        return Outbound(dlq_topic, None, record.key, headers)
-    original = [(k, v) for k, v in record.headers if not k.startswith("alive-dlq-")]
-    return Outbound(dlq_topic, record.value, record.key, original + headers)
+    if payload_sha256 is not None:
+        headers.append((DLQ_PAYLOAD_SHA256, payload_sha256.encode()))
+    if payload_error is not None:
+        headers.append((DLQ_PAYLOAD_ERROR, payload_error[:500].encode()))
+    return Outbound(dlq_topic, None, record.key, headers)
+
+
+def without_prompt(job: Job) -> Job:
+    """A copy of the job without its prompt (``prompt_ref`` stays, and with it the digest
+    the prompt checkpoint attested): what the ledger keeps, and what leaves the last stage
+    that reads the prompt."""
+    stripped = Job()
+    stripped.CopyFrom(job)
+    stripped.ClearField("prompt")
+    return stripped
 
 
 def record_size(record: Outbound) -> int:
@@ -274,7 +295,6 @@ class EventProcessor:
         self.retry = RetryPolicy.of(stage.settings)
         self._sleep = sleep
         self._dlq = settings.topic(DLQ)
-        self._max_record_bytes = settings.kafka.max_request_size - _FRAMING_BYTES
 
     async def handle(self, record: Record) -> None:
         """Takes one record to its end: an output, a veto, a failure or a dead letter. Raises
@@ -298,13 +318,20 @@ class EventProcessor:
             attributes={"alive.job_id": identity.job_id, **_span_coords(record)},
         ) as span:
             try:
-                finished = self.ledger.get(spec.name, identity.job_id) is not None
-                cancelled = not finished and self.ledger.is_cancelled(identity.job_id)
+                # The erasure mark first: an erased job has no ledger entries left to say
+                # that it was finished.
+                erased = self.ledger.is_erased(identity.job_id)
+                finished = not erased and self.ledger.get(spec.name, identity.job_id) is not None
+                cancelled = not (erased or finished) and self.ledger.is_cancelled(identity.job_id)
             except Exception as exc:  # the record names a job the ledger cannot look up
                 log.exception("ledger lookup failed", extra={"job_id": identity.job_id})
                 lookup = Finding(ReasonCode.UNPROCESSABLE_EVENT, f"ledger: {_described(exc)}")
                 await self._dead_letter(record, lookup)
                 self._count("dead_lettered")
+                return
+            if erased:  # a replay of an erased job's events restores nothing
+                log.info("erased; skipping", extra={"job_id": identity.job_id})
+                self._count("erased")
                 return
             if finished:
                 log.info("already processed; skipping", extra={"job_id": identity.job_id})
@@ -318,12 +345,17 @@ class EventProcessor:
                 identity=identity,
                 attempt=1,
                 started_at_ms=started_ms,
-                cancelled=lambda: self.ledger.is_cancelled(identity.job_id),
+                cancelled=lambda: self._stopped(identity.job_id),
                 report_progress=ProgressReporter(self, identity, started_ms),
             )
-            outcome = self._check_attestations(event) or await self._process_with_retries(
-                event, ctx
+            outcome = (
+                self._check_prompt(event)
+                or self._check_attestations(event)
+                or await self._process_with_retries(event, ctx)
             )
+            if await self._erased_meanwhile(identity.job_id):
+                await self._discard_erased(identity.job_id)
+                return
             try:
                 await self._emit(record, outcome, ctx)
             except OutputTooLarge as exc:  # this job's output, not Kafka, is the problem
@@ -354,6 +386,36 @@ class EventProcessor:
             shown = repr(identity.job_id[:MAX_ID_CHARS])
             return Finding(ReasonCode.INVALID_JOB_ID, f"{shown} is not a job id")
         return event, identity
+
+    def _stopped(self, job_id: str) -> bool:
+        """Whether a stage at work on the job should stop: it was cancelled or erased."""
+        return self.ledger.is_cancelled(job_id) or self.ledger.is_erased(job_id)
+
+    async def _erased_meanwhile(self, job_id: str) -> bool:
+        try:
+            return await asyncio.to_thread(self.ledger.is_erased, job_id)
+        except Exception:  # the store failing now fails the emit next, as before
+            return False
+
+    async def _discard_erased(self, job_id: str) -> None:
+        """The job was erased while the stage worked on it: what the stage made is deleted
+        and nothing is sent or recorded."""
+        deleted = await asyncio.to_thread(delete_job_outputs, self.stage.blobs, job_id)
+        log.info(
+            "erased while processed; outputs deleted",
+            extra={"job_id": job_id, "deleted": sum(deleted.values())},
+        )
+        self._count("erased")
+
+    def _check_prompt(self, event: Message) -> _Outcome | None:
+        """A veto when a stage that reads the prompt gets a job without one: the prompt's
+        attestation is then checked against ``prompt_ref`` alone, which a stage that acts on
+        the prompt must not accept."""
+        if self.spec.reads_prompt and isinstance(event, Job) and not event.prompt:
+            missing = Finding(ReasonCode.ATTESTATION_INVALID, "the job carries no prompt")
+            self.metrics.attestation_failures.labels(self.spec.name, "", missing.code).inc()
+            return _Outcome(veto=Veto((missing,)))
+        return None
 
     def _check_attestations(self, event: Message) -> _Outcome | None:
         """A veto when an attestation the stage requires is missing or does not hold: the
@@ -462,10 +524,11 @@ class EventProcessor:
         if job.HasField("video"):
             status.video.CopyFrom(job.video)
         output = self.stage.output(job)
+        if isinstance(output, Job) and not PIPELINE.prompt_read_after(spec):
+            output = without_prompt(output)  # no later stage reads it
         await self.send_events(ctx.identity, [(spec.emits, output), (STATUS, status)])
-        self.ledger.put(
-            spec.name, ctx.identity.job_id, StageOutcome(passed=job).SerializeToString()
-        )
+        record = StageOutcome(passed=without_prompt(job))  # the ledger never keeps a prompt
+        self.ledger.put(spec.name, ctx.identity.job_id, record.SerializeToString())
         log.info(
             "passed",
             extra={"job_id": ctx.identity.job_id, "duration_ms": finished - ctx.started_at_ms},
@@ -518,17 +581,31 @@ class EventProcessor:
     async def _dead_letter(
         self, record: Record, finding: Finding, job_id: str | None = None
     ) -> None:
-        letter = dead_letter(record, self._dlq, self.spec.name, finding, job_id)
-        if record_size(letter) > self._max_record_bytes:
-            # Too big for Kafka: keep the payload in the blob store, send its reference.
-            key = output_key(
-                f"dlq/{self.spec.name}/{record.topic}/{record.partition}-{record.offset}", ""
-            )
+        """Keeps the record's value in the blob store, under the job's dead letters, and
+        sends alive.dlq a reference to it (dead_letter)."""
+        key = output_key(
+            f"{dead_letter_prefix(job_id)}{self.spec.name}-{record.topic}-"
+            f"{record.partition}-{record.offset}",
+            "",
+        )
+        try:
             stored = await asyncio.to_thread(
                 self.stage.blobs.put_bytes, key, record.value or b"", "application/octet-stream"
             )
+        except Exception as exc:  # the store is down too: the reference is the coordinates
+            log.warning("dead letter payload not stored", extra={"error": _described(exc)})
             letter = dead_letter(
-                record, self._dlq, self.spec.name, finding, job_id, payload_ref=stored.uri
+                record, self._dlq, self.spec.name, finding, job_id, payload_error=_described(exc)
+            )
+        else:
+            letter = dead_letter(
+                record,
+                self._dlq,
+                self.spec.name,
+                finding,
+                job_id,
+                payload_ref=stored.uri,
+                payload_sha256=stored.sha256,
             )
         await self.sink.send([letter])
         self.metrics.dead_lettered.labels(self.spec.name).inc()

@@ -131,6 +131,39 @@ class S3BlobStore(BlobStore):
         except (ClientError, BotoCoreError) as exc:
             raise OSError(f"object store: {exc}") from exc
 
+    def delete_key(self, key: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        object_key = self._object_key(key)
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=object_key)
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return False
+            raise OSError(f"object store: {exc}") from exc
+        except BotoCoreError as exc:
+            raise OSError(f"object store: {exc}") from exc
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=object_key)
+        except (ClientError, BotoCoreError) as exc:
+            raise OSError(f"object store: {exc}") from exc
+        return True
+
+    def list_keys(self, prefix: str) -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        start = f"{self.prefix}/" if self.prefix else ""
+        keys: list[str] = []
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=start + prefix
+            )
+            for page in pages:
+                keys.extend(item["Key"][len(start) :] for item in page.get("Contents", ()))
+        except (ClientError, BotoCoreError) as exc:
+            raise OSError(f"object store: {exc}") from exc
+        return sorted(keys)
+
     # Reading
 
     def get_bytes(self, ref: BlobRef) -> bytes:

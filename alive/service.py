@@ -67,7 +67,7 @@ def serve(
     service = stage_class.spec.name
     settings = ServiceSettings()
     setup_logging(service, settings.log_level)
-    setup_tracing(service, settings.otlp_endpoint)
+    setup_tracing(service, settings.otlp_endpoint, settings.trace_dir)
     make = build or (lambda own, runtime: (stage_class(own, runtime.blobs), []))
     try:
         asyncio.run(_serve(service, settings, stage_settings, make))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from alive.erasure import Eraser, job_data_steps
+from alive.pipeline import REVIEW_QUEUE, STATUS
 from alive.service import Component, ServiceRuntime, serve
 from alive.stage import Stage
 from alive.telemetry import GrpcServerMetrics
-from services.ingest.api import AliveApi, ApiServer
+from services.ingest.api import AliveApi, ApiServer, topic_tombstones
 from services.ingest.auth import TokenVerifier
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import IngestStage
@@ -21,6 +23,15 @@ def build(
     view = StatusView(runtime.settings)
     runtime.health.add_readiness_check("status-view", lambda: view.ready)
     stage = IngestStage(settings, runtime.blobs)
+    # What an erasure deletes, in order (alive/erasure.py); each further kind of deletion
+    # (a job's data key, a tombstone on another topic) is one more step here.
+    eraser = Eraser(
+        runtime.blobs,
+        [
+            *job_data_steps(runtime.blobs),
+            topic_tombstones(runtime.producer, runtime.settings, [STATUS, REVIEW_QUEUE]),
+        ],
+    )
     api = AliveApi(
         settings,
         runtime.settings,
@@ -30,6 +41,7 @@ def build(
         view,
         stage.job_ids,
         TokenVerifier.from_settings(settings),
+        eraser,
     )
     grpc_metrics = GrpcServerMetrics(stage.spec.name, runtime.metrics.registry)
     return stage, [view, ApiServer(settings, api, [grpc_metrics])]

@@ -4,7 +4,8 @@ It reads the whole topic from the beginning at start (so it survives a restart o
 and follows it after. It is ready once it has caught up with the end offsets it saw at
 start. Repeated transitions (at-least-once delivery) are shown once. Progress reports (a
 stage's long work, e.g. denoising steps) go to watchers and set the job's latest progress;
-they are not transitions and not kept in its history.
+they are not transitions and not kept in its history. A tombstone (a record with no value)
+keyed by a job erases it from the view (alive/erasure.py).
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class StatusView:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for record in records:
+                    if record.value is None:  # an erased job's tombstone
+                        self.forget((record.key or b"").decode(errors="replace"))
+                        continue
                     try:
                         event = StatusEvent.FromString(record.value or b"")
                     except Exception:
@@ -122,6 +126,23 @@ class StatusView:
                 del self._unsettled[view.creator_id]
         else:
             jobs.add(view.job_id)
+
+    def forget(self, job_id: str) -> None:
+        """Drops an erased job: it is unknown from now on."""
+        view = self._jobs.pop(job_id, None)
+        if view is not None:
+            jobs = self._unsettled.get(view.creator_id, set())
+            jobs.discard(job_id)
+            if not jobs:
+                self._unsettled.pop(view.creator_id, None)
+
+    def jobs_of(self, creator_id: str) -> list[JobView]:
+        """The creator's jobs the view knows."""
+        return [
+            JobView.FromString(v.SerializeToString())
+            for v in self._jobs.values()
+            if v.creator_id == creator_id
+        ]
 
     def in_flight(self, creator_id: str | None = None) -> int:
         """Jobs not yet READY or ended: the creator's, or everyone's."""

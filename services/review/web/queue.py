@@ -96,6 +96,17 @@ class ReviewQueue:
     def add_unpublished(self, event: Unpublished) -> None:
         self.unpublished.add(event.job_id)
 
+    def forget_job(self, job_id: str) -> None:
+        """Drops everything about an erased job: its items, decisions, claims, reports."""
+        keys = {item_key(origin, job_id) for origin in (ORIGIN_PUBLISH, ORIGIN_REPORT)}
+        for key in keys:
+            self.items.pop(key, None)
+            self.decisions.pop(key, None)
+            self.claims.pop(key, None)
+            self._deciding.discard(key)
+        self.reports.pop(job_id, None)
+        self.unpublished.discard(job_id)
+
     # What is waiting.
 
     def open_items(self, reason: str | None = None) -> list[ReviewItem]:

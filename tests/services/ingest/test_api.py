@@ -19,11 +19,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alive.blobs import LocalBlobStore, StageLedger
+from alive.erasure import ErasedJob, Eraser, creator_job_ids, job_data_steps, record_job
 from alive.kafka import ensure_topics, make_producer
 from alive.reasons import REPORT_REASONS, ReasonCode
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import (
     CancelJobRequest,
+    EraseRequest,
     GetJobRequest,
     PublishJobRequest,
     ReportRequest,
@@ -50,6 +52,7 @@ class Api:
     view: StatusView
     keys: ApiKeys
     ledger: StageLedger
+    blobs: LocalBlobStore
 
     def as_(self, subject: str, scopes: tuple[str, ...] = CREATOR_SCOPES, **claims: str) -> Auth:
         token = mint_token(self.keys.issuer_key, subject, scopes, claims=claims)
@@ -90,12 +93,13 @@ async def api(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Api]:
         view,
         JobIds.from_settings(settings),
         TokenVerifier.from_settings(settings),
+        Eraser(blobs, job_data_steps(blobs)),
     )
     server = ApiServer(settings, handlers)
     await server.start()
     credentials = grpc.ssl_channel_credentials(keys.tls_ca.read_bytes())
     async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
-        yield Api(AliveStub(channel), view, keys, ledger)
+        yield Api(AliveStub(channel), view, keys, ledger, blobs)
     await server.stop()
     await producer.stop()
 
@@ -376,3 +380,77 @@ async def test_a_report_needs_a_reason_of_the_vocabulary_and_a_published_video(a
         )
         == grpc.StatusCode.PERMISSION_DENIED
     )
+
+
+def indexed_ready_job(api: Api, job_id: str, creator: str) -> str:
+    """A READY job as ingest would have indexed it, with a photo blob and a ledger entry."""
+    ready_job(api, job_id, creator)
+    record_job(api.blobs, ErasedJob(job_id, creator, "r"))
+    api.blobs.write_key(f"photos/{job_id}-x.png", b"png")
+    api.ledger.put("ingest", job_id, b"record")
+    return job_id
+
+
+async def test_a_creator_erases_its_own_job_and_nobody_elses(api: Api) -> None:
+    mine = indexed_ready_job(api, "e-alice", "alice")
+    theirs = indexed_ready_job(api, "e-bob", "bob")
+    erase = api.stub.Erase
+    assert (
+        await code_of(
+            lambda: erase(EraseRequest(job_id=theirs), timeout=5, metadata=api.as_("alice"))
+        )
+        == grpc.StatusCode.NOT_FOUND
+    )
+    assert (
+        await code_of(
+            lambda: erase(EraseRequest(creator_id="bob"), timeout=5, metadata=api.as_("alice"))
+        )
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    no_scope = api.as_("alice", (Scope.READ,))
+    assert (
+        await code_of(lambda: erase(EraseRequest(job_id=mine), timeout=5, metadata=no_scope))
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+
+    receipt = await erase(EraseRequest(job_id=mine), timeout=5, metadata=api.as_("alice"))
+    assert list(receipt.job_ids) == [mine] and receipt.erased_at_ms > 0
+    assert receipt.deleted["blobs.photos"] == 1 and receipt.deleted["ledger.entries"] == 1
+    assert api.ledger.is_erased(mine) and api.blobs.list_keys(f"photos/{mine}") == []
+    assert (
+        await code_of(
+            lambda: api.stub.Get(GetJobRequest(job_id=mine), timeout=5, metadata=api.as_("alice"))
+        )
+        == grpc.StatusCode.NOT_FOUND
+    )
+    assert (
+        await code_of(  # erased already: there is no such job any more
+            lambda: erase(EraseRequest(job_id=mine), timeout=5, metadata=api.as_("alice"))
+        )
+        == grpc.StatusCode.NOT_FOUND
+    )
+    assert api.blobs.list_keys(f"photos/{theirs}")  # untouched
+
+
+async def test_a_privacy_admin_erases_any_creator(api: Api) -> None:
+    for n in range(2):
+        indexed_ready_job(api, f"c-{n}", "carol")
+    admin = api.as_("dpo", (Scope.PRIVACY_ADMIN,))
+    receipt = await api.stub.Erase(EraseRequest(creator_id="carol"), timeout=5, metadata=admin)
+    assert sorted(receipt.job_ids) == ["c-0", "c-1"] and creator_job_ids(api.blobs, "carol") == []
+    assert api.view.get("c-0") is None and api.view.in_flight("carol") == 0
+
+
+async def test_a_request_id_of_an_erased_job_is_not_taken_again(api: Api) -> None:
+    alice = api.as_("alice")
+    first = await api.stub.Submit(
+        SubmitRequest(photo=photo_bytes(), request_id="again"), timeout=10, metadata=alice
+    )
+    await api.stub.Erase(EraseRequest(job_id=first.job_id), timeout=5, metadata=alice)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await api.stub.Submit(
+            SubmitRequest(photo=photo_bytes(), request_id="again"), timeout=10, metadata=alice
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert ReasonCode.JOB_ERASED in (refused.value.details() or "")
+    assert api.blobs.list_keys("uploads/alice/again/") == []  # the upload went with the job
