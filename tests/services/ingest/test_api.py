@@ -262,7 +262,7 @@ async def test_with_a_client_ca_only_callers_with_its_certificate_get_through(
         tls_client_ca_path=tmp_path / "clients-ca.pem",
     )
     # Only the transport is under test: the handlers are never reached.
-    server = ApiServer(settings, AliveApi(settings, *([None] * 7)))  # type: ignore[arg-type]
+    server = ApiServer(settings, AliveApi(settings, *([None] * 8)))  # type: ignore[arg-type]
     await server.start()
     client_key = ec.generate_private_key(ec.SECP256R1())
     callers = {
