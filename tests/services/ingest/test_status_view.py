@@ -3,8 +3,13 @@ that the API's caps read."""
 
 from __future__ import annotations
 
+import uuid
+
+from alive.kafka import ensure_topics, make_producer
+from alive.pipeline import STATUS
 from alive.settings import ServiceSettings
 from alive.v1.events_pb2 import JobState, Progress, StatusEvent
+from alive_tools.embedded.broker import EmbeddedBroker
 from services.ingest.status_view import StatusView
 
 
@@ -53,3 +58,41 @@ async def test_progress_goes_to_watchers_and_the_view_but_not_into_the_history()
     assert job is not None and not job.HasField("progress")
     assert [h.state for h in job.history] == [JobState.PROMPT_CLEARED, JobState.GENERATED]
     await watched.aclose()
+
+
+def test_an_erased_job_is_forgotten_with_its_count() -> None:
+    view = StatusView(ServiceSettings())
+    view.apply(event("a", "c1", JobState.SUBMITTED, "api"))
+    view.apply(event("b", "c1", JobState.SUBMITTED, "api"))
+    view.forget("a")
+    assert view.get("a") is None and view.in_flight("c1") == 1
+    assert [v.job_id for v in view.jobs_of("c1")] == ["b"]
+
+
+async def test_a_tombstone_on_the_topic_erases_the_job_when_the_view_reads_it(
+    broker: EmbeddedBroker,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    common = ServiceSettings(
+        kafka={"bootstrap_servers": broker.bootstrap_servers},  # type: ignore[arg-type]
+        topics={STATUS.key: f"{run}.{STATUS.default_name}"},
+    )
+    await ensure_topics(common)
+    producer = make_producer(common, "test")
+    await producer.start()
+    try:
+        for job_id in ("kept", "erased"):
+            submitted = event(job_id, "c1", JobState.SUBMITTED, "api")
+            await producer.send_and_wait(
+                common.topic(STATUS), submitted.SerializeToString(), key=job_id.encode()
+            )
+        await producer.send_and_wait(common.topic(STATUS), None, key=b"erased")
+    finally:
+        await producer.stop()
+    view = StatusView(common)  # a restart: the whole topic read from the start
+    await view.start()
+    try:
+        assert view.get("erased") is None and view.get("kept") is not None
+        assert view.in_flight("c1") == 1
+    finally:
+        await view.stop()
