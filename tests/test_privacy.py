@@ -73,7 +73,7 @@ def replay(stack: EmbeddedStack, job_id: str, topics: list[str]) -> int:
         await producer.start()
         try:
             for r in records:
-                await producer.send_and_wait(r.topic, r.value, key=r.key, headers=r.headers)
+                await producer.send_and_wait(r.topic, r.value, key=r.key, headers=list(r.headers))
         finally:
             await producer.stop()
 

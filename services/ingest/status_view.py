@@ -34,6 +34,8 @@ class StatusView:
         # Jobs still on their way to READY or an end, per creator: what the API's caps count.
         self._unsettled: dict[str, set[str]] = {}
         self._watchers: dict[str, set[asyncio.Queue[StatusEvent]]] = {}
+        # Erased jobs: a late event of one (sent before its erasure, read after) is ignored.
+        self._erased: set[str] = set()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
@@ -85,6 +87,8 @@ class StatusView:
                     self.apply(event)
 
     def apply(self, event: StatusEvent) -> None:
+        if event.job_id in self._erased:
+            return
         view = self._jobs.get(event.job_id)
         if view is None:
             view = JobView(
@@ -129,6 +133,7 @@ class StatusView:
 
     def forget(self, job_id: str) -> None:
         """Drops an erased job: it is unknown from now on."""
+        self._erased.add(job_id)
         view = self._jobs.pop(job_id, None)
         if view is not None:
             jobs = self._unsettled.get(view.creator_id, set())

@@ -131,3 +131,13 @@ def test_the_blob_url_names_the_store(tmp_path: Path, s3: MotoS3) -> None:
     assert isinstance(open_blob_store(f"s3://{s3.BUCKET}/p"), S3BlobStore)
     with pytest.raises(ValueError, match="ALIVE_BLOB_URL"):
         open_blob_store("gopher://example/blobs")
+
+
+def test_keys_are_listed_by_prefix_and_deleted_as_erasure_needs(store: S3BlobStore) -> None:
+    for key in ("videos/j1/a.mp4", "videos/j1/b.mp4", "videos/j10/a.mp4", "photos/j1-x.png"):
+        store.put_bytes(key, b"bytes", "video/mp4")
+    assert store.list_keys("videos/j1/") == ["videos/j1/a.mp4", "videos/j1/b.mp4"]
+    assert store.list_keys("photos/j1-") == ["photos/j1-x.png"]
+    assert store.delete_key("videos/j1/a.mp4") and not store.delete_key("videos/j1/a.mp4")
+    assert store.read_key("videos/j1/a.mp4") is None
+    assert store.list_keys("videos/") == ["videos/j1/b.mp4", "videos/j10/a.mp4"]

@@ -66,6 +66,8 @@ def test_an_erased_job_is_forgotten_with_its_count() -> None:
     view.apply(event("b", "c1", JobState.SUBMITTED, "api"))
     view.forget("a")
     assert view.get("a") is None and view.in_flight("c1") == 1
+    view.apply(event("a", "c1", JobState.ACCEPTED, "ingest"))  # late: sent before the erasure
+    assert view.get("a") is None
     assert [v.job_id for v in view.jobs_of("c1")] == ["b"]
 
 
