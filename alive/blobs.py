@@ -300,12 +300,8 @@ class StageLedger:
         personal data (``record``: when, and the erasure's id)."""
         self.put(_ERASED, job_id, record)
 
-    def erased(self, job_id: str) -> bytes | None:
-        """The erasure mark's record, or None when the job was never erased."""
-        return self.get(_ERASED, job_id)
-
     def is_erased(self, job_id: str) -> bool:
-        return self.erased(job_id) is not None
+        return self.get(_ERASED, job_id) is not None
 
     def entries(self, job_id: str) -> list[str]:
         """The keys of the job's ledger entries (every stage's, its cancellation, its

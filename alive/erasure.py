@@ -212,9 +212,3 @@ class Eraser:
         receipt.count("review.publish_log", self._blobs.delete_key(publish_log_key(creator_id)))
         index = self._blobs.list_keys(creator_index_prefix(creator_id))
         receipt.count("index", sum(map(self._blobs.delete_key, index)))
-
-
-def erased_record(data: bytes) -> tuple[str, int]:
-    """The erasure id and time an erasure mark holds."""
-    mark = json.loads(data)
-    return str(mark["erasure_id"]), int(mark["erased_at_ms"])

@@ -349,8 +349,8 @@ class EventProcessor:
                 report_progress=ProgressReporter(self, identity, started_ms),
             )
             outcome = (
-                self._check_prompt(event)
-                or self._check_attestations(event)
+                self._check_attestations(event)
+                or self._check_prompt(event)
                 or await self._process_with_retries(event, ctx)
             )
             if await self._erased_meanwhile(identity.job_id):

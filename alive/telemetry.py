@@ -143,6 +143,7 @@ OUTCOMES = (
     "failed",
     "duplicate",
     "cancelled",
+    "erased",
     "undecodable",
     "dead_lettered",
 )
