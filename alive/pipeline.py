@@ -107,7 +107,7 @@ REVIEW_QUEUE = Topic(
     "alive.review-queue",
     ReviewItem,
     "jobs waiting for a person (marked, sampled or reported)",
-    also_written_by="the review web app (reported videos)",
+    also_written_by="the review web app (reported videos); ingest's Erase (tombstones)",
     also_read_by="the review web app (rebuilds its queue from it)",
     # The queue is rebuilt from this topic: an item must outlive the longest wait for a
     # reviewer (the queue-age alert fires long before).
@@ -134,8 +134,8 @@ UNPUBLISHED = Topic(
     "unpublished",
     "alive.unpublished",
     Unpublished,
-    "videos taken off Stories (severe reports, rejected on review)",
-    also_written_by="the review web app",
+    "videos taken off Stories (severe reports, rejected on review, erased)",
+    also_written_by="the review web app; ingest's Erase",
     also_read_by="Story services",
 )
 # Written by the runner for every stage, whatever the stage.
@@ -144,7 +144,9 @@ STATUS = Topic(
     "alive.status",
     StatusEvent,
     "every transition of every job",
-    also_written_by="every stage; the gRPC API's Submit (the SUBMITTED event)",
+    also_written_by=(
+        "every stage; the gRPC API's Submit (the SUBMITTED event), Cancel, Erase (tombstones)"
+    ),
     also_read_by="ingest's status view (no group: it assigns every partition); clients",
 )
 VETOES = Topic(

@@ -10,7 +10,7 @@ from alive.pipeline import REVIEW_QUEUE, STATUS
 from alive.service import Component, ServiceRuntime, serve
 from alive.stage import Stage
 from alive.telemetry import GrpcServerMetrics
-from services.ingest.api import AliveApi, ApiServer, topic_tombstones
+from services.ingest.api import AliveApi, ApiServer, topic_tombstones, unpublish_erased
 from services.ingest.auth import TokenVerifier
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import IngestStage
@@ -28,6 +28,7 @@ def build(
     eraser = Eraser(
         runtime.blobs,
         [
+            unpublish_erased(runtime.producer, runtime.settings, runtime.ledger),
             *job_data_steps(runtime.blobs),
             topic_tombstones(runtime.producer, runtime.settings, [STATUS, REVIEW_QUEUE]),
         ],

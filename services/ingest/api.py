@@ -29,7 +29,7 @@ from alive.blobs import BlobError, BlobStore, StageLedger, output_key
 from alive.erasure import ErasedJob, Eraser, ErasureStep, Receipt, indexed_job
 from alive.jobs import is_terminal, upload_area, valid_id
 from alive.locks import KeyedLocks
-from alive.pipeline import PUBLISH_REQUESTS, REPORTS, REQUESTS, STATUS, Topic
+from alive.pipeline import PUBLISH_REQUESTS, REPORTS, REQUESTS, REVIEW, STATUS, UNPUBLISHED, Topic
 from alive.reasons import REASON_TRAILER, REPORT_REASONS, RETRY_AFTER_TRAILER, ReasonCode
 from alive.settings import ServiceSettings
 from alive.telemetry import headers_with_trace, now_ms
@@ -51,7 +51,9 @@ from alive.v1.events_pb2 import (
     ImagePromptRequest,
     JobState,
     PublishRequest,
+    StageOutcome,
     StatusEvent,
+    Unpublished,
     UserReport,
     Verdict,
 )
@@ -416,6 +418,33 @@ def _receipt_message(receipt: Receipt) -> ErasureReceipt:
         deleted={kind: count for kind, count in receipt.deleted.items() if count},
         steps=receipt.steps,
     )
+
+
+def unpublish_erased(
+    producer: AIOKafkaProducer, common: ServiceSettings, ledger: StageLedger
+) -> ErasureStep:
+    """An erasure step, before the ledger goes: a published job's video is taken off
+    Stories (an Unpublished event, JOB_ERASED) for Story services that hold a copy."""
+
+    async def erase(job: ErasedJob, receipt: Receipt) -> None:
+        record = await asyncio.to_thread(ledger.get, REVIEW.name, job.job_id)
+        if record is None or not StageOutcome.FromString(record).HasField("passed"):
+            return
+        event = Unpublished(
+            job_id=job.job_id,
+            creator_id=job.creator_id,
+            reason_codes=[ReasonCode.JOB_ERASED],
+            at_ms=now_ms(),
+        )
+        await producer.send_and_wait(
+            common.topic(UNPUBLISHED),
+            event.SerializeToString(),
+            key=job.job_id.encode(),
+            headers=headers_with_trace(),
+        )
+        receipt.count("unpublished", 1)
+
+    return ErasureStep("unpublish", erase)
 
 
 def topic_tombstones(

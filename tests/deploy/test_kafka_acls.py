@@ -16,7 +16,9 @@ from alive.pipeline import (
     PUBLISH_REQUESTS,
     REPORTS,
     REQUESTS,
+    REVIEW_QUEUE,
     STATUS,
+    UNPUBLISHED,
     VETOES,
     StageSpec,
     Topic,
@@ -35,9 +37,10 @@ WRITES = ("Write", "Describe")
 EVERY_STAGE_WRITES: tuple[Topic[Any], ...] = (STATUS, VETOES, DLQ)
 
 # Clients that are not the stage's runner, by stage: ingest's gRPC API writes submissions
-# publish requests and reports, and its status view reads the status topic without a group.
+# publish requests and reports, Erase an unpublish and tombstones, and its status view reads
+# the status topic without a group.
 EXTRA_WRITES: dict[str, tuple[Topic[Any], ...]] = {
-    INGEST.name: (REQUESTS, PUBLISH_REQUESTS, REPORTS)
+    INGEST.name: (REQUESTS, PUBLISH_REQUESTS, REPORTS, UNPUBLISHED, REVIEW_QUEUE)
 }
 EXTRA_READS: dict[str, tuple[Topic[Any], ...]] = {INGEST.name: (STATUS,)}
 

@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from alive.blobs import LocalBlobStore, StageLedger
 from alive.erasure import ErasedJob, Eraser, creator_job_ids, job_data_steps, record_job
 from alive.kafka import ensure_topics, make_producer
+from alive.pipeline import REVIEW_QUEUE, STATUS, UNPUBLISHED
 from alive.reasons import REPORT_REASONS, ReasonCode
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import (
@@ -33,10 +34,24 @@ from alive.v1.api_pb2 import (
     WatchRequest,
 )
 from alive.v1.api_pb2_grpc import AliveStub
-from alive.v1.events_pb2 import JobState, OutputSpec, StatusEvent, UserReport
+from alive.v1.events_pb2 import (
+    Job,
+    JobState,
+    OutputSpec,
+    StageOutcome,
+    StatusEvent,
+    Unpublished,
+    UserReport,
+)
 from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.keys import DEV_KID, ApiKeys, DevCa, ensure_api_keys, key_pem, mint_token
-from services.ingest.api import AliveApi, ApiServer, server_credentials
+from services.ingest.api import (
+    AliveApi,
+    ApiServer,
+    server_credentials,
+    topic_tombstones,
+    unpublish_erased,
+)
 from services.ingest.auth import CREATOR_CLAIM, CREATOR_SCOPES, Scope, TokenVerifier
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import JobIds
@@ -53,6 +68,7 @@ class Api:
     keys: ApiKeys
     ledger: StageLedger
     blobs: LocalBlobStore
+    bootstrap: str
 
     def as_(self, subject: str, scopes: tuple[str, ...] = CREATOR_SCOPES, **claims: str) -> Auth:
         token = mint_token(self.keys.issuer_key, subject, scopes, claims=claims)
@@ -93,13 +109,20 @@ async def api(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Api]:
         view,
         JobIds.from_settings(settings),
         TokenVerifier.from_settings(settings),
-        Eraser(blobs, job_data_steps(blobs)),
+        Eraser(  # the steps ingest's service takes (services/ingest/__main__.py)
+            blobs,
+            [
+                unpublish_erased(producer, common, ledger),
+                *job_data_steps(blobs),
+                topic_tombstones(producer, common, [STATUS, REVIEW_QUEUE]),
+            ],
+        ),
     )
     server = ApiServer(settings, handlers)
     await server.start()
     credentials = grpc.ssl_channel_credentials(keys.tls_ca.read_bytes())
     async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
-        yield Api(AliveStub(channel), view, keys, ledger, blobs)
+        yield Api(AliveStub(channel), view, keys, ledger, blobs, broker.bootstrap_servers)
     await server.stop()
     await producer.stop()
 
@@ -413,9 +436,19 @@ async def test_a_creator_erases_its_own_job_and_nobody_elses(api: Api) -> None:
         == grpc.StatusCode.PERMISSION_DENIED
     )
 
+    published = Job(job_id=mine, creator_id="alice")
+    api.ledger.put("review", mine, StageOutcome(passed=published).SerializeToString())
     receipt = await erase(EraseRequest(job_id=mine), timeout=5, metadata=api.as_("alice"))
     assert list(receipt.job_ids) == [mine] and receipt.erased_at_ms > 0
-    assert receipt.deleted["blobs.photos"] == 1 and receipt.deleted["ledger.entries"] == 1
+    assert receipt.deleted["blobs.photos"] == 1 and receipt.deleted["ledger.entries"] == 2
+    assert receipt.deleted["unpublished"] == 1 and receipt.deleted["tombstones.status"] == 1
+    assert list(receipt.steps) == ["mark", "unpublish", "blobs", "ledger", "tombstones", "index"]
+    unpublished = await asyncio.to_thread(read_topic, api.bootstrap, UNPUBLISHED.default_name)
+    (taken_down,) = [Unpublished.FromString(r.value) for r in unpublished if r.key == mine.encode()]
+    assert list(taken_down.reason_codes) == [ReasonCode.JOB_ERASED]
+    for topic in (STATUS, REVIEW_QUEUE):
+        records = await asyncio.to_thread(read_topic, api.bootstrap, topic.default_name)
+        assert [r.value for r in records if r.key == mine.encode()] == [None]
     assert api.ledger.is_erased(mine) and api.blobs.list_keys(f"photos/{mine}") == []
     assert (
         await code_of(
