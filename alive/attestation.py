@@ -55,6 +55,11 @@ def subject_digest(job: Job, subject: Subject) -> str:
     if subject == Subject.PHOTO:
         return job.photo.sha256
     if subject == Subject.PROMPT:
+        # After the last stage that reads it the job carries only the prompt's blob, whose
+        # sha256 is the prompt's; a stage that reads the prompt refuses a job without one
+        # (alive/processing.py), so this never vouches for a prompt no one checked.
+        if not job.prompt and job.prompt_ref.sha256:
+            return job.prompt_ref.sha256
         return hashlib.sha256(job.prompt.encode()).hexdigest()
     return job.video.sha256
 

@@ -116,6 +116,10 @@ class BlobStore(ABC):
     def delete_key(self, key: str) -> bool:
         """Removes the blob; whether there was one (a second delete is a no-op)."""
 
+    def keys_under(self, prefix: str) -> list[str]:
+        """The keys of ``list_keys``, sorted (what an erasure deletes, alive/erasure.py)."""
+        return sorted(blob.key for blob in self.list_keys(prefix))
+
 
 @asynccontextmanager
 async def local_file(store: BlobStore, ref: BlobRef) -> AsyncIterator[Path]:
@@ -374,6 +378,9 @@ def _sync_folder(folder: Path) -> None:
 
 # Ledger folders of their own, beside the stages' (no stage has these names).
 _CANCELLED = "cancelled"
+# ledger/erased/<job>: the job was erased. Not one of the job's own entries: it must stay
+# readable once the job's data key is destroyed.
+_ERASED = "erased"
 _SENT = "sent"  # ledger/sent/<stage>/<job>: the record's events went out
 _REPORTS = "reports"  # ingest's report markers, ledger/reports/<job>/<report>
 REQUEST_RECORDS = "requests"  # ingest's request records, ledger/requests/<job>
@@ -437,6 +444,24 @@ class StageLedger:
 
     def is_cancelled(self, job_id: str) -> bool:
         return self.get(_CANCELLED, job_id) is not None
+
+    def mark_erased(self, job_id: str, record: bytes) -> None:
+        """Records that the job was erased (alive/erasure.py): no stage works on it again,
+        whatever event still names it. The mark outlives the job's data and holds no
+        personal data (``record``: when, and the erasure's id)."""
+        self._store.create_key(self._key(_ERASED, job_id), record)  # the first one stands
+
+    def is_erased(self, job_id: str) -> bool:
+        return self.get(_ERASED, job_id) is not None
+
+    def entries(self, job_id: str) -> list[str]:
+        """The keys of the job's ledger entries (every stage's record and sent mark, its
+        request record, its cancellation, its reports), not its erasure mark: what an
+        erasure deletes."""
+        decided = [spec.name for spec in PIPELINE] + [REQUEST_RECORDS]
+        folders = [*decided, *(f"{_SENT}/{name}" for name in decided), _CANCELLED]
+        keys = [self._key(folder, job_id) for folder in folders]
+        return keys + self._store.keys_under(f"ledger/reports/{job_id}/")
 
     @staticmethod
     def valid_job_id(job_id: str) -> bool:

@@ -175,13 +175,17 @@ def new_keyring_document(key_id: str, older: Mapping[str, str] | None = None) ->
     return {"current": key_id, "keys": keys}
 
 
+# The folders whose blobs are a job's, named by its id (alive/jobs.py).
+_JOB_FOLDERS = ("photos", "prompts", "videos", "dlq")
+
+
 def job_scope(key: str) -> str | None:
     """The job whose data key encrypts the blob at ``key``, or None for a blob of no job.
 
-    A job's blobs: ``photos/<job>/...``, ``videos/<job>/...`` (alive/jobs.py) and its ledger
-    entries (alive/blobs.py ``ledger_job``)."""
+    A job's blobs: ``photos/<job>/...``, ``prompts/<job>/...``, ``videos/<job>/...``,
+    ``dlq/<job>/...`` (alive/jobs.py) and its ledger entries (alive/blobs.py ``ledger_job``)."""
     parts = key.split("/")
-    if len(parts) >= 3 and parts[0] in ("photos", "videos") and valid_id(parts[1]):
+    if len(parts) >= 3 and parts[0] in _JOB_FOLDERS and valid_id(parts[1]):
         return parts[1]
     return ledger_job(key)
 

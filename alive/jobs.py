@@ -10,6 +10,7 @@ A terminal state is final: later events for the job do not change it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from alive.v1.events_pb2 import JobState, OutputSpec
@@ -68,3 +69,22 @@ def video_prefix(job_id: str, step: str) -> str:
     """Where a job's video after a step (generated, scored, signed) is kept; the key adds
     an unguessable part (alive/blobs.py ``output_key``)."""
     return f"videos/{job_id}/{step}"
+
+
+# Where the rest of a job's blobs are kept (each key adds an unguessable part). Erasure
+# (alive/erasure.py) deletes what is under each.
+def prompt_prefix(job_id: str) -> str:
+    """The prompt ingest stores for the review page (Job.prompt_ref)."""
+    return f"prompts/{job_id}/prompt"
+
+
+def dead_letter_prefix(job_id: str | None) -> str:
+    """Records of the job dead-lettered, kept whole in the blob store (alive.dlq holds a
+    reference); those that name no job go under ``dlq/_unidentified``."""
+    return f"dlq/{job_id or '_unidentified'}/"
+
+
+def publish_log_key(creator_id: str) -> str:
+    """The review service's record of when the creator's videos went live (rate limit)."""
+    digest = hashlib.sha256(creator_id.encode()).hexdigest()
+    return f"ledger/review-rate/{digest}.json"

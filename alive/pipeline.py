@@ -138,7 +138,7 @@ REVIEW_QUEUE = Topic(
     "alive.review-queue",
     ReviewItem,
     "jobs waiting for a person (marked, sampled or reported)",
-    also_written_by="the review web app (reported videos)",
+    also_written_by="the review web app (reported videos); ingest's Erase (tombstones)",
     also_read_by="the review web app (rebuilds its queue from it)",
     # The queue is rebuilt from this topic: an item must outlive the longest wait for a
     # reviewer (the queue-age alert fires long before).
@@ -165,8 +165,8 @@ UNPUBLISHED = Topic(
     "unpublished",
     "alive.unpublished",
     Unpublished,
-    "videos taken off Stories (severe reports, rejected on review)",
-    also_written_by="the review web app",
+    "videos taken off Stories (severe reports, rejected on review, erased)",
+    also_written_by="the review web app; ingest's Erase",
     also_read_by="Story services",
 )
 # Written by the runner for every stage, whatever the stage.
@@ -175,7 +175,7 @@ STATUS = Topic(
     "alive.status",
     StatusEvent,
     "every transition of every job",
-    also_written_by="every stage; the gRPC API's Submit (the SUBMITTED event)",
+    also_written_by="every stage; the gRPC API's Submit (the SUBMITTED event) and Cancel",
     also_read_by="ingest's job-state folder (`alive-ingest-jobs`, writes alive.jobs); clients",
 )
 # Each job's latest state, folded from alive.status by ingest (services/ingest/job_states.py):
@@ -235,6 +235,9 @@ class StageSpec:
 
     A stage that ``holds`` may leave a job waiting for a person: it writes an item to that
     topic, and the job stays in ``held_state`` until a decision comes back.
+
+    A stage that ``reads_prompt`` gets the job with its prompt; after the last such stage
+    the job travels without it (docs/privacy.md).
     """
 
     name: str
@@ -250,6 +253,7 @@ class StageSpec:
     requires: tuple[str, ...] = ()
     holds: Topic[Any] | None = None
     held_state: JobState.ValueType = JobState.JOB_STATE_UNSPECIFIED
+    reads_prompt: bool = False
 
     @property
     def consumer_group(self) -> str:
@@ -293,6 +297,7 @@ MODERATION_PROMPT = StageSpec(
     checkpoint=True,
     attests=Subject.PROMPT,
     requires=("moderation-photo",),
+    reads_prompt=True,
 )
 GENERATOR = StageSpec(
     "generator",
@@ -303,6 +308,7 @@ GENERATOR = StageSpec(
     "animate the photo on Triton, encode H.264",
     attests=Subject.VIDEO,
     requires=("moderation-photo", "moderation-prompt"),
+    reads_prompt=True,
 )
 AUDIO = StageSpec(
     "audio",
@@ -313,6 +319,7 @@ AUDIO = StageSpec(
     "add an ambient soundtrack",
     attests=Subject.VIDEO,
     requires=("generator",),
+    reads_prompt=True,
 )
 PROVENANCE = StageSpec(
     "provenance",
@@ -385,6 +392,18 @@ class Pipeline:
 
     def is_checkpoint(self, stage_name: str) -> bool:
         return stage_name in self.checkpoints
+
+    def prompt_read_after(self, spec: StageSpec) -> bool:
+        """Whether a stage downstream of ``spec``'s output reads the prompt (else the job
+        goes on without it)."""
+        seen: set[str] = set()
+        consumer = self.consumer(spec.emits)
+        while consumer is not None and consumer.name not in seen:
+            if consumer.reads_prompt:
+                return True
+            seen.add(consumer.name)
+            consumer = self.consumer(consumer.emits)
+        return False
 
     def stage_reaching(self, state: JobState.ValueType) -> StageSpec:
         """The stage whose pass moves a job to ``state``."""

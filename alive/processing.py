@@ -1,8 +1,9 @@
 """What happens to one consumed event, with no Kafka client in sight.
 
-``EventProcessor.handle`` decodes a record, finds its job, skips a job the stage already
-finished (the stage ledger), runs the stage with the retry policy and hands every message
-the outcome makes (the output, status, veto, dead letter) to a ``Sink``. The runner
+``EventProcessor.handle`` decodes a record, finds its job, skips a job that was erased, that
+the stage already finished (the stage ledger) or that was cancelled, runs the stage with the
+retry policy and hands every message the outcome makes (the output, status, veto, dead
+letter) to a ``Sink``. The runner
 (alive/runner.py) gives it a Kafka producer as the sink; alive_tools.testing.StageHarness
 gives it a list. The pure builders below make those messages.
 
@@ -19,6 +20,10 @@ event, and every send is made from the record alone (``_events``), so:
   without its sent mark and sends the recorded events again (outcome ``resent``);
 - a record marked sent makes a redelivered event a ``duplicate``; a cancelled job whose
   record was never sent is left cancelled.
+
+A record never holds the prompt (docs/privacy.md): a pass's output that a later stage reads
+the prompt from gets it from the job at hand, or, when an old record is sent again, from the
+job's prompt blob (``prompt_ref``, checked against its sha256).
 
 Holds and cancels record nothing (a held job's decision comes back as an event of its own).
 An I/O error on the ledger is retried with the retry policy's backoff; when it lasts, the
@@ -41,8 +46,9 @@ from opentelemetry import trace
 
 from alive.attestation import Keyring
 from alive.blobs import StageLedger, output_key
-from alive.jobs import MAX_ID_CHARS, valid_id
-from alive.pipeline import DLQ, STATUS, VETOES, StageSpec, Topic
+from alive.erasure import delete_job_outputs
+from alive.jobs import MAX_ID_CHARS, dead_letter_prefix, valid_id
+from alive.pipeline import DLQ, PIPELINE, STATUS, VETOES, StageSpec, Topic
 from alive.reasons import Finding, ReasonCode
 from alive.settings import ServiceSettings, StageSettings
 from alive.stage import (
@@ -83,6 +89,8 @@ DLQ_PARTITION = "alive-dlq-original-partition"
 DLQ_OFFSET = "alive-dlq-original-offset"
 DLQ_JOB_ID = "alive-dlq-job-id"
 DLQ_PAYLOAD_REF = "alive-dlq-payload-ref"
+DLQ_PAYLOAD_SHA256 = "alive-dlq-payload-sha256"
+DLQ_PAYLOAD_ERROR = "alive-dlq-payload-error"
 # Room left under the producer's size limit for a record's batch framing.
 _FRAMING_BYTES = 16 * 1024
 
@@ -187,11 +195,17 @@ def dead_letter(
     finding: Finding,
     job_id: str | None,
     payload_ref: str | None = None,
+    payload_sha256: str | None = None,
+    payload_error: str | None = None,
 ) -> Outbound:
-    """The record as it came, with why in headers (its own earlier alive-dlq-* dropped).
+    """A reference to the record, with why, all in headers; the record's value is never in
+    the letter (it may hold a prompt: docs/privacy.md).
 
-    With ``payload_ref`` (a record too big to dead-letter whole) the value is left out and
-    the header DLQ_PAYLOAD_REF names the blob holding it; the original headers are dropped.
+    ``payload_ref`` names the blob holding the record's value as it came, and
+    ``payload_sha256`` its digest: what a replay sends again to DLQ_TOPIC with the letter's
+    key. Without them (the store refused the copy: ``payload_error`` says why) the letter
+    still names the record by topic, partition and offset. The record's own headers are not
+    kept.
     """
     headers = [
         (DLQ_REASON, finding.code.encode()),
@@ -205,9 +219,21 @@ def dead_letter(
         headers.append((DLQ_JOB_ID, job_id.encode()))
     if payload_ref is not None:
         headers.append((DLQ_PAYLOAD_REF, payload_ref.encode()))
-        return Outbound(dlq_topic, None, record.key, headers)
-    original = [(k, v) for k, v in record.headers if not k.startswith("alive-dlq-")]
-    return Outbound(dlq_topic, record.value, record.key, original + headers)
+    if payload_sha256 is not None:
+        headers.append((DLQ_PAYLOAD_SHA256, payload_sha256.encode()))
+    if payload_error is not None:
+        headers.append((DLQ_PAYLOAD_ERROR, payload_error[:500].encode()))
+    return Outbound(dlq_topic, None, record.key, headers)
+
+
+def without_prompt(job: Job) -> Job:
+    """A copy of the job without its prompt (``prompt_ref`` stays, and with it the digest
+    the prompt checkpoint attested): what the ledger keeps, and what leaves the last stage
+    that reads the prompt."""
+    stripped = Job()
+    stripped.CopyFrom(job)
+    stripped.ClearField("prompt")
+    return stripped
 
 
 def record_size(record: Outbound) -> int:
@@ -232,6 +258,7 @@ class _Seen(enum.Enum):
     NEW = "new"
     SENT = "sent"
     CANCELLED = "cancelled"
+    ERASED = "erased"
 
 
 @dataclass(frozen=True)
@@ -303,7 +330,6 @@ class EventProcessor:
         self.retry = RetryPolicy.of(stage.settings)
         self._sleep = sleep
         self._dlq = settings.topic(DLQ)
-        self._max_record_bytes = settings.kafka.max_request_size - _FRAMING_BYTES
 
     async def handle(self, record: Record) -> None:
         """Takes one record to its end: an output, a veto, a failure or a dead letter. Raises
@@ -338,6 +364,10 @@ class EventProcessor:
                 await self._dead_letter(record, lookup)
                 self._count("dead_lettered")
                 return
+            if seen is _Seen.ERASED:  # a replay of an erased job's events restores nothing
+                log.info("erased; skipping", extra={"job_id": job_id})
+                self._count("erased")
+                return
             if seen is _Seen.SENT:
                 log.info("already processed; skipping", extra={"job_id": job_id})
                 self._count("duplicate")
@@ -348,17 +378,24 @@ class EventProcessor:
                 return
             if isinstance(seen, StageOutcome):  # decided, but perhaps never sent: send it now
                 log.info("decided before; sending its events again", extra={"job_id": job_id})
-                await self._send(record, identity, seen)
+                await self._send(record, identity, await self._with_prompt(seen))
                 self._count("resent")
                 return
             ctx = StageContext(
                 identity=identity,
                 attempt=1,
                 started_at_ms=started_ms,
-                cancelled=lambda: self.ledger.is_cancelled(job_id),
+                cancelled=lambda: self._stopped(job_id),
                 report_progress=ProgressReporter(self, identity, started_ms),
             )
-            outcome = self._check_attestations(event) or await self._process_watched(event, ctx)
+            outcome = (
+                self._check_attestations(event)
+                or self._check_prompt(event)
+                or await self._process_watched(event, ctx)
+            )
+            if await self._erased_meanwhile(job_id):
+                await self._discard_erased(job_id)
+                return
             decision = self._decision(outcome, ctx)
             if decision is None:  # held or stopped by a cancel: nothing to record
                 await self._emit_unrecorded(outcome, ctx)
@@ -373,10 +410,13 @@ class EventProcessor:
             self.metrics.job_age.labels(spec.name).observe(max(age_s, 0.0))
 
     async def _look_up(self, job_id: str) -> _Seen | StageOutcome:
-        """What the ledger knows of the job at this stage: nothing yet (NEW), decided and sent
-        (SENT), cancelled by its creator, or a decision whose events may not have gone out
+        """What the ledger knows of the job at this stage: nothing yet (NEW), erased, decided
+        and sent (SENT), cancelled by its creator, or a decision whose events may not have gone out
         (the recorded StageOutcome)."""
         stage = self.spec.name
+        # The erasure mark first: an erased job has no ledger entries left to say it ended.
+        if await self._ledger_io(self.ledger.is_erased, job_id):
+            return _Seen.ERASED
         standing = await self._ledger_io(self.ledger.get, stage, job_id)
         decided = None if standing is None else StageOutcome.FromString(standing)
         # A record without a status was written after its events went out (before decisions
@@ -426,6 +466,36 @@ class EventProcessor:
             shown = repr(identity.job_id[:MAX_ID_CHARS])
             return Finding(ReasonCode.INVALID_JOB_ID, f"{shown} is not a job id")
         return event, identity
+
+    def _stopped(self, job_id: str) -> bool:
+        """Whether a stage at work on the job should stop: it was cancelled or erased."""
+        return self.ledger.is_cancelled(job_id) or self.ledger.is_erased(job_id)
+
+    async def _erased_meanwhile(self, job_id: str) -> bool:
+        try:
+            return await asyncio.to_thread(self.ledger.is_erased, job_id)
+        except Exception:  # the store failing now fails the emit next, as before
+            return False
+
+    async def _discard_erased(self, job_id: str) -> None:
+        """The job was erased while the stage worked on it: what the stage made is deleted
+        and nothing is sent or recorded."""
+        deleted = await asyncio.to_thread(delete_job_outputs, self.stage.blobs, job_id)
+        log.info(
+            "erased while processed; outputs deleted",
+            extra={"job_id": job_id, "deleted": sum(deleted.values())},
+        )
+        self._count("erased")
+
+    def _check_prompt(self, event: Message) -> _Outcome | None:
+        """A veto when a stage that reads the prompt gets a job without one: the prompt's
+        attestation is then checked against ``prompt_ref`` alone, which a stage that acts on
+        the prompt must not accept."""
+        if self.spec.reads_prompt and isinstance(event, Job) and not event.prompt:
+            missing = Finding(ReasonCode.ATTESTATION_INVALID, "the job carries no prompt")
+            self.metrics.attestation_failures.labels(self.spec.name, "", missing.code).inc()
+            return _Outcome(veto=Veto((missing,)))
+        return None
 
     def _check_attestations(self, event: Message) -> _Outcome | None:
         """A veto when an attestation the stage requires is missing or does not hold: the
@@ -483,8 +553,8 @@ class EventProcessor:
         while True:
             await asyncio.sleep(interval)
             try:
-                if await asyncio.to_thread(self.ledger.is_cancelled, job_id):
-                    token.cancel("cancelled by its creator")
+                if await asyncio.to_thread(self._stopped, job_id):
+                    token.cancel("cancelled or erased")
                     return
             except OSError as exc:  # the next look may work; the job goes on meanwhile
                 log.warning("cancel mark unreadable", extra={"job_id": job_id, "error": str(exc)})
@@ -593,10 +663,10 @@ class EventProcessor:
         """What a recorded decision sends (besides a failure's dead letter): made from the
         record alone, so every send of it sends the same."""
         if decision.HasField("passed"):
-            return [
-                (self.spec.emits, self.stage.output(decision.passed)),
-                (STATUS, decision.status),
-            ]
+            output = self.stage.output(decision.passed)
+            if isinstance(output, Job) and not PIPELINE.prompt_read_after(self.spec):
+                output = without_prompt(output)  # no later stage reads it
+            return [(self.spec.emits, output), (STATUS, decision.status)]
         if decision.HasField("vetoed"):
             return [(VETOES, decision.vetoed), (STATUS, decision.status)]
         return [(STATUS, decision.status)]
@@ -606,7 +676,7 @@ class EventProcessor:
     ) -> StageOutcome:
         """Records the decision unless another replica recorded one for the job first, then
         sends the one that stands; returns it."""
-        mine = decision.SerializeToString()
+        mine = _recorded(decision).SerializeToString()
         standing = await self._ledger_io(self.ledger.decide, self.spec.name, identity.job_id, mine)
         if standing != mine:
             log.info(
@@ -614,12 +684,26 @@ class EventProcessor:
                 extra={"job_id": identity.job_id},
             )
             decided = StageOutcome.FromString(standing)
+            if decided.HasField("passed") and decision.HasField("passed"):
+                decided.passed.prompt = decision.passed.prompt  # the same job's prompt
             await self._send(record, identity, decided)
             self._count("resent")
             return decided
         await self._send(record, identity, decision)
         self._report(decision, ctx)
         return decision
+
+    async def _with_prompt(self, decided: StageOutcome) -> StageOutcome:
+        """A recorded decision with its job's prompt back, when its output carries it to a
+        later stage: read from the job's prompt blob (the record keeps none)."""
+        job = decided.passed
+        if not (decided.HasField("passed") and job.HasField("prompt_ref")):
+            return decided
+        if not PIPELINE.prompt_read_after(self.spec):
+            return decided
+        prompt = await asyncio.to_thread(self.stage.blobs.get_bytes, job.prompt_ref)
+        job.prompt = prompt.decode()
+        return decided
 
     async def _send(self, record: Record, identity: JobIdentity, decision: StageOutcome) -> None:
         """Sends a recorded decision's events (a failure's dead letter first, on its own),
@@ -672,17 +756,31 @@ class EventProcessor:
     async def _dead_letter(
         self, record: Record, finding: Finding, job_id: str | None = None
     ) -> None:
-        letter = dead_letter(record, self._dlq, self.spec.name, finding, job_id)
-        if record_size(letter) > self._max_record_bytes:
-            # Too big for Kafka: keep the payload in the blob store, send its reference.
-            key = output_key(
-                f"dlq/{self.spec.name}/{record.topic}/{record.partition}-{record.offset}", ""
-            )
+        """Keeps the record's value in the blob store, under the job's dead letters, and
+        sends alive.dlq a reference to it (dead_letter)."""
+        key = output_key(
+            f"{dead_letter_prefix(job_id)}{self.spec.name}-{record.topic}-"
+            f"{record.partition}-{record.offset}",
+            "",
+        )
+        try:
             stored = await asyncio.to_thread(
                 self.stage.blobs.put_bytes, key, record.value or b"", "application/octet-stream"
             )
+        except Exception as exc:  # the store is down too: the reference is the coordinates
+            log.warning("dead letter payload not stored", extra={"error": _described(exc)})
             letter = dead_letter(
-                record, self._dlq, self.spec.name, finding, job_id, payload_ref=stored.uri
+                record, self._dlq, self.spec.name, finding, job_id, payload_error=_described(exc)
+            )
+        else:
+            letter = dead_letter(
+                record,
+                self._dlq,
+                self.spec.name,
+                finding,
+                job_id,
+                payload_ref=stored.uri,
+                payload_sha256=stored.sha256,
             )
         await self.sink.send([letter])
         self.metrics.dead_lettered.labels(self.spec.name).inc()
@@ -703,6 +801,13 @@ class EventProcessor:
 
     def _count(self, outcome: str) -> None:
         self.metrics.events_out.labels(self.spec.name, outcome).inc()
+
+
+def _recorded(decision: StageOutcome) -> StageOutcome:
+    """The decision as the ledger keeps it: never with the prompt."""
+    if not decision.HasField("passed"):
+        return decision
+    return StageOutcome(passed=without_prompt(decision.passed), status=decision.status)
 
 
 def _described(exc: BaseException) -> str:

@@ -110,6 +110,9 @@ class ReasonCode(StrEnum):
     REPORT_REASON_UNKNOWN = "REPORT_REASON_UNKNOWN"
     # The gRPC API's Cancel on a job that has already ended.
     JOB_ENDED = "JOB_ENDED"
+    # The job was erased: Submit with its request id is refused (use a new one); a published
+    # video of it is unpublished with this reason.
+    JOB_ERASED = "JOB_ERASED"
     # Failures (state FAILED, the event dead-lettered).
     STAGE_ERROR = "STAGE_ERROR"
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"

@@ -55,11 +55,12 @@ SOURCES, VIDEO, UNPUBLISHED_VIDEO, PUBLISHED = "sources", "video", "unpublished"
 # rejected it (a settled job too, should those events have been missed).
 _UPLOAD_SERVED = SETTLED_STATES | {JobState.ACCEPTED}
 # What a deletion counts as (the metric's ``kind`` label).
-KINDS = ("upload", "photo", "intermediate", "video")
+KINDS = ("upload", "photo", "prompt", "intermediate", "video")
 
 
 class RetentionSettings(BaseModel):
-    # The cleaned photo and intermediate videos, after the job is READY or has ended.
+    # The cleaned photo, the prompt and intermediate videos, after the job is READY or has
+    # ended.
     sources_after_settled_s: int = Field(default=3600, ge=0)
     # A video that is never published, after the job is READY.
     unpublished_video_s: int = Field(default=7 * 24 * 3600, ge=0)
@@ -76,21 +77,25 @@ def kind_of(key: str) -> str | None:
         return "upload"
     if parts[0] == "photos":
         return "photo"
+    if parts[0] == "prompts":
+        return "prompt"
     if parts[0] == "videos" and len(parts) >= 3:
         return "video" if parts[2].startswith(PUBLISHED_VIDEO_STEP) else "intermediate"
     return None
 
 
-def job_blob_prefixes(job_id: str) -> tuple[str, ...]:
-    """Where a job's media lie (alive/jobs.py ``photo_prefix``, ``video_prefix``)."""
-    return (f"photos/{job_id}/", f"videos/{job_id}/")
+def job_blob_prefixes(job_id: str) -> tuple[str, str, str]:
+    """Where a job's photo, prompt and videos lie (alive/jobs.py ``photo_prefix``,
+    ``prompt_prefix``, ``video_prefix``)."""
+    return (f"photos/{job_id}/", f"prompts/{job_id}/", f"videos/{job_id}/")
 
 
 class RetentionMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.deleted = Counter(
             "alive_retention_deleted_blobs",
-            "Blobs the retention sweeper deleted, by kind (upload, photo, intermediate, video).",
+            "Blobs the retention sweeper deleted, by kind (upload, photo, prompt, intermediate,"
+            " video).",
             ["kind"],
             registry=registry,
         )
@@ -197,10 +202,10 @@ class RetentionSweeper:
         return deleted
 
     def _carry_out(self, marker: _Marker) -> int:
-        photos, videos = job_blob_prefixes(marker.job_id)
+        photos, prompts, videos = job_blob_prefixes(marker.job_id)
         deleted = 0
         if marker.rule == SOURCES:
-            deleted += self._delete_all([photos])
+            deleted += self._delete_all([photos, prompts])
             deleted += self._delete_all([videos], keep=lambda k: kind_of(k) == "video")
         elif marker.rule == VIDEO:
             published = f"{MARKERS}{marker.job_id}/{PUBLISHED}"

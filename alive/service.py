@@ -22,8 +22,9 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from alive.attestation import load_keyring
-from alive.blobs import BlobStore, StageLedger, open_configured_blob_store
+from alive.blobs import StageLedger, open_configured_blob_store
 from alive.dependencies import BLOB_STORE, BROKER, TOPICS, BlobStoreProbe, DependencyMonitor
+from alive.encryption import EncryptingBlobStore
 from alive.health import HealthServer
 from alive.kafka import BrokerProbes, make_producer, stage_topics
 from alive.memory import MemoryBudgetError, check_budget
@@ -50,7 +51,7 @@ class ServiceRuntime:
     """What a stage and its components get to work with."""
 
     settings: ServiceSettings
-    blobs: BlobStore
+    blobs: EncryptingBlobStore  # every service's store encrypts (alive/encryption.py)
     ledger: StageLedger
     producer: AIOKafkaProducer
     metrics: StageMetrics
@@ -71,7 +72,7 @@ def serve(
     service = stage_class.spec.name
     settings = ServiceSettings()
     setup_logging(service, settings.log_level)
-    setup_tracing(service, settings.otlp_endpoint)
+    setup_tracing(service, settings.otlp_endpoint, settings.trace_dir)
     make = build or (lambda own, runtime: (stage_class(own, runtime.blobs), []))
     try:
         check_budget(service, stage_settings.memory_budget(), settings.memory_limit_mib)

@@ -156,6 +156,8 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_s: float = 20.0
     # OpenTelemetry: spans are exported over OTLP/gRPC only when this is set.
     otlp_endpoint: str | None = None
+    # Spans also written as JSON lines to <trace_dir>/<service>.jsonl (debugging, tests).
+    trace_dir: Path | None = None
     log_level: str = "INFO"
 
     @field_validator("topics")

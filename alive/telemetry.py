@@ -3,7 +3,9 @@
 Logs are JSON lines on stderr. They carry ids, stages, verdicts and timings; by rule they
 never carry a prompt or image bytes (no log call in Alive passes either).
 Trace context travels in Kafka headers (W3C ``traceparent``), so one trace follows a job
-across services. Spans are exported over OTLP only when an endpoint is configured.
+across services. Spans are exported over OTLP only when an endpoint is configured, and as
+JSON lines to a file per service when a trace folder is (debugging, and the tests that read
+every span of a run).
 """
 
 from __future__ import annotations
@@ -16,14 +18,20 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -106,12 +114,34 @@ def setup_logging(service: str, level: str) -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
-def setup_tracing(service: str, otlp_endpoint: str | None) -> None:
+class JsonLinesSpanExporter(SpanExporter):
+    """Each finished span as one JSON line (OpenTelemetry's own JSON of it) appended to a
+    file."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for span in spans:
+            self._file.write(json.dumps(json.loads(span.to_json())) + "\n")
+        self._file.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._file.close()
+
+
+def setup_tracing(service: str, otlp_endpoint: str | None, trace_dir: Path | None = None) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": f"alive-{service}"}))
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    if trace_dir is not None:
+        # Written as each span ends: a reader sees a span as soon as it is over.
+        exporter = JsonLinesSpanExporter(trace_dir / f"{service}.jsonl")
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
 
 
@@ -149,6 +179,7 @@ OUTCOMES = (
     "failed",
     "duplicate",
     "cancelled",
+    "erased",
     "undecodable",
     "dead_lettered",
 )

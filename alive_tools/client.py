@@ -12,6 +12,8 @@ import grpc
 from alive.reasons import REASON_TRAILER
 from alive.v1.api_pb2 import (
     CancelJobRequest,
+    EraseRequest,
+    ErasureReceipt,
     GetJobRequest,
     JobView,
     PublishJobRequest,
@@ -67,6 +69,7 @@ class AliveClient:
         request_id: str = "",
         output: OutputSpec | None = None,
         seed: int | None = None,
+        training_use_consent: bool = False,
         timeout_s: float = 30,
     ) -> SubmitResponse:
         request = SubmitRequest(
@@ -74,6 +77,7 @@ class AliveClient:
             prompt=prompt,
             request_id=request_id,
             output=output or OutputSpec(),
+            training_use_consent=training_use_consent,
         )
         if seed is not None:
             request.seed = seed
@@ -115,6 +119,21 @@ class AliveClient:
             request, timeout=timeout_s, metadata=self._metadata
         )
         return answer
+
+    def erase(
+        self, *, job_id: str | None = None, creator_id: str | None = None, timeout_s: float = 60
+    ) -> ErasureReceipt:
+        """Erases one job, or everything about a creator (give exactly one)."""
+        if job_id is not None and creator_id is None:
+            request = EraseRequest(job_id=job_id)
+        elif creator_id is not None and job_id is None:
+            request = EraseRequest(creator_id=creator_id)
+        else:
+            raise ValueError("erase a job or a creator")
+        receipt: ErasureReceipt = self._stub.Erase(
+            request, timeout=timeout_s, metadata=self._metadata
+        )
+        return receipt
 
     def close(self) -> None:
         self._channel.close()

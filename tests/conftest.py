@@ -41,7 +41,9 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     workdir = tmp_path_factory.mktemp("stack")
-    running = EmbeddedStack(workdir, shutdown_grace_s=5, extra_env=NO_REVIEW_SAMPLE)
+    # Every span of every service to <workdir>/traces (tests/test_privacy.py reads them).
+    env = {**NO_REVIEW_SAMPLE, "ALIVE_TRACE_DIR": str(workdir / "traces")}
+    running = EmbeddedStack(workdir, shutdown_grace_s=5, extra_env=env)
     with running:
         yield running
 

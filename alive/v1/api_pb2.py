@@ -25,31 +25,39 @@ _sym_db = _symbol_database.Default()
 from alive.v1 import events_pb2 as alive_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61live/v1/api.proto\x12\x08\x61live.v1\x1a\x15\x61live/v1/events.proto\"4\n\rReportRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0breason_code\x18\x02 \x01(\t\"6\n\x0eReportResponse\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x8a\x01\n\rSubmitRequest\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12$\n\x06output\x18\x05 \x01(\x0b\x32\x14.alive.v1.OutputSpec\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_seedJ\x04\x08\x03\x10\x04\"R\n\x0eSubmitResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\x12\x1e\n\x03job\x18\x03 \x01(\x0b\x32\x11.alive.v1.JobView\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"5\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rstop_at_ready\x18\x02 \x01(\x08\")\n\x11PublishJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\tJ\x04\x08\x02\x10\x03\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xfc\x01\n\x07JobView\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\ncreator_id\x18\x03 \x01(\t\x12!\n\x05state\x18\x04 \x01(\x0e\x32\x12.alive.v1.JobState\x12&\n\x07history\x18\x05 \x03(\x0b\x32\x15.alive.v1.StatusEvent\x12 \n\x05video\x18\x06 \x01(\x0b\x32\x11.alive.v1.BlobRef\x12\x14\n\x0creason_codes\x18\x07 \x03(\t\x12\x10\n\x08terminal\x18\x08 \x01(\x08\x12$\n\x08progress\x18\t \x01(\x0b\x32\x12.alive.v1.Progress2\xe2\x02\n\x05\x41live\x12;\n\x06Submit\x12\x17.alive.v1.SubmitRequest\x1a\x18.alive.v1.SubmitResponse\x12\x31\n\x03Get\x12\x17.alive.v1.GetJobRequest\x1a\x11.alive.v1.JobView\x12\x38\n\x05Watch\x12\x16.alive.v1.WatchRequest\x1a\x15.alive.v1.StatusEvent0\x01\x12\x39\n\x07Publish\x12\x1b.alive.v1.PublishJobRequest\x1a\x11.alive.v1.JobView\x12\x37\n\x06\x43\x61ncel\x12\x1a.alive.v1.CancelJobRequest\x1a\x11.alive.v1.JobView\x12;\n\x06Report\x12\x17.alive.v1.ReportRequest\x1a\x18.alive.v1.ReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61live/v1/api.proto\x12\x08\x61live.v1\x1a\x15\x61live/v1/events.proto\"@\n\x0c\x45raseRequest\x12\x10\n\x06job_id\x18\x01 \x01(\tH\x00\x12\x14\n\ncreator_id\x18\x02 \x01(\tH\x00\x42\x08\n\x06target\"\xc2\x01\n\x0e\x45rasureReceipt\x12\x12\n\nerasure_id\x18\x01 \x01(\t\x12\x0f\n\x07job_ids\x18\x02 \x03(\t\x12\x14\n\x0c\x65rased_at_ms\x18\x03 \x01(\x03\x12\x36\n\x07\x64\x65leted\x18\x04 \x03(\x0b\x32%.alive.v1.ErasureReceipt.DeletedEntry\x12\r\n\x05steps\x18\x05 \x03(\t\x1a.\n\x0c\x44\x65letedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"4\n\rReportRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0breason_code\x18\x02 \x01(\t\"6\n\x0eReportResponse\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\xa8\x01\n\rSubmitRequest\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12$\n\x06output\x18\x05 \x01(\x0b\x32\x14.alive.v1.OutputSpec\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\x1c\n\x14training_use_consent\x18\x07 \x01(\x08\x42\x07\n\x05_seedJ\x04\x08\x03\x10\x04\"R\n\x0eSubmitResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\x12\x1e\n\x03job\x18\x03 \x01(\x0b\x32\x11.alive.v1.JobView\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"5\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rstop_at_ready\x18\x02 \x01(\x08\")\n\x11PublishJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\tJ\x04\x08\x02\x10\x03\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xfc\x01\n\x07JobView\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\ncreator_id\x18\x03 \x01(\t\x12!\n\x05state\x18\x04 \x01(\x0e\x32\x12.alive.v1.JobState\x12&\n\x07history\x18\x05 \x03(\x0b\x32\x15.alive.v1.StatusEvent\x12 \n\x05video\x18\x06 \x01(\x0b\x32\x11.alive.v1.BlobRef\x12\x14\n\x0creason_codes\x18\x07 \x03(\t\x12\x10\n\x08terminal\x18\x08 \x01(\x08\x12$\n\x08progress\x18\t \x01(\x0b\x32\x12.alive.v1.Progress2\x9d\x03\n\x05\x41live\x12;\n\x06Submit\x12\x17.alive.v1.SubmitRequest\x1a\x18.alive.v1.SubmitResponse\x12\x31\n\x03Get\x12\x17.alive.v1.GetJobRequest\x1a\x11.alive.v1.JobView\x12\x38\n\x05Watch\x12\x16.alive.v1.WatchRequest\x1a\x15.alive.v1.StatusEvent0\x01\x12\x39\n\x07Publish\x12\x1b.alive.v1.PublishJobRequest\x1a\x11.alive.v1.JobView\x12\x37\n\x06\x43\x61ncel\x12\x1a.alive.v1.CancelJobRequest\x1a\x11.alive.v1.JobView\x12;\n\x06Report\x12\x17.alive.v1.ReportRequest\x1a\x18.alive.v1.ReportResponse\x12\x39\n\x05\x45rase\x12\x16.alive.v1.EraseRequest\x1a\x18.alive.v1.ErasureReceiptb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alive.v1.api_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REPORTREQUEST']._serialized_start=55
-  _globals['_REPORTREQUEST']._serialized_end=107
-  _globals['_REPORTRESPONSE']._serialized_start=109
-  _globals['_REPORTRESPONSE']._serialized_end=163
-  _globals['_SUBMITREQUEST']._serialized_start=166
-  _globals['_SUBMITREQUEST']._serialized_end=304
-  _globals['_SUBMITRESPONSE']._serialized_start=306
-  _globals['_SUBMITRESPONSE']._serialized_end=388
-  _globals['_GETJOBREQUEST']._serialized_start=390
-  _globals['_GETJOBREQUEST']._serialized_end=421
-  _globals['_WATCHREQUEST']._serialized_start=423
-  _globals['_WATCHREQUEST']._serialized_end=476
-  _globals['_PUBLISHJOBREQUEST']._serialized_start=478
-  _globals['_PUBLISHJOBREQUEST']._serialized_end=519
-  _globals['_CANCELJOBREQUEST']._serialized_start=521
-  _globals['_CANCELJOBREQUEST']._serialized_end=555
-  _globals['_JOBVIEW']._serialized_start=558
-  _globals['_JOBVIEW']._serialized_end=810
-  _globals['_ALIVE']._serialized_start=813
-  _globals['_ALIVE']._serialized_end=1167
+  _globals['_ERASURERECEIPT_DELETEDENTRY']._loaded_options = None
+  _globals['_ERASURERECEIPT_DELETEDENTRY']._serialized_options = b'8\001'
+  _globals['_ERASEREQUEST']._serialized_start=55
+  _globals['_ERASEREQUEST']._serialized_end=119
+  _globals['_ERASURERECEIPT']._serialized_start=122
+  _globals['_ERASURERECEIPT']._serialized_end=316
+  _globals['_ERASURERECEIPT_DELETEDENTRY']._serialized_start=270
+  _globals['_ERASURERECEIPT_DELETEDENTRY']._serialized_end=316
+  _globals['_REPORTREQUEST']._serialized_start=318
+  _globals['_REPORTREQUEST']._serialized_end=370
+  _globals['_REPORTRESPONSE']._serialized_start=372
+  _globals['_REPORTRESPONSE']._serialized_end=426
+  _globals['_SUBMITREQUEST']._serialized_start=429
+  _globals['_SUBMITREQUEST']._serialized_end=597
+  _globals['_SUBMITRESPONSE']._serialized_start=599
+  _globals['_SUBMITRESPONSE']._serialized_end=681
+  _globals['_GETJOBREQUEST']._serialized_start=683
+  _globals['_GETJOBREQUEST']._serialized_end=714
+  _globals['_WATCHREQUEST']._serialized_start=716
+  _globals['_WATCHREQUEST']._serialized_end=769
+  _globals['_PUBLISHJOBREQUEST']._serialized_start=771
+  _globals['_PUBLISHJOBREQUEST']._serialized_end=812
+  _globals['_CANCELJOBREQUEST']._serialized_start=814
+  _globals['_CANCELJOBREQUEST']._serialized_end=848
+  _globals['_JOBVIEW']._serialized_start=851
+  _globals['_JOBVIEW']._serialized_end=1103
+  _globals['_ALIVE']._serialized_start=1106
+  _globals['_ALIVE']._serialized_end=1519
 # @@protoc_insertion_point(module_scope)

@@ -65,6 +65,11 @@ class AliveStub:
                 request_serializer=alive_dot_v1_dot_api__pb2.ReportRequest.SerializeToString,
                 response_deserializer=alive_dot_v1_dot_api__pb2.ReportResponse.FromString,
                 _registered_method=True)
+        self.Erase = channel.unary_unary(
+                '/alive.v1.Alive/Erase',
+                request_serializer=alive_dot_v1_dot_api__pb2.EraseRequest.SerializeToString,
+                response_deserializer=alive_dot_v1_dot_api__pb2.ErasureReceipt.FromString,
+                _registered_method=True)
 
 
 class AliveServicer:
@@ -125,6 +130,19 @@ class AliveServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Erase(self, request, context):
+        """Erases everything Alive keeps about one job, or about every job of one creator: blobs
+        (photo, upload, prompt, videos, dead letters), stage ledger entries, review queue items
+        and derived records; a job not yet ended stops. An erasure mark keeps every stage from
+        working on the job again, so a replay of old events restores nothing. Returns a receipt
+        (what was deleted, when). The job's own creator (scope alive.erase; another creator's
+        job is NOT_FOUND) or a privacy admin (scope alive.privacy-admin: any job, any creator).
+        Erasing again is harmless: the receipt then counts nothing new. docs/privacy.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AliveServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +175,11 @@ def add_AliveServicer_to_server(servicer, server):
                     servicer.Report,
                     request_deserializer=alive_dot_v1_dot_api__pb2.ReportRequest.FromString,
                     response_serializer=alive_dot_v1_dot_api__pb2.ReportResponse.SerializeToString,
+            ),
+            'Erase': grpc.unary_unary_rpc_method_handler(
+                    servicer.Erase,
+                    request_deserializer=alive_dot_v1_dot_api__pb2.EraseRequest.FromString,
+                    response_serializer=alive_dot_v1_dot_api__pb2.ErasureReceipt.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -321,6 +344,33 @@ class Alive:
             '/alive.v1.Alive/Report',
             alive_dot_v1_dot_api__pb2.ReportRequest.SerializeToString,
             alive_dot_v1_dot_api__pb2.ReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Erase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alive.v1.Alive/Erase',
+            alive_dot_v1_dot_api__pb2.EraseRequest.SerializeToString,
+            alive_dot_v1_dot_api__pb2.ErasureReceipt.FromString,
             options,
             channel_credentials,
             insecure,

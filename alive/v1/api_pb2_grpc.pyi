@@ -70,6 +70,15 @@ class AliveStub:
     (scope alive.report); NOT_FOUND for a job that is not published. INVALID_ARGUMENT
     (REPORT_REASON_UNKNOWN) for a reason outside the vocabulary.
     """
+    Erase: _grpc.UnaryUnaryMultiCallable[_api_pb2.EraseRequest, _api_pb2.ErasureReceipt]
+    """Erases everything Alive keeps about one job, or about every job of one creator: blobs
+    (photo, upload, prompt, videos, dead letters), stage ledger entries, review queue items
+    and derived records; a job not yet ended stops. An erasure mark keeps every stage from
+    working on the job again, so a replay of old events restores nothing. Returns a receipt
+    (what was deleted, when). The job's own creator (scope alive.erase; another creator's
+    job is NOT_FOUND) or a privacy admin (scope alive.privacy-admin: any job, any creator).
+    Erasing again is harmless: the receipt then counts nothing new. docs/privacy.md.
+    """
 
 @_typing.type_check_only
 class AliveAsyncStub(AliveStub):
@@ -104,6 +113,15 @@ class AliveAsyncStub(AliveStub):
     is answered as the first time (duplicate set), and counts once. Any signed-in caller
     (scope alive.report); NOT_FOUND for a job that is not published. INVALID_ARGUMENT
     (REPORT_REASON_UNKNOWN) for a reason outside the vocabulary.
+    """
+    Erase: _aio.UnaryUnaryMultiCallable[_api_pb2.EraseRequest, _api_pb2.ErasureReceipt]  # type: ignore[assignment]
+    """Erases everything Alive keeps about one job, or about every job of one creator: blobs
+    (photo, upload, prompt, videos, dead letters), stage ledger entries, review queue items
+    and derived records; a job not yet ended stops. An erasure mark keeps every stage from
+    working on the job again, so a replay of old events restores nothing. Returns a receipt
+    (what was deleted, when). The job's own creator (scope alive.erase; another creator's
+    job is NOT_FOUND) or a privacy admin (scope alive.privacy-admin: any job, any creator).
+    Erasing again is harmless: the receipt then counts nothing new. docs/privacy.md.
     """
 
 class AliveServicer(metaclass=_abc_1.ABCMeta):
@@ -172,6 +190,21 @@ class AliveServicer(metaclass=_abc_1.ABCMeta):
         is answered as the first time (duplicate set), and counts once. Any signed-in caller
         (scope alive.report); NOT_FOUND for a job that is not published. INVALID_ARGUMENT
         (REPORT_REASON_UNKNOWN) for a reason outside the vocabulary.
+        """
+
+    @_abc_1.abstractmethod
+    def Erase(
+        self,
+        request: _api_pb2.EraseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ErasureReceipt, _abc.Awaitable[_api_pb2.ErasureReceipt]]:
+        """Erases everything Alive keeps about one job, or about every job of one creator: blobs
+        (photo, upload, prompt, videos, dead letters), stage ledger entries, review queue items
+        and derived records; a job not yet ended stops. An erasure mark keeps every stage from
+        working on the job again, so a replay of old events restores nothing. Returns a receipt
+        (what was deleted, when). The job's own creator (scope alive.erase; another creator's
+        job is NOT_FOUND) or a privacy admin (scope alive.privacy-admin: any job, any creator).
+        Erasing again is harmless: the receipt then counts nothing new. docs/privacy.md.
         """
 
 def add_AliveServicer_to_server(servicer: AliveServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -206,6 +206,7 @@ class ImagePromptRequest(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     SUBMITTED_AT_MS_FIELD_NUMBER: _builtins.int
+    TRAINING_USE_CONSENT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The caller's idempotency key: the same (creator_id, request_id) is one job, however
     often it is delivered. Required.
@@ -218,6 +219,10 @@ class ImagePromptRequest(_message.Message):
     """absent -> derived from the job id"""
     submitted_at_ms: _builtins.int
     """unix ms, set by the publisher"""
+    training_use_consent: _builtins.bool
+    """The person agreed that their photo and prompt may be used to improve models. Absent or
+    false: no (alive/consent.py; docs/privacy.md).
+    """
     @_builtins.property
     def photo(self) -> Global___BlobRef:
         """must live in Alive's blob store (uploads/)"""
@@ -234,10 +239,11 @@ class ImagePromptRequest(_message.Message):
         output: Global___OutputSpec | None = ...,
         seed: _builtins.int | None = ...,
         submitted_at_ms: _builtins.int = ...,
+        training_use_consent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "output", b"output", "photo", b"photo", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "creator_id", b"creator_id", "output", b"output", "photo", b"photo", "prompt", b"prompt", "request_id", b"request_id", "seed", b"seed", "submitted_at_ms", b"submitted_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "creator_id", b"creator_id", "output", b"output", "photo", b"photo", "prompt", b"prompt", "request_id", b"request_id", "seed", b"seed", "submitted_at_ms", b"submitted_at_ms", "training_use_consent", b"training_use_consent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
@@ -428,6 +434,8 @@ class Job(_message.Message):
     SUBMITTED_AT_MS_FIELD_NUMBER: _builtins.int
     SOUNDSCAPE_LAYERS_FIELD_NUMBER: _builtins.int
     ATTESTATIONS_FIELD_NUMBER: _builtins.int
+    TRAINING_USE_CONSENT_FIELD_NUMBER: _builtins.int
+    PROMPT_REF_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     request_id: _builtins.str
     creator_id: _builtins.str
@@ -435,6 +443,10 @@ class Job(_message.Message):
     """normalised; empty never reaches here"""
     seed: _builtins.int
     submitted_at_ms: _builtins.int
+    training_use_consent: _builtins.bool
+    """From the request: the person agreed to training use (default no). Also a signed score of
+    ingest's attestation; alive/consent.py is the one place that decides on it.
+    """
     @_builtins.property
     def photo(self) -> Global___BlobRef:
         """the normalised photo (PNG, orientation applied)"""
@@ -463,6 +475,13 @@ class Job(_message.Message):
         stage verifies the ones it needs before it acts (docs/security.md).
         """
 
+    @_builtins.property
+    def prompt_ref(self) -> Global___BlobRef:
+        """The prompt as a blob, written by ingest: what the review page shows. Its sha256 is the
+        prompt's, the digest the prompt checkpoint attests. ``prompt`` itself is left empty once
+        no later stage reads it, and in the stage ledger (docs/privacy.md).
+        """
+
     def __init__(
         self,
         *,
@@ -481,10 +500,12 @@ class Job(_message.Message):
         submitted_at_ms: _builtins.int = ...,
         soundscape_layers: _abc.Iterable[_builtins.str] | None = ...,
         attestations: _abc.Iterable[Global___Attestation] | None = ...,
+        training_use_consent: _builtins.bool = ...,
+        prompt_ref: Global___BlobRef | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "output", b"output", "photo", b"photo", "photo_info", b"photo_info", "provenance", b"provenance", "video", b"video"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "output", b"output", "photo", b"photo", "photo_info", b"photo_info", "prompt_ref", b"prompt_ref", "provenance", b"provenance", "video", b"video"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attestations", b"attestations", "creator_id", b"creator_id", "generation", b"generation", "job_id", b"job_id", "output", b"output", "photo", b"photo", "photo_info", b"photo_info", "prompt", b"prompt", "provenance", b"provenance", "request_id", b"request_id", "seed", b"seed", "soundscape_layers", b"soundscape_layers", "stages", b"stages", "submitted_at_ms", b"submitted_at_ms", "video", b"video"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attestations", b"attestations", "creator_id", b"creator_id", "generation", b"generation", "job_id", b"job_id", "output", b"output", "photo", b"photo", "photo_info", b"photo_info", "prompt", b"prompt", "prompt_ref", b"prompt_ref", "provenance", b"provenance", "request_id", b"request_id", "seed", b"seed", "soundscape_layers", b"soundscape_layers", "stages", b"stages", "submitted_at_ms", b"submitted_at_ms", "training_use_consent", b"training_use_consent", "video", b"video"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

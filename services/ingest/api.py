@@ -8,7 +8,8 @@ id across all ingest replicas (a request record created once in the blob store, 
 request is sent; a retry, or a racing Submit on another replica, gets that job). Get and
 Watch serve the StatusView (a bounded cache over alive.jobs). Publish hands a READY job to
 the review service. Cancel ends a job. Report publishes a user's report of a published video
-to alive.reports (the review web app counts them), once per reporter and video.
+to alive.reports (the review web app counts them), once per reporter and video. Erase
+deletes everything about a job or a creator (alive/erasure.py) and answers with the receipt.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 from aiokafka import AIOKafkaProducer
@@ -29,15 +30,18 @@ from opentelemetry import trace
 
 from alive.blobs import REQUEST_RECORDS, BlobError, BlobStore, StageLedger, output_key
 from alive.dependencies import BLOB_STORE, BROKER, TOPICS, DependencyMonitor
-from alive.jobs import is_terminal, upload_area
+from alive.erasure import ErasedJob, Eraser, ErasureStep, Receipt, indexed_job
+from alive.jobs import is_terminal, upload_area, valid_id
 from alive.locks import KeyedLocks
-from alive.pipeline import PUBLISH_REQUESTS, REPORTS, REQUESTS, STATUS
+from alive.pipeline import PUBLISH_REQUESTS, REPORTS, REQUESTS, REVIEW, STATUS, UNPUBLISHED, Topic
 from alive.reasons import REASON_TRAILER, REPORT_REASONS, RETRY_AFTER_TRAILER, ReasonCode
 from alive.settings import ServiceSettings
 from alive.telemetry import headers_with_trace, now_ms
 from alive.v1 import api_pb2, api_pb2_grpc
 from alive.v1.api_pb2 import (
     CancelJobRequest,
+    EraseRequest,
+    ErasureReceipt,
     GetJobRequest,
     JobView,
     PublishJobRequest,
@@ -51,7 +55,9 @@ from alive.v1.events_pb2 import (
     ImagePromptRequest,
     JobState,
     PublishRequest,
+    StageOutcome,
     StatusEvent,
+    Unpublished,
     UserReport,
     Verdict,
 )
@@ -85,6 +91,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         view: StatusView,
         job_ids: JobIds,
         tokens: TokenVerifier,
+        eraser: Eraser,
         *,
         dependencies: DependencyMonitor,
     ) -> None:
@@ -97,6 +104,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
         self._view = view
         self._job_ids = job_ids
         self._tokens = tokens
+        self._eraser = eraser
         self._submits = KeyedLocks()
         self._photo_checks = asyncio.Semaphore(settings.max_photo_checks)
 
@@ -162,6 +170,13 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             existing = await self._lookup(job_id, context)
             if existing is not None:
                 return SubmitResponse(job_id=job_id, existing=True, job=existing)
+            if await asyncio.to_thread(self._ledger.is_erased, job_id):  # no stage would act
+                await _abort_with_reason(
+                    context,
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    ReasonCode.JOB_ERASED,
+                    "this request id named a job that was erased; use a new one",
+                )
             recorded = await asyncio.to_thread(self._ledger.get, REQUEST_RECORDS, job_id)
             if recorded is not None:
                 return await self._send_request(job_id, recorded, context, existing=True)
@@ -191,6 +206,7 @@ class AliveApi(api_pb2_grpc.AliveServicer):
                 prompt=request.prompt,
                 output=request.output,
                 submitted_at_ms=now_ms(),
+                training_use_consent=request.training_use_consent,
             )
             if request.HasField("seed"):
                 event.seed = request.seed
@@ -400,6 +416,121 @@ class AliveApi(api_pb2_grpc.AliveServicer):
                 raise
         log.info("reported", extra={"job_id": view.job_id, "reason_code": request.reason_code})
         return ReportResponse(report_id=report_id, duplicate=False)
+
+    async def Erase(
+        self, request: EraseRequest, context: grpc.aio.ServicerContext
+    ) -> ErasureReceipt:
+        try:
+            caller = self._tokens.caller(context.invocation_metadata())
+        except Unauthenticated as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        admin = caller.may(Scope.PRIVACY_ADMIN)
+        if not (admin or caller.may(Scope.ERASE)):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the token lacks {Scope.ERASE} or {Scope.PRIVACY_ADMIN}",
+            )
+        target = request.WhichOneof("target")
+        with tracer.start_as_current_span("api.erase", kind=trace.SpanKind.SERVER):
+            if target == "job_id":
+                job = await self._job_to_erase(request.job_id)
+                if job is None or not (admin or job.creator_id == caller.creator_id):
+                    await context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
+                assert job is not None  # abort() raises
+                receipt = await self._eraser.erase_jobs([job])
+            elif target == "creator_id":
+                creator = request.creator_id
+                if not valid_id(creator):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a creator id")
+                if not (admin or creator == caller.creator_id):
+                    await context.abort(
+                        grpc.StatusCode.PERMISSION_DENIED, "a creator may erase only itself"
+                    )
+                known = [_erased(v) for v in self._view.jobs_of(creator)]
+                receipt = await self._eraser.erase_creator(creator, known)
+            else:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name a job or a creator")
+        for job_id in receipt.job_ids:
+            self._view.erase(job_id)
+        log.info(
+            "erased",
+            extra={
+                "erasure_id": receipt.erasure_id,
+                "jobs": len(receipt.job_ids),
+                "deleted": sum(receipt.deleted.values()),
+                "by_privacy_admin": admin,
+            },
+        )
+        return _receipt_message(receipt)
+
+    async def _job_to_erase(self, job_id: str) -> ErasedJob | None:
+        """The job's owner as ingest indexed it, or as the status view knows it (submitted,
+        not yet through ingest); None for an unknown job or one already erased."""
+        if not valid_id(job_id) or await asyncio.to_thread(self._ledger.is_erased, job_id):
+            return None
+        indexed = await asyncio.to_thread(indexed_job, self._blobs, job_id)
+        if indexed is not None:
+            return indexed
+        view = await self._view.get(job_id)
+        return _erased(view) if view is not None else None
+
+
+def _erased(view: JobView) -> ErasedJob:
+    return ErasedJob(view.job_id, view.creator_id, view.request_id)
+
+
+def _receipt_message(receipt: Receipt) -> ErasureReceipt:
+    return ErasureReceipt(
+        erasure_id=receipt.erasure_id,
+        job_ids=receipt.job_ids,
+        erased_at_ms=receipt.erased_at_ms,
+        deleted={kind: count for kind, count in receipt.deleted.items() if count},
+        steps=receipt.steps,
+    )
+
+
+def unpublish_erased(
+    producer: AIOKafkaProducer, common: ServiceSettings, ledger: StageLedger
+) -> ErasureStep:
+    """An erasure step, before the ledger goes: a published job's video is taken off
+    Stories (an Unpublished event, JOB_ERASED) for Story services that hold a copy."""
+
+    async def erase(job: ErasedJob, receipt: Receipt) -> None:
+        record = await asyncio.to_thread(ledger.get, REVIEW.name, job.job_id)
+        if record is None or not StageOutcome.FromString(record).HasField("passed"):
+            return
+        event = Unpublished(
+            job_id=job.job_id,
+            creator_id=job.creator_id,
+            reason_codes=[ReasonCode.JOB_ERASED],
+            at_ms=now_ms(),
+        )
+        await producer.send_and_wait(
+            common.topic(UNPUBLISHED),
+            event.SerializeToString(),
+            key=job.job_id.encode(),
+            headers=headers_with_trace(),
+        )
+        receipt.count("unpublished", 1)
+
+    return ErasureStep("unpublish", erase)
+
+
+def topic_tombstones(
+    producer: AIOKafkaProducer, common: ServiceSettings, topics: Sequence[Topic[Any]]
+) -> ErasureStep:
+    """An erasure step: a tombstone (a record with no value) keyed by the job on each topic,
+    so its readers (the status view, the review queue) forget the job, now and when they
+    read the topic again from the start."""
+
+    async def erase(job: ErasedJob, receipt: Receipt) -> None:
+        for topic in topics:
+            await producer.send_and_wait(
+                common.topic(topic), None, key=job.job_id.encode(), headers=headers_with_trace()
+            )
+            receipt.count(f"tombstones.{topic.key}", 1)
+
+    return ErasureStep("tombstones", erase)
 
 
 async def _abort_with_reason(

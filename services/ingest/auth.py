@@ -35,9 +35,18 @@ class Scope(StrEnum):
     SERVICE = "alive.service"  # a platform service acting for the creator in CREATOR_CLAIM
     REVIEW = "alive.review"  # the review tools: read any creator's job
     REPORT = "alive.report"  # report a published video (anyone signed in)
+    ERASE = "alive.erase"  # erase one's own jobs, or everything about oneself
+    PRIVACY_ADMIN = "alive.privacy-admin"  # erase any job or any creator's data
 
 
-CREATOR_SCOPES = (Scope.SUBMIT, Scope.READ, Scope.PUBLISH, Scope.CANCEL, Scope.REPORT)
+CREATOR_SCOPES = (
+    Scope.SUBMIT,
+    Scope.READ,
+    Scope.PUBLISH,
+    Scope.CANCEL,
+    Scope.REPORT,
+    Scope.ERASE,
+)
 
 
 class Unauthenticated(Exception):

@@ -4,7 +4,10 @@ Consumes ImagePromptRequest from alive.requests (other services publish there, a
 Alive's own gRPC API). Validates the photo and prompt (services/ingest/validation.py),
 stores the normalised photo as a blob, resolves the output spec and seed, and emits a Job
 to alive.accepted. Takes a photo only from the request's own upload area (alive/jobs.py
-``upload_area``). Rejects (state REJECTED, with a reason code) a photo or prompt that fails
+``upload_area``). Indexes the job under its creator (what erasure finds a creator's jobs
+by: alive/erasure.py), stores the prompt as a blob for the review page (Job.prompt_ref), and
+records the person's training-use choice on the job and as a signed score
+(alive/consent.py). Rejects (state REJECTED, with a reason code) a photo or prompt that fails
 validation; dead-letters a request without request_id or creator_id.
 """
 
@@ -15,7 +18,9 @@ import hashlib
 import hmac
 
 from alive.blobs import BlobError, BlobStore, output_key
-from alive.jobs import photo_prefix, upload_area
+from alive.consent import TRAINING_CONSENT_SCORE, consent_score
+from alive.erasure import ErasedJob, record_job
+from alive.jobs import photo_prefix, prompt_prefix, upload_area
 from alive.pipeline import INGEST
 from alive.reasons import ReasonCode
 from alive.stage import JobIdentity, PermanentError, Stage, StageContext, Veto
@@ -77,6 +82,9 @@ class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
 
     async def process(self, event: ImagePromptRequest, ctx: StageContext) -> Job | Veto:
         job_id = ctx.identity.job_id
+        # First: a job that ends here (rejected) has an upload to erase all the same.
+        owner = ErasedJob(job_id, event.creator_id, event.request_id)
+        await asyncio.to_thread(record_job, self.blobs, owner)
         key = self.blobs.key_for(event.photo.uri)
         area = upload_area(event.creator_id, event.request_id)
         if key is None:
@@ -103,6 +111,13 @@ class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
         photo_ref = await asyncio.to_thread(
             self.blobs.put_bytes, output_key(photo_prefix(job_id), ".png"), photo.png, "image/png"
         )
+        prompt_ref = await asyncio.to_thread(
+            self.blobs.put_bytes,
+            output_key(prompt_prefix(job_id), ".txt"),
+            prompt.encode(),
+            "text/plain; charset=utf-8",
+        )
+        ctx.scores[TRAINING_CONSENT_SCORE] = consent_score(event.training_use_consent)
         return Job(
             job_id=job_id,
             request_id=event.request_id,
@@ -115,4 +130,6 @@ class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
             output=output,
             seed=event.seed if event.HasField("seed") else seed_for(job_id),
             submitted_at_ms=event.submitted_at_ms,
+            training_use_consent=event.training_use_consent,
+            prompt_ref=prompt_ref,
         )

@@ -287,6 +287,14 @@ class StatusView:
         if not jobs:
             del self._unsettled[creator]
 
+    def jobs_of(self, creator_id: str) -> list[JobView]:
+        """The creator's jobs in the cache (erasure finds the others through its index)."""
+        return [
+            JobView.FromString(entry.view.SerializeToString())
+            for entry in self._cache.values()
+            if entry.view.creator_id == creator_id
+        ]
+
     def in_flight(self, creator_id: str | None = None) -> int:
         """Jobs not yet READY or ended: the creator's, or everyone's."""
         if creator_id is not None:

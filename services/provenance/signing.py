@@ -6,8 +6,9 @@ that read XMP and not C2PA); it runs before ``VideoSigner.sign`` because any rem
 signing drops the manifest. The manifest declares the video ``c2pa.created`` from
 ``trainedAlgorithmicMedia`` by the generator model, names the source photo as an ``inputTo``
 ingredient (no thumbnail unless asked), records in Alive's own assertion the generation
-parameters safe to disclose and the moderation outcome (never the prompt, a hash of it, or
-scores; the job id only when a setting allows), and opts the video out of AI training.
+parameters safe to disclose (with the person's choice on training use of their photo and
+prompt) and the moderation outcome (never the prompt, a hash of it, or scores; the job id
+only when a setting allows), and opts the video out of AI training.
 
 The signer is a certificate chain with a key file, or a chain with an external signing
 function (a KMS or HSM client) named by its import path: ``signer_from_settings``.
@@ -87,6 +88,8 @@ class GenerationFacts:
     checkpoints_after_signing: tuple[str, ...]  # the ones still to come (the video's)
     policy_versions: Mapping[str, str]  # checkpoint -> policy version it decided under
     created_at: str  # RFC 3339
+    # The person's choice on training use of their photo and prompt (alive/consent.py).
+    training_use_consent: bool = False
     job_id: str | None = None
     video_id: str = field(default_factory=lambda: secrets.token_hex(16))  # random, per file
 
@@ -233,6 +236,7 @@ def manifest(facts: GenerationFacts) -> dict[str, Any]:
             "duration_ms": facts.duration_ms,
             "width": facts.width,
             "height": facts.height,
+            "training_use_consent": facts.training_use_consent,
         },
         "moderation": {
             "checkpoints_passed": list(facts.checkpoints_passed),

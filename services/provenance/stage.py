@@ -95,6 +95,7 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
                 a.stage: a.versions["policy"] for a in cleared if "policy" in a.versions
             },
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            training_use_consent=job.training_use_consent,
             job_id=job.job_id if self.settings.manifest_job_id else None,
         )
 

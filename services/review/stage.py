@@ -27,6 +27,7 @@ import json
 
 from alive.attestation import signed_scores
 from alive.blobs import BlobError, BlobStore, StageLedger, local_file
+from alive.jobs import publish_log_key
 from alive.pipeline import PIPELINE, REVIEW
 from alive.provenance import DIGITAL_SOURCE_TYPE_AI, verify_video
 from alive.reasons import Finding, ReasonCode
@@ -64,12 +65,8 @@ class PublishLog:
         self._blobs = blobs
         self._lock = asyncio.Lock()
 
-    def _key(self, creator_id: str) -> str:
-        digest = hashlib.sha256(creator_id.encode()).hexdigest()
-        return f"ledger/review-rate/{digest}.json"
-
     def _read(self, creator_id: str) -> dict[str, int]:
-        data = self._blobs.read_key(self._key(creator_id))
+        data = self._blobs.read_key(publish_log_key(creator_id))
         return {str(k): int(v) for k, v in json.loads(data).items()} if data else {}
 
     async def recent(self, creator_id: str, window_s: int, job_id: str) -> int:
@@ -89,7 +86,7 @@ class PublishLog:
             kept = {job: at for job, at in published.items() if at >= since}
             kept.setdefault(job_id, now_ms() if at_ms is None else at_ms)
             data = json.dumps(kept).encode()
-            await asyncio.to_thread(self._blobs.write_key, self._key(creator_id), data)
+            await asyncio.to_thread(self._blobs.write_key, publish_log_key(creator_id), data)
 
 
 def sampled(job_id: str, rate: float) -> bool:

@@ -12,12 +12,29 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as fuzzing
 from hypothesis import strategies as st
 
-from alive.blobs import LocalBlobStore, StageLedger
-from alive.pipeline import ACCEPTED, PHOTO_CLEARED, StageSpec
+from alive.blobs import LocalBlobStore, StageLedger, output_key
+from alive.jobs import video_prefix
+from alive.pipeline import (
+    ACCEPTED,
+    AUDIO,
+    GENERATED,
+    GENERATOR,
+    INGEST,
+    PHOTO_CLEARED,
+    PIPELINE,
+    PROVENANCE,
+    SCORED,
+    StageSpec,
+)
 from alive.processing import (
     DLQ_JOB_ID,
+    DLQ_OFFSET,
+    DLQ_PARTITION,
+    DLQ_PAYLOAD_ERROR,
     DLQ_PAYLOAD_REF,
+    DLQ_PAYLOAD_SHA256,
     DLQ_STAGE,
+    DLQ_TOPIC,
     Record,
     RetryPolicy,
     dead_letter,
@@ -144,8 +161,11 @@ async def test_events_naming_no_usable_job_are_dead_lettered_without_a_status(
 ) -> None:
     out = await harness.send(value, key=b"k")
     assert [d.reason_code for d in out.dead_letters] == [code]
-    assert out.dead_letters[0].value == value and out.dead_letters[0].key == b"k"
-    assert DLQ_JOB_ID not in out.dead_letters[0].headers
+    (letter,) = out.dead_letters
+    assert letter.value is None and letter.key == b"k"  # the value only by reference
+    ref = BlobRef(uri=letter.headers[DLQ_PAYLOAD_REF].decode())
+    assert harness.stage.blobs.get_bytes(ref) == value
+    assert DLQ_JOB_ID not in letter.headers
     assert not out.statuses and not out.jobs
 
 
@@ -163,14 +183,17 @@ def test_retry_delays_double_up_to_the_cap_with_jitter_in_the_upper_half() -> No
     assert [policy.delay_s(a, 0.0) for a in (1, 2, 3, 4)] == [0.25, 0.5, 1.0, 1.5]
 
 
-def test_a_dead_letter_replaces_earlier_dead_letter_headers() -> None:
+def test_a_dead_letter_is_a_reference_with_why_and_never_the_value() -> None:
     record = Record("t", 2, 7, b"k", b"v", (("traceparent", b"x"), (DLQ_STAGE, b"older")))
-    out = dead_letter(record, "dlq", "echo", Finding(ReasonCode.STAGE_ERROR, "e" * 2000), "j")
+    finding = Finding(ReasonCode.STAGE_ERROR, "e" * 2000)
+    out = dead_letter(record, "dlq", "echo", finding, "j", "file:///b", "ab12")
     headers = dict(out.headers)
-    assert headers[DLQ_STAGE] == b"echo" and headers["traceparent"] == b"x"
+    assert headers[DLQ_STAGE] == b"echo" and "traceparent" not in headers
+    assert (headers[DLQ_PAYLOAD_REF], headers[DLQ_PAYLOAD_SHA256]) == (b"file:///b", b"ab12")
+    assert (headers[DLQ_TOPIC], headers[DLQ_PARTITION], headers[DLQ_OFFSET]) == (b"t", b"2", b"7")
     assert len(headers["alive-dlq-error"]) == 1000
     assert [k for k, _ in out.headers].count(DLQ_STAGE) == 1
-    assert (out.topic, out.key, out.value) == ("dlq", b"k", b"v")
+    assert (out.topic, out.key, out.value) == ("dlq", b"k", None)
 
 
 # No record stops a stage: hostile records are dead-lettered or fail their job, never raise.
@@ -352,3 +375,99 @@ async def test_an_io_error_is_retried_like_a_transient_one(harness: StageHarness
     assert len(harness.retry_delays) == 2 and out.statuses[0].state == JobState.PHOTO_CLEARED
     failed = await harness.send(Job(job_id="io2", prompt="io 99"))
     assert [d.reason_code for d in failed.dead_letters] == [ReasonCode.RETRIES_EXHAUSTED]
+
+
+# Minimal data: no prompt in the ledger, none after the last stage that reads it, none in the
+# dead-letter topic; an erased job is never worked on again.
+
+
+def test_the_prompt_goes_on_only_while_a_later_stage_reads_it() -> None:
+    assert PIPELINE.prompt_read_after(INGEST) and PIPELINE.prompt_read_after(GENERATOR)
+    assert not PIPELINE.prompt_read_after(AUDIO) and not PIPELINE.prompt_read_after(PROVENANCE)
+
+
+async def test_the_ledger_keeps_the_job_without_its_prompt(harness: StageHarness) -> None:
+    prompt_ref = BlobRef(uri="file:///p", sha256="00" * 32)
+    out = await harness.send(Job(job_id="m1", prompt="a secret wish", prompt_ref=prompt_ref))
+    assert out.jobs[0].prompt == "a secret wish"  # a later stage (moderation-prompt) reads it
+    record = harness.ledger.get("echo", "m1")
+    assert record is not None and b"a secret wish" not in record
+    assert StageOutcome.FromString(record).passed.prompt_ref == prompt_ref
+
+
+LAST_READER = StageSpec("last", "tests.core", GENERATED, SCORED, JobState.SCORED, "test")
+
+
+async def test_after_the_last_stage_that_reads_it_the_job_goes_on_without_its_prompt(
+    tmp_path: Path,
+) -> None:
+    class Last(EchoStage):
+        spec = LAST_READER
+
+    harness = StageHarness(Last(StageSettings(), LocalBlobStore(tmp_path)))
+    (job,) = (await harness.send(Job(job_id="m2", prompt="a secret wish"))).jobs
+    assert job.prompt == "" and job.job_id == "m2"
+
+
+async def test_a_stage_that_reads_the_prompt_refuses_a_job_without_one(tmp_path: Path) -> None:
+    class Reader(EchoStage):
+        spec = StageSpec(
+            "reader",
+            "tests.core",
+            ACCEPTED,
+            PHOTO_CLEARED,
+            JobState.PHOTO_CLEARED,
+            "test",
+            reads_prompt=True,
+        )
+
+    harness = StageHarness(Reader(StageSettings(), LocalBlobStore(tmp_path)))
+    out = await harness.send(Job(job_id="m3", prompt_ref=BlobRef(sha256="00" * 32)))
+    assert [v.reason_codes for v in out.vetoes] == [[ReasonCode.ATTESTATION_INVALID]]
+    assert isinstance(harness.stage, EchoStage) and harness.stage.calls == 0
+
+
+async def test_a_dead_letter_keeps_the_job_in_the_store_under_the_job(
+    harness: StageHarness,
+) -> None:
+    job = Job(job_id="m4", prompt="crash with a secret wish")
+    (letter,) = (await harness.send(job)).dead_letters
+    assert letter.value is None and letter.headers[DLQ_JOB_ID] == b"m4"
+    uri = letter.headers[DLQ_PAYLOAD_REF].decode()
+    key = harness.stage.blobs.key_for(uri)
+    assert key is not None and key.startswith("dlq/m4/echo-")
+    ref = BlobRef(uri=uri, sha256=letter.headers[DLQ_PAYLOAD_SHA256].decode())
+    assert Job.FromString(harness.stage.blobs.get_bytes(ref)) == job  # what a replay sends
+
+
+async def test_a_dead_letter_the_store_cannot_keep_still_names_the_record(
+    harness: StageHarness,
+) -> None:
+    (harness.stage.blobs.root / "dlq").write_text("not a folder")
+    (letter,) = (await harness.send(Job(job_id="m5", prompt="crash"))).dead_letters
+    assert DLQ_PAYLOAD_REF not in letter.headers and letter.headers[DLQ_PAYLOAD_ERROR]
+    assert letter.headers[DLQ_OFFSET] and letter.value is None
+
+
+async def test_an_erased_job_is_never_worked_on_again(harness: StageHarness) -> None:
+    await harness.send(Job(job_id="m6", prompt="hi"))
+    harness.ledger.mark_erased("m6", b"{}")
+    harness.stage.blobs.delete_key("ledger/echo/m6")  # as the erasure deletes it
+    again = await harness.send(Job(job_id="m6", prompt="hi"))  # a replay of old events
+    assert not (again.jobs or again.statuses or again.vetoes or again.dead_letters)
+    assert harness.metrics.events_out.labels("echo", "erased")._value.get() == 1
+    assert harness.ledger.get("echo", "m6") is None
+
+
+async def test_a_job_erased_while_processed_leaves_nothing_it_made(tmp_path: Path) -> None:
+    class Maker(EchoStage):
+        async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
+            self.blobs.put_bytes(output_key(video_prefix(event.job_id, "x"), ".mp4"), b"v", "v")
+            StageLedger(self.blobs).mark_erased(event.job_id, b"{}")  # meanwhile, an erasure
+            return event
+
+    harness = StageHarness(Maker(StageSettings(), LocalBlobStore(tmp_path)))
+    out = await harness.send(Job(job_id="m7", prompt="hi"))
+    assert not (out.jobs or out.statuses or out.dead_letters)
+    assert harness.stage.blobs.keys_under("videos/m7/") == []
+    assert harness.ledger.get("echo", "m7") is None

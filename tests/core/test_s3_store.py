@@ -163,3 +163,13 @@ def test_the_blob_url_names_the_store(tmp_path: Path, s3: MotoS3) -> None:
     assert isinstance(encrypting.inner, S3BlobStore)
     with pytest.raises(ValueError, match="ALIVE_BLOB_URL"):
         open_plain_blob_store("gopher://example/blobs")
+
+
+def test_keys_are_listed_by_prefix_and_deleted_as_erasure_needs(store: S3BlobStore) -> None:
+    for key in ("videos/j1/a.mp4", "videos/j1/b.mp4", "videos/j10/a.mp4", "photos/j1-x.png"):
+        store.put_bytes(key, b"bytes", "video/mp4")
+    assert store.keys_under("videos/j1/") == ["videos/j1/a.mp4", "videos/j1/b.mp4"]
+    assert store.keys_under("photos/j1-") == ["photos/j1-x.png"]
+    assert store.delete_key("videos/j1/a.mp4") and not store.delete_key("videos/j1/a.mp4")
+    assert store.read_key("videos/j1/a.mp4") is None
+    assert store.keys_under("videos/") == ["videos/j1/b.mp4", "videos/j10/a.mp4"]

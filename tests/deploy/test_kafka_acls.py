@@ -18,6 +18,7 @@ from alive.pipeline import (
     REPORTS,
     REQUESTS,
     REVIEW,
+    REVIEW_QUEUE,
     STATUS,
     UNPUBLISHED,
     VETOES,
@@ -39,11 +40,12 @@ WRITES = ("Write", "Describe")
 # Every stage's runner writes these besides its own output (alive/processing.py).
 EVERY_STAGE_WRITES: tuple[Topic[Any], ...] = (STATUS, VETOES, DLQ)
 
-# Clients that are not the stage's runner, by stage: ingest's gRPC API writes submissions
-# publish requests and reports; its job-state folder reads the status topic in a group of
-# its own and writes the job states, which its status view reads without a group.
+# Clients that are not the stage's runner, by stage: ingest's gRPC API writes submissions,
+# publish requests and reports, and Erase an unpublish and tombstones; its job-state folder
+# reads the status topic in a group of its own and writes the job states, which its status
+# view reads without a group.
 EXTRA_WRITES: dict[str, tuple[Topic[Any], ...]] = {
-    INGEST.name: (REQUESTS, PUBLISH_REQUESTS, REPORTS, JOBS)
+    INGEST.name: (REQUESTS, PUBLISH_REQUESTS, REPORTS, UNPUBLISHED, REVIEW_QUEUE, JOBS)
 }
 # Ingest folds alive.status into alive.jobs; the retention sweeper runs in the review service
 # (alive/retention.py). Each in a group of its own.

@@ -46,7 +46,7 @@ async def _serve(settings: ReviewWebSettings, common: ServiceSettings) -> None:
 def main() -> None:
     common = ServiceSettings()
     setup_logging(SERVICE, common.log_level)
-    setup_tracing(SERVICE, common.otlp_endpoint)
+    setup_tracing(SERVICE, common.otlp_endpoint, common.trace_dir)
     try:
         asyncio.run(_serve(ReviewWebSettings(), common))
     except Exception:

@@ -161,6 +161,16 @@ class ReviewDesk:
         outcome = StageOutcome.FromString(record) if record else None
         return outcome.passed if outcome is not None and outcome.HasField("passed") else None
 
+    def prompt(self, job: Job) -> str:
+        """The job's prompt from its blob (the ledger keeps none: docs/privacy.md), checked
+        against the digest the prompt checkpoint attested; a plain note once it is gone."""
+        if job.prompt:  # a record written before prompts left the ledger
+            return job.prompt
+        try:
+            return self.blobs.get_bytes(job.prompt_ref).decode()
+        except (BlobError, UnicodeDecodeError):
+            return "(the prompt is no longer kept)"
+
     async def _send(self, topic: Topic[Any], key: str, message: Message) -> None:
         await self.producer.send_and_wait(
             self.common.topic(topic),
@@ -456,6 +466,7 @@ def make_app(desk: ReviewDesk, accounts: Accounts, sessions: Sessions) -> Starle
                 "item": item,
                 "key": key,
                 "job": job,
+                "prompt": await asyncio.to_thread(desk.prompt, job),
                 "checkpoints": desk.checkpoints(job),
                 "claim": claim,
                 "refused": refused,

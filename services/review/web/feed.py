@@ -1,6 +1,7 @@
 """Reads the review topics into a ReviewQueue: from the beginning at start (the queue is
 rebuilt, nothing lost), then follows them. Like ingest's status view it assigns every
-partition instead of joining a group, so every replica sees every record."""
+partition instead of joining a group, so every replica sees every record. A tombstone (a
+record with no value) keyed by a job drops everything about the job from the queue."""
 
 from __future__ import annotations
 
@@ -120,6 +121,9 @@ class ReviewFeed:
 
     async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         topic = self._topics[record.topic]
+        if record.value is None:  # a tombstone: the job keyed was erased (alive/erasure.py)
+            self._queue.forget_job((record.key or b"").decode(errors="replace"))
+            return
         try:
             message = topic.message.FromString(record.value or b"") if topic.message else None
         except Exception:  # a record no one can read: skipped, and said so

@@ -131,6 +131,18 @@ class ReviewQueue:
         item = self.items.get(key)
         return self.decisions.get(decision_key(item)) if item is not None else None
 
+    def forget_job(self, job_id: str) -> None:
+        """Drops everything about an erased job: its items, decisions, claims, reports."""
+        for origin in (ORIGIN_PUBLISH, ORIGIN_REPORT):
+            key = item_key(origin, job_id)
+            self.items.pop(key, None)
+            self.claims.pop(key, None)
+            self._deciding.discard(key)
+        self.decisions = {k: d for k, d in self.decisions.items() if d.job_id != job_id}
+        self.reports.pop(job_id, None)
+        self.published_at.pop(job_id, None)
+        self.unpublished_at.pop(job_id, None)
+
     # What is waiting.
 
     def open_items(self, reason: str | None = None) -> list[ReviewItem]:

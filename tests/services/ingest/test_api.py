@@ -28,12 +28,14 @@ from prometheus_client import CollectorRegistry
 
 from alive.blobs import REQUEST_RECORDS, BlobStore, LocalBlobStore, StageLedger
 from alive.dependencies import BLOB_STORE, BROKER, TOPICS, BlobStoreProbe, DependencyMonitor
+from alive.erasure import ErasedJob, Eraser, creator_job_ids, job_data_steps, record_job
 from alive.kafka import BrokerProbes, ensure_topics, make_producer, stage_topics
-from alive.pipeline import INGEST
+from alive.pipeline import INGEST, JOBS, REVIEW_QUEUE, UNPUBLISHED
 from alive.reasons import REPORT_REASONS, ReasonCode
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import (
     CancelJobRequest,
+    EraseRequest,
     GetJobRequest,
     PublishJobRequest,
     ReportRequest,
@@ -43,15 +45,24 @@ from alive.v1.api_pb2 import (
 from alive.v1.api_pb2_grpc import AliveStub
 from alive.v1.events_pb2 import (
     ImagePromptRequest,
+    Job,
     JobState,
     OutputSpec,
+    StageOutcome,
     StatusEvent,
+    Unpublished,
     UserReport,
 )
 from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.embedded.ports import free_port
 from alive_tools.keys import DEV_KID, ApiKeys, DevCa, ensure_api_keys, key_pem, mint_token
-from services.ingest.api import AliveApi, ApiServer, server_credentials
+from services.ingest.api import (
+    AliveApi,
+    ApiServer,
+    server_credentials,
+    topic_tombstones,
+    unpublish_erased,
+)
 from services.ingest.auth import CREATOR_CLAIM, CREATOR_SCOPES, Scope, TokenVerifier
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import JobIds
@@ -71,6 +82,8 @@ class Api:
     settings: IngestSettings
     common: ServiceSettings
     broker: EmbeddedBroker
+    blobs: LocalBlobStore
+    bootstrap: str
 
     def as_(self, subject: str, scopes: tuple[str, ...] = CREATOR_SCOPES, **claims: str) -> Auth:
         token = mint_token(self.keys.issuer_key, subject, scopes, claims=claims)
@@ -124,6 +137,14 @@ async def serving(
         view,
         JobIds.from_settings(settings),
         TokenVerifier.from_settings(settings),
+        Eraser(  # the steps ingest's service takes (services/ingest/__main__.py)
+            blobs,
+            [
+                unpublish_erased(producer, common, ledger),
+                *job_data_steps(blobs),  # (a plain store here: no data keys to destroy)
+                topic_tombstones(producer, common, [JOBS, REVIEW_QUEUE]),
+            ],
+        ),
         dependencies=dependencies,
     )
     server = ApiServer(settings, handlers)
@@ -132,7 +153,16 @@ async def serving(
     try:
         async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
             yield Api(
-                AliveStub(channel), view, keys, ledger, dependencies, settings, common, broker
+                AliveStub(channel),
+                view,
+                keys,
+                ledger,
+                dependencies,
+                settings,
+                common,
+                broker,
+                blobs,
+                broker.bootstrap_servers,
             )
     finally:
         await server.stop()
@@ -433,7 +463,7 @@ async def test_with_a_client_ca_only_callers_with_its_certificate_get_through(
         tls_client_ca_path=tmp_path / "clients-ca.pem",
     )
     # Only the transport is under test: the handlers are never reached.
-    handlers = AliveApi(settings, *([None] * 7), dependencies=None)  # type: ignore[arg-type]
+    handlers = AliveApi(settings, *([None] * 8), dependencies=None)  # type: ignore[arg-type]
     server = ApiServer(settings, handlers)
     await server.start()
     client_key = ec.generate_private_key(ec.SECP256R1())
@@ -588,3 +618,87 @@ async def test_submit_stores_only_the_cleaned_photo(
     stored_files = [p for p in blobs.rglob("*") if p.is_file()]
     outside_ledger = [p.name for p in stored_files if p.relative_to(blobs).parts[0] != "ledger"]
     assert outside_ledger == [Path(key).name]
+
+
+def indexed_ready_job(api: Api, job_id: str, creator: str) -> str:
+    """A READY job as ingest would have indexed it, with a photo blob and a ledger entry."""
+    ready_job(api, job_id, creator)
+    record_job(api.blobs, ErasedJob(job_id, creator, "r"))
+    api.blobs.write_key(f"photos/{job_id}/photo-x.png", b"png")
+    api.ledger.decide("ingest", job_id, b"record")
+    return job_id
+
+
+async def test_a_creator_erases_its_own_job_and_nobody_elses(api: Api) -> None:
+    mine = indexed_ready_job(api, "e-alice", "alice")
+    theirs = indexed_ready_job(api, "e-bob", "bob")
+    erase = api.stub.Erase
+    assert (
+        await code_of(
+            lambda: erase(EraseRequest(job_id=theirs), timeout=5, metadata=api.as_("alice"))
+        )
+        == grpc.StatusCode.NOT_FOUND
+    )
+    assert (
+        await code_of(
+            lambda: erase(EraseRequest(creator_id="bob"), timeout=5, metadata=api.as_("alice"))
+        )
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    no_scope = api.as_("alice", (Scope.READ,))
+    assert (
+        await code_of(lambda: erase(EraseRequest(job_id=mine), timeout=5, metadata=no_scope))
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+
+    published = Job(job_id=mine, creator_id="alice")
+    api.ledger.decide("review", mine, StageOutcome(passed=published).SerializeToString())
+    receipt = await erase(EraseRequest(job_id=mine), timeout=5, metadata=api.as_("alice"))
+    assert list(receipt.job_ids) == [mine] and receipt.erased_at_ms > 0
+    assert receipt.deleted["blobs.photos"] == 1 and receipt.deleted["ledger.entries"] == 2
+    assert receipt.deleted["unpublished"] == 1 and receipt.deleted["tombstones.jobs"] == 1
+    assert list(receipt.steps) == ["mark", "unpublish", "blobs", "ledger", "tombstones", "index"]
+    unpublished = await asyncio.to_thread(read_topic, api.bootstrap, UNPUBLISHED.default_name)
+    (taken_down,) = [Unpublished.FromString(r.value) for r in unpublished if r.key == mine.encode()]
+    assert list(taken_down.reason_codes) == [ReasonCode.JOB_ERASED]
+    for topic in (JOBS, REVIEW_QUEUE):
+        records = await asyncio.to_thread(read_topic, api.bootstrap, topic.default_name)
+        assert [r.value for r in records if r.key == mine.encode()] == [None]
+    assert api.ledger.is_erased(mine) and api.blobs.keys_under(f"photos/{mine}") == []
+    assert (
+        await code_of(
+            lambda: api.stub.Get(GetJobRequest(job_id=mine), timeout=5, metadata=api.as_("alice"))
+        )
+        == grpc.StatusCode.NOT_FOUND
+    )
+    assert (
+        await code_of(  # erased already: there is no such job any more
+            lambda: erase(EraseRequest(job_id=mine), timeout=5, metadata=api.as_("alice"))
+        )
+        == grpc.StatusCode.NOT_FOUND
+    )
+    assert api.blobs.keys_under(f"photos/{theirs}")  # untouched
+
+
+async def test_a_privacy_admin_erases_any_creator(api: Api) -> None:
+    for n in range(2):
+        indexed_ready_job(api, f"c-{n}", "carol")
+    admin = api.as_("dpo", (Scope.PRIVACY_ADMIN,))
+    receipt = await api.stub.Erase(EraseRequest(creator_id="carol"), timeout=5, metadata=admin)
+    assert sorted(receipt.job_ids) == ["c-0", "c-1"] and creator_job_ids(api.blobs, "carol") == []
+    assert await api.view.get("c-0") is None and api.view.in_flight("carol") == 0
+
+
+async def test_a_request_id_of_an_erased_job_is_not_taken_again(api: Api) -> None:
+    alice = api.as_("alice")
+    first = await api.stub.Submit(
+        SubmitRequest(photo=photo_bytes(), request_id="again"), timeout=10, metadata=alice
+    )
+    await api.stub.Erase(EraseRequest(job_id=first.job_id), timeout=5, metadata=alice)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await api.stub.Submit(
+            SubmitRequest(photo=photo_bytes(), request_id="again"), timeout=10, metadata=alice
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert ReasonCode.JOB_ERASED in (refused.value.details() or "")
+    assert api.blobs.keys_under("uploads/alice/again/") == []  # the upload went with the job

@@ -3,13 +3,17 @@ with a reason; a photo is taken only from the request's own upload area."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
 
 import pytest
 
+from alive.attestation import signed_scores
 from alive.blobs import LocalBlobStore
+from alive.consent import TRAINING_CONSENT_SCORE
+from alive.erasure import ErasedJob, creator_job_ids, indexed_job
 from alive.jobs import upload_area
 from alive.pipeline import INGEST
 from alive.reasons import ReasonCode
@@ -156,3 +160,27 @@ async def test_a_photo_reference_the_store_refuses_is_rejected_with_why(
         out = await harness.send(request(ref, request_id=request_id))
         assert list(out.statuses[0].reason_codes) == [code], request_id
         assert out.statuses[0].state == JobState.REJECTED
+
+
+async def test_the_job_records_the_training_choice_signed_and_defaults_to_no(
+    harness: StageHarness, blobs: LocalBlobStore
+) -> None:
+    asked = request(upload(blobs, "a", photo_bytes()))
+    asked.training_use_consent = True
+    (yes,) = (await harness.send(asked)).jobs
+    (no,) = (await harness.send(request(upload(blobs, "b", photo_bytes(), "r2"), "r2"))).jobs
+    assert yes.training_use_consent and not no.training_use_consent
+    assert signed_scores(yes, "ingest")[TRAINING_CONSENT_SCORE] == 1.0
+    assert signed_scores(no, "ingest")[TRAINING_CONSENT_SCORE] == 0.0
+
+
+async def test_the_job_is_indexed_under_its_creator_and_its_prompt_kept_as_a_blob(
+    harness: StageHarness, blobs: LocalBlobStore
+) -> None:
+    (job,) = (await harness.send(request(upload(blobs, "a", photo_bytes())))).jobs
+    assert creator_job_ids(blobs, "c1") == [job.job_id]
+    assert indexed_job(blobs, job.job_id) == ErasedJob(job.job_id, "c1", "r1")
+    assert blobs.get_bytes(job.prompt_ref) == job.prompt.encode() == b"waves at dusk"
+    assert job.prompt_ref.sha256 == hashlib.sha256(job.prompt.encode()).hexdigest()
+    record = harness.ledger.get("ingest", job.job_id)
+    assert record is not None and b"waves at dusk" not in record

@@ -176,6 +176,7 @@ def test_alive_assertion_discloses_only_what_is_safe(signed: Path, chain: CertCh
             "duration_ms": FACTS.duration_ms,
             "width": FACTS.width,
             "height": FACTS.height,
+            "training_use_consent": False,
         },
         "moderation": {
             "checkpoints_passed": ["moderation-photo", "moderation-prompt"],
@@ -204,6 +205,18 @@ def test_each_video_gets_a_random_id(
         ids.add(facts.video_id)
     assert len(ids) == 2
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_the_persons_training_choice_is_a_parameter(
+    work: Path, labelled: Path, photo: Path, signer: VideoSigner
+) -> None:
+    out = work / "consented.mp4"
+    signer.sign(
+        labelled, photo, "image/jpeg", dataclasses.replace(FACTS, training_use_consent=True), out
+    )
+    assert _assertions(out)[ALIVE_ASSERTION_LABEL]["parameters"]["training_use_consent"] is True
+    no = _assertions(work / "signed.mp4")[ALIVE_ASSERTION_LABEL]["parameters"]
+    assert no["training_use_consent"] is False
 
 
 def test_job_id_only_where_the_setting_allows(

@@ -32,6 +32,8 @@ def scored_job(tmp_path: Path, blobs: LocalBlobStore, job_id: str = "s1") -> Job
         job_id=job_id,
         creator_id="creator-1",
         prompt=PROMPT,
+        # As ingest stores it: the prompt's blob, whose digest outlives the prompt field.
+        prompt_ref=blobs.put_bytes(f"prompts/{job_id}.txt", PROMPT.encode(), "text/plain"),
         seed=31337,
         output=OutputSpec(width=64, height=112, fps=12, duration_ms=1000),
         photo=blobs.put_bytes(f"photos/{job_id}.png", photo_bytes(fmt="PNG"), "image/png"),
@@ -70,6 +72,7 @@ async def test_a_scored_video_is_signed_and_verifies_as_trusted(tmp_path: Path) 
     assert out.statuses[0].state == JobState.SIGNED
     (signed,) = out.jobs
     assert signed.provenance.validation_state == TRUSTED
+    assert signed.prompt == "" and signed.prompt_ref.sha256  # no later stage reads it
     assert settings.trust_anchor_path is not None
     video = blobs.local_path(signed.video)
     check = verify_video(video, settings.trust_anchor_path.read_bytes())
@@ -84,6 +87,7 @@ async def test_a_scored_video_is_signed_and_verifies_as_trusted(tmp_path: Path) 
         "duration_ms": 1000,
         "width": 64,
         "height": 112,
+        "training_use_consent": False,
     }
     assert check.alive_assertion["moderation"] == {
         "checkpoints_passed": ["moderation-photo", "moderation-prompt"],

@@ -124,8 +124,12 @@ async def start(env: Env) -> AsyncIterator[Callable[..., Awaitable[ReviewWeb]]]:
 
 
 def ready_job(env: Env, job_id: str, prompt: str = "a cat waves at dusk") -> Job:
-    """A READY job in the ledger, as the video checkpoint passed it (what reviewers see)."""
-    job = Job(job_id=job_id, creator_id="carol", prompt=prompt)
+    """A READY job in the ledger, as the video checkpoint passed it (what reviewers see): no
+    prompt in the record, only the blob ingest stored it in."""
+    job = Job(job_id=job_id, creator_id="carol")
+    job.prompt_ref.CopyFrom(
+        env.blobs.put_bytes(f"prompts/{job_id}.txt", prompt.encode(), "text/plain")
+    )
     job.photo.CopyFrom(env.blobs.put_bytes(f"photos/{job_id}.png", b"png bytes", "image/png"))
     job.video.CopyFrom(env.blobs.put_bytes(f"videos/{job_id}.mp4", b"mp4 bytes", "video/mp4"))
     job.stages.append(
@@ -157,7 +161,7 @@ async def queue(env: Env, job: Job, at_ms: int, origin: str = "publish") -> Revi
     return item
 
 
-async def produce(env: Env, topic_key: str, key: str, value: bytes) -> None:
+async def produce(env: Env, topic_key: str, key: str, value: bytes | None) -> None:
     producer = make_producer(env.common, "test")
     await producer.start()
     try:
@@ -444,3 +448,18 @@ async def test_behind_an_sso_proxy_the_reviewer_comes_from_its_header(
     assert (await stranger.get("/login"))[0] == 401
     password = {"name": "ana", "password": PASSWORDS["ana"]}
     assert (await stranger.post("/login", password))[0] == 401  # passwords are off
+
+
+async def test_an_erased_job_leaves_the_queue_now_and_after_a_restart(
+    env: Env, start: Callable[..., Awaitable[ReviewWeb]]
+) -> None:
+    kept, erased = ready_job(env, "job-kept"), ready_job(env, "job-erased")
+    await queue(env, kept, 1000)
+    await queue(env, erased, 1001)
+    web = await start()
+    await wait_until(lambda: len(web.desk.queue.open_items()) == 2)
+    await produce(env, REVIEW_QUEUE.key, erased.job_id, None)  # the erasure's tombstone
+    await wait_until(lambda: [i.job_id for i in web.desk.queue.open_items()] == ["job-kept"])
+    await web.stop()
+    again = await start()
+    assert [i.job_id for i in again.desk.queue.open_items()] == ["job-kept"]
