@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from alive.blobs import BlobStore, LocalBlobStore
+from alive.blobs import BlobStore, LocalBlobStore, StoredBlob
 from alive.s3_store import S3BlobStore
 from alive.v1.events_pb2 import BlobRef, GenerationInfo, Job, JobState, OutputSpec, StageOutcome
 from alive_tools.keys import StageKeys
@@ -61,6 +61,12 @@ class Rendezvous(BlobStore):
 
     def read_key(self, key: str) -> bytes | None:
         return self.inner.read_key(key)
+
+    def list_keys(self, prefix: str) -> Iterator[StoredBlob]:
+        return self.inner.list_keys(prefix)
+
+    def delete_key(self, key: str) -> bool:
+        return self.inner.delete_key(key)
 
     def write_key(self, key: str, data: bytes) -> None:
         self.inner.write_key(key, data)

@@ -257,7 +257,10 @@ def test_the_pod_environment_gives_the_service_valid_settings_pointing_into_its_
     for name in [n for n in os.environ if n.startswith("ALIVE_")]:
         monkeypatch.delenv(name)
     for name, entry in _env(spec).items():
-        monkeypatch.setenv(name, str(entry.get("value", "from-a-secret")))
+        # A value from a Secret is a stand-in; one from the pod's resources (the memory
+        # limit, in MiB) a number.
+        from_pod = "resourceFieldRef" in entry.get("valueFrom", {})
+        monkeypatch.setenv(name, str(entry.get("value", "2048" if from_pod else "from-a-secret")))
     shared = ServiceSettings()
     own = SETTINGS[spec.name]()
     assert shared.kafka.sasl_username == kafka_user(spec)

@@ -322,7 +322,8 @@ async def test_submit_is_unavailable_at_once_while_the_broker_is_down(api: Api) 
         assert trailers["alive-reason-code"] == "QUEUE_UNAVAILABLE"
         assert trailers["alive-retry-after-s"] == "5"
         assert (
-            api.view.get(JobIds.from_settings(api.settings).for_request("alice", "r-down")) is None
+            await api.view.get(JobIds.from_settings(api.settings).for_request("alice", "r-down"))
+            is None
         )
     finally:
         await dead_probes.close()

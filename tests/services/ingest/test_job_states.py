@@ -15,10 +15,13 @@ from pathlib import Path
 
 import grpc
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 
 from alive.blobs import LocalBlobStore, StageLedger
-from alive.kafka import ensure_topics, make_producer
-from alive.pipeline import JOBS, PIPELINE, REQUESTS, STATUS
+from alive.dependencies import BLOB_STORE, BROKER, TOPICS, BlobStoreProbe, DependencyMonitor
+from alive.erasure import Eraser, job_data_steps
+from alive.kafka import BrokerProbes, ensure_topics, make_producer, stage_topics
+from alive.pipeline import INGEST, JOBS, PIPELINE, REQUESTS, STATUS
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import GetJobRequest, SubmitRequest
 from alive.v1.api_pb2_grpc import AliveStub
@@ -234,6 +237,15 @@ async def api_over(
     async with ingest(settings) as view:
         producer = make_producer(settings, "api-test")
         await producer.start()
+        # The queue's dependencies as the service probes them, probed once: all up.
+        dependencies = DependencyMonitor("ingest", CollectorRegistry())
+        probes = BrokerProbes(settings, stage_topics(INGEST))
+        dependencies.add(BROKER, probes.broker)
+        dependencies.add(TOPICS, probes.topics)
+        dependencies.add(BLOB_STORE, BlobStoreProbe(blobs))
+        for name in (BROKER, TOPICS, BLOB_STORE):
+            await dependencies.check(name)
+        await probes.close()
         handlers = AliveApi(
             own,
             settings,
@@ -243,6 +255,8 @@ async def api_over(
             view,
             JobIds.from_settings(own),
             TokenVerifier.from_settings(own),
+            Eraser(blobs, job_data_steps(blobs)),
+            dependencies=dependencies,
         )
         server = ApiServer(own, handlers)
         await server.start()
