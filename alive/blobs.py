@@ -431,6 +431,11 @@ class StageLedger:
             raise OSError(f"{key!r} was removed right after refusing to be replaced")
         return standing
 
+    def rewrite(self, stage: str, job_id: str, record: bytes) -> None:
+        """Replaces the job's record once its events are sent, for what must not be kept
+        longer than that (Submit's request record drops the prompt)."""
+        self._store.write_key(self._key(stage, job_id), record)
+
     def mark_sent(self, stage: str, job_id: str) -> None:
         """Records that the events of the job's record for ``stage`` are acknowledged."""
         self._store.create_key(self._key(f"{_SENT}/{stage}", job_id), b"")

@@ -99,7 +99,8 @@ def test_an_erased_job_leaves_nothing_and_a_replay_brings_nothing_back(
         assert wait_for(api, job_id).state == JobState.READY
         receipt = api.erase(job_id=job_id)
         assert list(receipt.job_ids) == [job_id]
-        assert receipt.deleted["blobs.videos"] == 3 and receipt.deleted["blobs.uploads"] == 1
+        # The upload may be gone already: retention deletes it once ingest took the job up.
+        assert receipt.deleted["blobs.videos"] == 3 and receipt.deleted["blobs.uploads"] <= 1
         with pytest.raises(grpc.RpcError) as gone:
             api.get(job_id)
         assert gone.value.code() == grpc.StatusCode.NOT_FOUND

@@ -249,6 +249,14 @@ class AliveApi(api_pb2_grpc.AliveServicer):
                 log.warning("could not queue a job", extra={"job_id": job_id, "error": repr(exc)})
                 await self._abort_unavailable(context, "the broker did not take the job in time")
             await asyncio.to_thread(self._ledger.mark_sent, REQUEST_RECORDS, job_id)
+            # Sent: the record now only makes a retry the same job, which needs no prompt. (A
+            # crash just before this leaves the prompt in it, encrypted, until erasure.)
+            kept = ImagePromptRequest()
+            kept.CopyFrom(event)
+            kept.ClearField("prompt")
+            await asyncio.to_thread(
+                self._ledger.rewrite, REQUEST_RECORDS, job_id, kept.SerializeToString()
+            )
             self._view.apply(status)  # so a retry of this Submit finds the job at once
             log.info("submitted", extra={"job_id": job_id, "existing": existing})
         # A view that has not seen the job yet (another replica sent it): what the record says.
