@@ -43,6 +43,7 @@ from alive.jobs import (
     valid_id,
     video_prefix,
 )
+from alive.retention import MARKERS as RETENTION_MARKERS
 from alive.telemetry import now_ms
 
 
@@ -136,7 +137,8 @@ def delete_job_outputs(blobs: BlobStore, job_id: str) -> Counter[str]:
 
 def job_data_steps(blobs: BlobStore) -> list[ErasureStep]:
     """The core's steps: the job's blobs (its outputs and its upload), then its ledger
-    entries (each stage's record, its cancellation, its reports)."""
+    entries (each stage's record, its cancellation, its reports) and the retention
+    sweeper's markers."""
     ledger = StageLedger(blobs)
 
     def erase_blobs(job: ErasedJob, receipt: Receipt) -> None:
@@ -148,6 +150,8 @@ def job_data_steps(blobs: BlobStore) -> list[ErasureStep]:
     def erase_ledger(job: ErasedJob, receipt: Receipt) -> None:
         entries = ledger.entries(job.job_id)
         receipt.count("ledger.entries", sum(map(blobs.delete_key, entries)))
+        markers = blobs.keys_under(f"{RETENTION_MARKERS}{job.job_id}/")
+        receipt.count("retention.markers", sum(map(blobs.delete_key, markers)))
 
     return [
         ErasureStep("blobs", _in_thread(erase_blobs)),

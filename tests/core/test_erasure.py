@@ -48,6 +48,7 @@ def make_job(blobs: LocalBlobStore, job_id: str, creator: str, request: str) -> 
     for stage in ("ingest", "moderation-photo", "review"):
         ledger.decide(stage, job_id, b"record")
     blobs.write_key(f"ledger/reports/{job_id}/r1", b"")
+    blobs.write_key(f"retention/{job_id}/sources.1000", b"")  # the retention sweeper's
     return job
 
 
@@ -77,6 +78,7 @@ async def test_erasing_a_job_deletes_its_every_blob_and_record_and_keeps_the_mar
         "blobs.dead_letters": 1,
         "blobs.uploads": 1,
         "ledger.entries": 4,
+        "retention.markers": 1,
         "index": 2,
     }
     assert receipt.steps == ["mark", "blobs", "ledger", "index"]
