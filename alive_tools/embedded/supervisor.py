@@ -10,6 +10,7 @@ holding a service down) is left alone.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,25 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 STABLE_S = 60.0  # a process that ran this long starts its next backoff from the first step
 POLL_S = 0.25
+
+
+class ChildProcess:
+    """What the supervisor asks of a process a component starts itself (``_proc``; None
+    while stopped on purpose)."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def wanted(self) -> bool:
+        """Started and not stopped on purpose (it may have died)."""
+        return self._proc is not None
+
+    def exit_code(self) -> int | None:
+        return self._proc.poll() if self._proc else None
 
 
 @dataclass

@@ -29,6 +29,7 @@ from tritonclient.grpc import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from alive_tools.embedded.ports import free_ports
+from alive_tools.embedded.supervisor import ChildProcess
 
 EXIT_TIMEOUT_S = 5  # shorter leaves /dev/shm/<prefix>* regions behind
 
@@ -80,7 +81,7 @@ def build_backends(workdir: Path) -> Path:
     return backends
 
 
-class TritonServer:
+class TritonServer(ChildProcess):
     """Runs the tritonserver bundled in nvidia-pytriton on loopback with a model repository."""
 
     def __init__(
@@ -203,18 +204,6 @@ class TritonServer:
             )
         except InferenceServerException:
             return False  # the gRPC port opens only once the models have loaded
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def wanted(self) -> bool:
-        """Started and not stopped on purpose (it may have died)."""
-        return self._proc is not None
-
-    def exit_code(self) -> int | None:
-        return self._proc.poll() if self._proc else None
 
     def model_pids(self) -> list[int]:
         """The live processes of its python-backend models (the server's children)."""
