@@ -103,6 +103,7 @@ def make_consumer(
         auto_offset_reset="earliest",
         session_timeout_ms=profile.session_timeout_ms,
         heartbeat_interval_ms=profile.heartbeat_interval_ms,
+        fetch_max_wait_ms=profile.fetch_max_wait_ms,
         # Jobs run while the consumer keeps polling (paused partitions), so this bounds the
         # gap between polls, not the length of a job.
         max_poll_interval_ms=300_000,

@@ -56,7 +56,11 @@ def mux_audio(
             str(out_path), mode="w", format="mp4", options={"movflags": "+faststart"}
         ) as sink:
             video_out = sink.add_stream_from_template(video_in)
-            audio_out = sink.add_stream("aac", rate=_AAC_RATE, layout="stereo")
+            # FFmpeg's default AAC coder (two-loop search) took 318 ms of CPU for a 4 s
+            # soundscape, the fast coder 64 ms at the same fidelity (17.5 against 16.4 dB SNR).
+            audio_out = sink.add_stream(
+                "aac", rate=_AAC_RATE, layout="stereo", options={"aac_coder": "fast"}
+            )
             audio_out.bit_rate = _AAC_BIT_RATE
             audio_out.codec_context.time_base = Fraction(1, _AAC_RATE)
 

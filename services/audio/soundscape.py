@@ -178,7 +178,9 @@ def _band_noise(
     `tilt` adds a -3*tilt dB/octave slope (tilt=1 pink-ish, 2 brown-ish) for warmer noise.
     """
     n = shape[-1]
-    spectrum = np.fft.rfft(rng.standard_normal(shape), axis=-1)
+    # White noise's spectrum is complex Gaussian noise: drawn as such, it needs no forward FFT.
+    bins = (*shape[:-1], n // 2 + 1)
+    spectrum = rng.standard_normal(bins) + 1j * rng.standard_normal(bins)
     freqs = np.maximum(np.fft.rfftfreq(n, 1 / sample_rate), 1.0)
     response = _band_response(freqs, low, high) * (freqs / low) ** (-tilt / 2)
     out = np.fft.irfft(spectrum * response, n=n, axis=-1)
@@ -188,7 +190,8 @@ def _band_noise(
 
 def _band_response(freqs: _FloatArray, low: float, high: float) -> _FloatArray:
     """Magnitude of a 2nd-order high-pass at `low` in series with a 2nd-order low-pass at `high`."""
-    return np.asarray(1 / np.sqrt((1 + (low / freqs) ** 4) * (1 + (freqs / high) ** 4)))
+    below, above = np.square(low / freqs), np.square(freqs / high)  # squared again below
+    return np.asarray(1 / np.sqrt((1 + below * below) * (1 + above * above)))
 
 
 def _smooth_random(

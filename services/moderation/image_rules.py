@@ -5,6 +5,8 @@ block, review or allow under the policy."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,7 @@ from services.moderation.faces import Face, FaceAges
 from services.moderation.nsfw import NsfwModel
 from services.moderation.ocr import TextReader
 from services.moderation.policy import DEFAULT_POLICY, Action, Policy, load_policy
-from services.moderation.prompt.classifier import PromptClassifier
+from services.moderation.prompt.classifier import Decision, PromptClassifier
 
 
 class ImageCheckpointSettings(StageSettings):
@@ -56,6 +58,9 @@ class Verdicts:
         return None
 
 
+_JUDGED_KEPT = 256
+
+
 class ImageModels:
     """The NSFW model, faces and apparent age, OCR and the prompt rules for text, loaded once
     per process."""
@@ -67,6 +72,10 @@ class ImageModels:
         self.faces = FaceAges(rules.faces.min_face_fraction)
         self.ocr = TextReader(rules.ocr_max_side, rules.ocr_min_score)
         self.text_rules = PromptClassifier(policy, find_names=False)
+        # Judgments of texts seen lately, by the text's digest (never the words): every
+        # video carries the same "AI-generated" label, which was judged anew on each.
+        self._judged: dict[bytes, tuple[Decision, tuple[str, ...]]] = {}
+        self._judged_lock = threading.Lock()
 
     async def load(self) -> None:
         await asyncio.to_thread(self.nsfw.load)
@@ -106,10 +115,25 @@ class ImageModels:
     ) -> tuple[Action | None, Finding]:
         """Judges words read or heard as a prompt would be (without language review); the
         finding names categories, never the words."""
-        judged = self.text_rules.classify(text, check_language=False)
-        action: Action | None = None if judged.decision == "allow" else judged.decision
-        detail = f"{source} matches policy: " + ", ".join(judged.categories)
+        decision, categories = self._judge_text(text)
+        action: Action | None = None if decision == "allow" else decision
+        detail = f"{source} matches policy: " + ", ".join(categories)
         return action, Finding(code, detail)
+
+    def _judge_text(self, text: str) -> tuple[Decision, tuple[str, ...]]:
+        """The policy's decision and categories for ``text``; recent ones from memory."""
+        digest = hashlib.sha256(text.encode()).digest()
+        with self._judged_lock:
+            known = self._judged.get(digest)
+        if known is not None:
+            return known
+        judged = self.text_rules.classify(text, check_language=False)
+        known = (judged.decision, tuple(judged.categories))
+        with self._judged_lock:
+            if len(self._judged) >= _JUDGED_KEPT:
+                del self._judged[next(iter(self._judged))]  # the oldest
+            self._judged[digest] = known
+        return known
 
 
 class ImageCheckpoint(Stage[Job, SettingsT]):
