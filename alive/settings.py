@@ -40,7 +40,7 @@ class KafkaProfile:
     create_missing_topics: bool
     # How long the broker may hold a fetch that finds nothing new. Kafka answers a held fetch
     # as soon as a record arrives, so a long wait costs no latency there; the embedded
-    # broker answers late (a hop took 79 ms at p50 with 500 ms, 26 ms with 100 ms, for 0.7%
+    # broker answers late (a hop took 81 ms at p50 with 500 ms, 36 ms with 100 ms, for 0.8%
     # more of a core per idle consumer: benchmarks/kafka_hop.py).
     fetch_max_wait_ms: int
 

@@ -13,10 +13,13 @@
    loop it replaces (one process per core: photo, animator, encode), with the peak memory
    of the stack during (2) and of the loop's processes.
 6. The whole pipeline around the stand-in (benchmarks/pipeline.py): end-to-end time minus
-   the model's; and the per-stage times of the tiny diffusion model's jobs.
+   the model's (its queue for a batch and the batch's execution); and the per-stage times
+   of the tiny diffusion model's jobs.
 7. Provenance per video (benchmarks/provenance.py): labelling remux, C2PA signing and the
    verification after it, for 1, 5 and 20 MB videos.
-8. The animator alone (benchmarks/animator.py): CPU per frame at the default size for a
+8. One Kafka hop on the embedded broker (benchmarks/kafka_hop.py) by the consumers'
+   fetch_max_wait_ms, with an idle consumer's CPU.
+9. The animator alone (benchmarks/animator.py): CPU per frame at the default size for a
    set of prompts, and contact sheets (PNG, a row of frames per prompt) under out/.
 
 Figures go to stdout and to out/bench.json. The machine is shared and noisy: compare the
@@ -48,6 +51,7 @@ from alive_tools.embedded.stack import EmbeddedStack
 from alive_tools.moderation_eval import DEFAULT_SET, read_items
 from alive_tools.testing import StageHarness
 from benchmarks.animator import animator_cpu, contact_sheets
+from benchmarks.kafka_hop import hop_latency
 from benchmarks.memory import PeakMemory, tree_rss_bytes
 from benchmarks.pipeline import (
     diffusion_stage_times,
@@ -212,6 +216,7 @@ def main() -> None:
         "loop_peak_memory_gib": loop_memory.peak_gib,
     }
     results["provenance_per_video"] = signing_cost()
+    results["kafka_hop"] = hop_latency()
 
     results["animator_576x1024_cpu"] = animator_cpu()
     results["contact_sheets"] = contact_sheets(args.out.parent)
@@ -228,6 +233,7 @@ GOALS: list[tuple[str, str, str]] = [
     ("generator_batching_standin", "generator_overhead_ratio_p99", ""),
     ("pipeline_standin", "overhead_s_p50", "< 2"),
     ("pipeline_standin", "overhead_s_p99", ""),
+    ("pipeline_standin", "overhead_s_p50_queue_included", ""),
     ("generator_batching_standin", "model_busy_fraction", "> 0.95"),
     ("naive_loop_default_size", "naive_ratio", ">= 1"),
     ("throughput", "stack_peak_memory_gib", ""),
