@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.abc import AbstractTokenProvider
 from pydantic import ValidationError
 
-from alive.kafka import FileTokenProvider, KafkaTokenError, connection_options
+from alive.kafka import FileTokenProvider, KafkaTokenError, connection_options, make_consumer
 from alive.settings import KafkaSettings, ServiceSettings
 from alive_tools.signing_chain import ensure_dev_chain
 
@@ -112,3 +112,14 @@ async def test_the_token_provider_fails_clearly_on_an_empty_or_missing_file(
         await FileTokenProvider(token_file).token()
     with pytest.raises(KafkaTokenError, match="cannot read the OAUTHBEARER token file"):
         await FileTokenProvider(tmp_path / "absent").token()
+
+
+async def test_consumers_hold_empty_fetches_as_the_profile_or_a_setting_says() -> None:
+    def fetch_wait(settings: ServiceSettings) -> int:
+        consumer = make_consumer(settings, "group", "client")
+        return int(consumer._fetch_max_wait_ms)  # what its fetches ask the broker for
+
+    assert fetch_wait(ServiceSettings(profile="embedded")) == 100
+    assert fetch_wait(ServiceSettings(profile="production")) == 500
+    explicit = ServiceSettings(profile="production", kafka=KafkaSettings(fetch_max_wait_ms=50))
+    assert fetch_wait(explicit) == 50
