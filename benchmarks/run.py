@@ -5,6 +5,8 @@
 2. Throughput: the same number of jobs submitted at once; jobs per minute against (1).
 3. Triton batching: identical animator requests sent one at a time, then all at once
    (Triton's dynamic batcher may group them); the ratio of the two wall times.
+   Then the generator with the video encoded next to the model against raw frames fetched
+   and encoded in the generator (bytes in the answer, time and generator CPU per job).
 4. Moderation per item, p50 and p95, each checkpoint's own code path in process: every
    prompt of the eval set, the sample photo, and a default-size video from (1); measured
    after the stack has stopped, so that its idle services do not share the cores.
@@ -61,7 +63,7 @@ from benchmarks.pipeline import (
     wait_ready,
 )
 from benchmarks.provenance import signing_cost
-from benchmarks.serving import generator_batching, naive_loop
+from benchmarks.serving import frames_or_video, generator_batching, naive_loop
 from services.moderation.photo.settings import PhotoCheckpointSettings
 from services.moderation.photo.stage import PhotoCheckpoint
 from services.moderation.prompt.settings import PromptCheckpointSettings
@@ -197,6 +199,7 @@ def main() -> None:
             results["triton_batching_288x512x48"] = asyncio.run(
                 triton_batching(stack.triton.grpc_url, requests=8, frames=48)
             )
+            results["generator_frames_or_video"] = frames_or_video(stack.triton.grpc_url, photo)
             kept = Path(tmp) / "default-job.mp4"
             with stack.blob_store().local_copy(sequential[0].video) as video:
                 shutil.copyfile(video, kept)

@@ -5,6 +5,10 @@ naive loop it replaces.
 - ``generator_batching``: the generator stage, through the same event processor the service
   runs, with 8 jobs in flight (its default), against the stand-in with dynamic batching
   and against the same stand-in with every request executed alone.
+- ``frames_or_video``: one default-size job at a time through the generator stage against
+  the real animator, with the video encoded next to the model (the default) and with raw
+  frames fetched and encoded in the generator (``raw_frames``, as before): bytes in the
+  answer, time per job and the generator process's CPU per job.
 - ``naive_loop``: what a user might write instead, one process per core: load the photo,
   call the animator, encode; no Kafka, no Triton.
 """
@@ -25,7 +29,7 @@ from typing import Any
 from tritonclient.grpc.aio import InferenceServerClient
 
 from alive.blobs import LocalBlobStore
-from alive.v1.events_pb2 import Job, JobState
+from alive.v1.events_pb2 import Job, JobState, OutputSpec
 from alive_tools.embedded.triton import TritonServer
 from alive_tools.testing import StageHarness
 from benchmarks.pipeline import SMALL, STANDIN
@@ -149,6 +153,51 @@ def _naive_worker(args: tuple[bytes, int, int, str]) -> int:
         frames = animate(image, "make this photo come alive", seed, 96, 24, 576, 1024)
         encode_h264(frames, 24, Path(out) / f"{seed}.mp4")
     return count
+
+
+async def _frames_or_video(url: str, photo: bytes, folder: Path, rounds: int) -> dict[str, Any]:
+    spec = OutputSpec(width=576, height=1024, fps=24, duration_ms=4000)
+    blobs = LocalBlobStore(folder / "frames-or-video")
+    stages = {
+        mode: GeneratorStage(
+            GeneratorSettings(triton_url=url, raw_frames=mode == "raw_frames"), blobs
+        )
+        for mode in ("video", "raw_frames")
+    }
+    times: dict[str, list[float]] = {mode: [] for mode in stages}
+    cpu: dict[str, list[float]] = {mode: [] for mode in stages}
+    answer_bytes: dict[str, int] = {}
+    async with StageHarness(stages["video"]) as video, StageHarness(stages["raw_frames"]) as raw:
+        harnesses = {"video": video, "raw_frames": raw}
+        for i in range(rounds + 1):  # the first round warms both up
+            for mode, harness in harnesses.items():  # side by side, alternating
+                stored = blobs.put_bytes(f"photos/{mode}-{i}.jpg", photo, "image/jpeg")
+                job = Job(job_id=f"{mode}-{i}", prompt="waves", photo=stored, output=spec, seed=i)
+                started, cpu_started = time.perf_counter(), time.process_time()
+                out = await harness.send(harness.upstream(job))
+                if i:
+                    times[mode].append(time.perf_counter() - started)
+                    cpu[mode].append(time.process_time() - cpu_started)
+                generated = out.jobs[0]
+                frames = generated.generation.frame_count
+                answer_bytes[mode] = (
+                    frames * spec.width * spec.height * 3
+                    if mode == "raw_frames"
+                    else generated.video.size_bytes
+                )
+    return {
+        mode: {
+            "answer_mb": round(answer_bytes[mode] / 1e6, 2),
+            "job_s_median": round(statistics.median(times[mode]), 3),
+            "generator_cpu_s_per_job": round(statistics.median(cpu[mode]), 3),
+        }
+        for mode in stages
+    }
+
+
+def frames_or_video(url: str, photo: bytes, rounds: int = 3) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return asyncio.run(_frames_or_video(url, photo, Path(tmp), rounds))
 
 
 def naive_loop(photo: bytes, jobs: int) -> dict[str, Any]:
