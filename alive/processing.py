@@ -33,11 +33,14 @@ event is left uncommitted (the runner stops) rather than failed, since no job is
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
+import functools
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
@@ -79,6 +82,19 @@ tracer = trace.get_tracer("alive.runner")
 
 Headers = Sequence[tuple[str, bytes]]
 _T = TypeVar("_T")
+
+# The ledger's reads and writes have threads of their own: on the default pool (six threads
+# on two cores) a look-up could queue behind the stage's model work, such as the four checks
+# a video checkpoint runs at once for each of its jobs.
+_LEDGER_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ledger-io")
+
+
+async def _on_ledger_thread(call: Callable[..., _T], *args: Any) -> _T:
+    """``call(*args)`` on the ledger's threads, in the caller's context (its trace)."""
+    context = contextvars.copy_context()
+    work = functools.partial(context.run, call, *args)
+    return await asyncio.get_running_loop().run_in_executor(_LEDGER_THREADS, work)
+
 
 # Headers on dead-lettered events (docs/topics.md).
 DLQ_REASON = "alive-dlq-reason-code"
@@ -435,7 +451,7 @@ class EventProcessor:
         policy's backoff and the last one raised (the runner then stops uncommitted)."""
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
-                return await asyncio.to_thread(call, *args)
+                return await _on_ledger_thread(call, *args)
             except OSError as exc:
                 if attempt == self.retry.max_attempts:
                     raise
@@ -473,7 +489,7 @@ class EventProcessor:
 
     async def _erased_meanwhile(self, job_id: str) -> bool:
         try:
-            return await asyncio.to_thread(self.ledger.is_erased, job_id)
+            return await _on_ledger_thread(self.ledger.is_erased, job_id)
         except Exception:  # the store failing now fails the emit next, as before
             return False
 
@@ -553,7 +569,7 @@ class EventProcessor:
         while True:
             await asyncio.sleep(interval)
             try:
-                if await asyncio.to_thread(self._stopped, job_id):
+                if await _on_ledger_thread(self._stopped, job_id):
                     token.cancel("cancelled or erased")
                     return
             except OSError as exc:  # the next look may work; the job goes on meanwhile
