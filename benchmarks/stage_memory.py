@@ -4,9 +4,8 @@ the memory budgets in services/*/settings.py are set from (docs/scaling.md#memor
 Each stage runs in a fresh process: it loads its models, then takes one job as large as the
 bounds allow (a 40-megapixel photo; the largest video, 1080x1920 x 300 frames with its
 soundtrack). Its resident memory once the models are loaded is its base; the peak of it
-sampled every 20 ms during the job, less the base, is the job's working set. Loading the
-models may peak higher than either (ru_maxrss before the job: ``load_peak_mib``). Blobs are
-local files (the encrypting store adds one copy of a blob's bytes while it decrypts it).
+sampled every 20 ms during the job, less the base, is the job's working set. Blobs are local
+files (the encrypting store adds one copy of a blob's bytes while it decrypts it).
 
     .venv/bin/python -m benchmarks.stage_memory [stage ...]
 """
@@ -17,7 +16,6 @@ import asyncio
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,11 +35,6 @@ from benchmarks.memory import PeakMemory, tree_rss_bytes
 
 MIB = 1024 * 1024
 LIMITS = JobLimits()
-
-
-def peak_mib() -> float:
-    """The process's peak resident memory so far."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def rss_mib() -> float:
@@ -102,21 +95,16 @@ def largest_spec() -> OutputSpec:
 async def _one_job(stage: Stage[Any, Any], job: Callable[[LocalBlobStore], Job]) -> dict[str, Any]:
     async with StageHarness(stage) as harness:
         event = harness.upstream(job(stage.blobs))  # type: ignore[arg-type]
-        load_peak, base = peak_mib(), rss_mib()
+        base = rss_mib()
         with sampled() as during:
             out = await harness.send(event)
     outcome = "passed" if out.outputs else ("vetoed" if out.vetoes else "failed")
-    return _figures(load_peak, base, during, outcome)
+    return _figures(base, during, outcome)
 
 
-def _figures(load_peak: float, base: float, during: PeakMemory, outcome: str) -> dict[str, Any]:
+def _figures(base: float, during: PeakMemory, outcome: str) -> dict[str, Any]:
     job = during.peak_bytes / MIB - base
-    return {
-        "load_peak_mib": round(load_peak),
-        "base_mib": round(base),
-        "job_mib": round(job),
-        "outcome": outcome,
-    }
+    return {"base_mib": round(base), "job_mib": round(job), "outcome": outcome}
 
 
 def measure(stage_name: str, inputs: Path) -> dict[str, Any]:
@@ -196,13 +184,13 @@ def provenance_peak(inputs: Path, video: Path) -> dict[str, Any]:
     )
     photo = inputs / "small.png"
     Image.new("RGB", (64, 64), (90, 140, 200)).save(photo)
-    load_peak, base = peak_mib(), rss_mib()
+    base = rss_mib()
     labelled, signed = inputs / "labelled.mp4", inputs / "signed.mp4"
     with sampled() as during:
         label_ai_generated(video, labelled)
         signer.sign(labelled, photo, "image/png", facts, signed)
         verify_video(signed, chain.root_cert.read_bytes())
-    return _figures(load_peak, base, during, "signed")
+    return _figures(base, during, "signed")
 
 
 STAGES = ("moderation-photo", "moderation-video", "audio", "provenance")

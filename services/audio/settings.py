@@ -10,7 +10,8 @@ from alive.pipeline import AUDIO
 from alive.settings import StageSettings, stage_settings_config
 
 # A photo's peak per pixel while the scene is read from it (stage.py): its PNG bytes and the
-# full-size decode before it is reduced.
+# full-size decode before it is reduced. Measured with the soundtrack of the longest video:
+# 234 MiB for 40 megapixels (an 81 MiB PNG), benchmarks/stage_memory.py; 308 MiB budgeted.
 PHOTO_BYTES_PER_PIXEL = 6
 # The soundtrack's bytes per sample and channel (float32 stereo), in copies held at once: the
 # layers mixed, the track, and the encoder's conversion of it.

@@ -84,9 +84,9 @@ def test_the_photo_checkpoint_budgets_the_photo_it_decodes_once() -> None:
 
 def test_the_video_checkpoint_budgets_the_frames_the_policy_samples(tmp_path: Path) -> None:
     default = VideoCheckpointSettings().job_memory_mib(DEFAULT)
-    # 10 s at 30 fps sampled twice a second: 21 frames of 1080x1920 (6,220,800 bytes each)
-    # and the largest MP4 (62,208,000 bytes): 184 MiB, and the fixed part.
-    assert default == 184 + 160
+    # 10 s at 30 fps sampled twice a second: 21 frames of 1080x1920 (6,220,800 bytes each,
+    # in 2 copies) and the largest MP4 (62,208,000 bytes): 309 MiB, and the fixed part.
+    assert default == 309 + 160
     more_often = tmp_path / "policy.yaml"
     more_often.write_text(
         DEFAULT_POLICY.read_text().replace(

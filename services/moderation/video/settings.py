@@ -12,6 +12,11 @@ from alive.settings import stage_settings_config
 from services.moderation.image_rules import ImageCheckpointSettings, sampled_frames
 from services.moderation.policy import load_policy
 
+# Copies of each sampled frame held at once: the decoded frame, and the NSFW model's copy of
+# the batch. Measured: 448 MiB for the largest video (21 frames of 1080x1920) with its
+# soundtrack, benchmarks/stage_memory.py; 469 MiB budgeted.
+FRAME_COPIES = 2
+
 
 class VideoCheckpointSettings(ImageCheckpointSettings):
     model_config = stage_settings_config(MODERATION_VIDEO)
@@ -32,5 +37,5 @@ class VideoCheckpointSettings(ImageCheckpointSettings):
         out = limits.output
         rules = load_policy(self.policy_path).image
         frames = len(sampled_frames(out.max_frames, out.max_fps, rules))
-        held = frames * out.max_frame_bytes + out.max_video_bytes
+        held = frames * out.max_frame_bytes * FRAME_COPIES + out.max_video_bytes
         return mib_of(held) + self.JOB_MEMORY_MIB
