@@ -14,7 +14,7 @@ from services.moderation.image_rules import ImageCheckpointSettings
 # (ingest's re-encoding; about 3 a pixel for a photo with camera noise) and the full-size
 # decode (3) until it is reduced to the size the checks need; the models work on that.
 # Measured: 256 MiB for 40 megapixels (an 81 MiB PNG), benchmarks/stage_memory.py; 325 MiB
-# budgeted. Decoded and checked at full size, as before, it peaked at 533 MiB (issue 9).
+# budgeted. Decoded and checked at full size, as before, it peaked at 578 MiB (533 in issue 9).
 PHOTO_BYTES_PER_PIXEL = 6
 
 
