@@ -11,9 +11,15 @@ same budgets (alive_tools/manifests.py).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
+
+
+def mib_of(n_bytes: float) -> int:
+    """``n_bytes`` in MiB, rounded up."""
+    return math.ceil(n_bytes / MIB)
 
 
 @dataclass(frozen=True)

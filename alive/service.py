@@ -75,7 +75,8 @@ def serve(
     setup_tracing(service, settings.otlp_endpoint, settings.trace_dir)
     make = build or (lambda own, runtime: (stage_class(own, runtime.blobs), []))
     try:
-        check_budget(service, stage_settings.memory_budget(), settings.memory_limit_mib)
+        budget = stage_settings.memory_budget(settings.limits)
+        check_budget(service, budget, settings.memory_limit_mib)
     except MemoryBudgetError as exc:
         log.error("refusing to start: the memory budget does not fit", extra={"why": str(exc)})
         sys.exit(1)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alive.limits import JobLimits
 from alive.memory import MemoryBudget
 from alive.pipeline import PIPELINE, StageSpec, Topic
 
@@ -133,6 +134,9 @@ class ServiceSettings(BaseSettings):
     # Topic names by topic key (alive/pipeline.py), for the topics renamed from their
     # defaults: ALIVE_TOPICS__STATUS=my.status.
     topics: dict[str, str] = Field(default_factory=dict)
+    # The bounds on a job's photo and video (alive/limits.py), ALIVE_LIMITS__<FIELD>: ingest
+    # refuses what is outside them and every stage's memory budget follows from them.
+    limits: JobLimits = Field(default_factory=JobLimits)
     # Where blobs (photos, videos) and the stage ledger live: s3://bucket/prefix (endpoint,
     # region and credentials from the standard AWS_* environment) or a local folder, the
     # embedded default.
@@ -228,12 +232,14 @@ class StageSettings(BaseSettings):
     retry_max_s: float = 20.0
 
     # The stage's memory (alive/memory.py), measured: the process with its models loaded,
-    # and one job's peak working set (a stage whose input bounds set it computes it).
+    # and one job's peak working set where no input bound sets it (a stage whose job's
+    # working set follows from the bounds overrides job_memory_mib).
     BASE_MEMORY_MIB: ClassVar[int] = 256
     JOB_MEMORY_MIB: ClassVar[int] = 64
 
-    def job_memory_mib(self) -> int:
+    def job_memory_mib(self, limits: JobLimits) -> int:
+        """One job's peak working set when the job is as large as ``limits`` allow."""
         return self.JOB_MEMORY_MIB
 
-    def memory_budget(self) -> MemoryBudget:
-        return MemoryBudget(self.BASE_MEMORY_MIB, self.job_memory_mib(), self.max_in_flight)
+    def memory_budget(self, limits: JobLimits) -> MemoryBudget:
+        return MemoryBudget(self.BASE_MEMORY_MIB, self.job_memory_mib(limits), self.max_in_flight)

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from alive.kafka import DesiredTopic, desired_topics
+from alive.limits import JobLimits
 from alive.pipeline import PIPELINE, Pipeline, StageSpec
 from alive.settings import ServiceSettings, StageSettings
 from services.audio.settings import AudioSettings
@@ -106,7 +107,7 @@ class Workload:
 
     def memory_mib(self) -> int:
         # model_construct: the defaults, never this machine's environment.
-        return self.settings.model_construct().memory_budget().need_mib
+        return self.settings.model_construct().memory_budget(JobLimits()).need_mib
 
 
 # Generator replicas beyond what Triton can batch only queue in Triton: at most enough
@@ -220,6 +221,23 @@ def grace_period_s(settings: ServiceSettings) -> int:
 
 
 BLOB_KEYRING_DIR = "/etc/alive/blob-keyring"
+# Blobs and the ledger live in the object store (ALIVE_BLOB_URL=s3://..., config.yaml), never
+# on a volume the pods share; its credentials come from this Secret (object-store.yaml), or,
+# with it absent, from a workload identity (the pod's service account).
+OBJECT_STORE_SECRET = "alive-object-store"
+OBJECT_STORE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def object_store_credentials() -> list[Doc]:
+    return [
+        {
+            "name": key,
+            "valueFrom": {
+                "secretKeyRef": {"name": OBJECT_STORE_SECRET, "key": key, "optional": True}
+            },
+        }
+        for key in OBJECT_STORE_KEYS
+    ]
 
 
 def container(spec: StageSpec, work: Workload) -> Doc:
@@ -246,12 +264,12 @@ def container(spec: StageSpec, work: Workload) -> Doc:
         },
         {"name": "ALIVE_KAFKA__SSL_CAFILE", "value": "/etc/alive/kafka-ca/ca.crt"},
         {"name": "ALIVE_BLOB_KEYRING_PATH", "value": f"{BLOB_KEYRING_DIR}/keyring.json"},
+        *object_store_credentials(),
     ]
     ports: list[Doc] = [{"name": "http", "containerPort": HTTP_PORT}]
     if work.serves_api:
         ports.append({"name": "grpc", "containerPort": API_PORT})
     mounts: list[Doc] = [
-        {"name": "blobs", "mountPath": "/var/lib/alive/blobs"},
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "attestation-key", "mountPath": "/etc/alive/attestation-key", "readOnly": True},
         {
@@ -306,7 +324,6 @@ def _secret(name: str, items: list[Doc] | None = None) -> Doc:
 
 def deployment(spec: StageSpec, work: Workload, settings: ServiceSettings) -> Doc:
     volumes: list[Doc] = [
-        {"name": "blobs", "persistentVolumeClaim": {"claimName": "alive-blobs"}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
         # This stage's attestation private key; no other Deployment mounts it.
         {
@@ -406,6 +423,9 @@ def network_policy(spec: StageSpec, work: Workload) -> Doc:
         {  # the Kafka brokers of this namespace's cluster
             "to": [{"podSelector": {"matchLabels": {"strimzi.io/cluster": KAFKA_CLUSTER}}}],
             "ports": [{"protocol": "TCP", "port": 9093}],
+        },
+        {  # the object store (ALIVE_BLOB_URL, AWS_ENDPOINT_URL): HTTPS, in or out of the cluster
+            "ports": [{"protocol": "TCP", "port": 443}],
         },
         {  # OpenTelemetry collector (namespace `observability`), when ALIVE_OTLP_ENDPOINT is set
             "to": [

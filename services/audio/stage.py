@@ -34,6 +34,9 @@ class AudioStage(Stage[Job, AudioSettings]):
     def _score(self, job: Job, token: CancelToken) -> Job:
         """Runs in a thread: stops (Cancelled) between steps once ``token`` is set."""
         with Image.open(io.BytesIO(self.blobs.get_bytes(job.photo))) as photo:
+            # Reduced in place (a JPEG decoded at a reduced scale): a full-size RGB copy of a
+            # 40-megapixel photo would be 120 MB more.
+            photo.thumbnail((256, 256))
             scene = np.asarray(photo.convert("RGB").resize((64, 64)))
         layers = choose_layers(job.prompt, scene)
         # The generator encodes exactly this many frames at this rate: no need to decode.

@@ -14,7 +14,10 @@ from services.generator.stage import GeneratorStage
 def build(
     settings: GeneratorSettings, runtime: ServiceRuntime
 ) -> tuple[Stage[Any, Any], Sequence[Component]]:
-    return GeneratorStage(settings, runtime.blobs, runtime.metrics.registry), []
+    stage = GeneratorStage(
+        settings, runtime.blobs, runtime.metrics.registry, runtime.settings.limits
+    )
+    return stage, []
 
 
 if __name__ == "__main__":

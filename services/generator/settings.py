@@ -5,14 +5,26 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
+from alive.limits import JobLimits
+from alive.memory import MIB, mib_of
 from alive.pipeline import GENERATOR
 from alive.settings import StageSettings, stage_settings_config
+
+# A photo's peak per pixel while the generator prepares it (framing.py): its PNG bytes (up to
+# about 3 a pixel for a photo with camera noise) and the decoded RGB, twice while converted.
+PHOTO_BYTES_PER_PIXEL = 9
+# Copies of the answer held at once: the gRPC message, its tensor, and the stored copy
+# (encrypted) of the MP4, or with raw_frames the frames and the encoder's.
+ANSWER_COPIES = 3
 
 
 class GeneratorSettings(StageSettings):
     model_config = stage_settings_config(GENERATOR)
     BASE_MEMORY_MIB: ClassVar[int] = 384
-    JOB_MEMORY_MIB: ClassVar[int] = 192  # the photo, and with raw_frames the frames of one video
+    # Beyond the photo and the answer: the prepared frame and the video's check (probed).
+    JOB_MEMORY_MIB: ClassVar[int] = 64
 
     triton_url: str = "127.0.0.1:8001"
     # The model that makes videos: alive_animator (procedural, the embedded default) or
@@ -25,8 +37,11 @@ class GeneratorSettings(StageSettings):
     # One inference may take this long before it counts as a (transient) failure.
     infer_timeout_s: float = 300.0
     # Debugging: fetch the raw frames and encode here, as before the model encoded next to
-    # itself (the frames are 170 MB per default job on the wire).
+    # itself (the frames are 170 MB per default job on the wire). They come in one gRPC
+    # message: a job whose frames are over raw_frames_max_mib fails (OUTPUT_TOO_LARGE) rather
+    # than ask for up to 1.87 GB at once (the largest allowed output).
     raw_frames: bool = False
+    raw_frames_max_mib: int = Field(default=256, ge=1)
     # When Triton answers that the model's process died (its python backend does not start
     # it again, and still reports the model ready), have Triton load the model afresh
     # (needs --model-control-mode=explicit); off: report it (not ready) and wait for a person.
@@ -37,3 +52,15 @@ class GeneratorSettings(StageSettings):
     # (one to two minutes of jittered backoff) before a job fails.
     max_attempts: int = 10
     retry_max_s: float = 30.0
+
+    def answer_bytes(self, limits: JobLimits) -> int:
+        """The largest answer it takes from Triton (stage.py ``max_answer_bytes``)."""
+        if self.raw_frames:
+            return min(self.raw_frames_max_mib * MIB, limits.output.max_raw_video_bytes)
+        return limits.output.max_video_bytes
+
+    def job_memory_mib(self, limits: JobLimits) -> int:
+        """The photo at the pixel limit, prepared, and the largest answer, held in copies.
+        Computed, not measured: the generator needs Triton (docs/scaling.md#memory)."""
+        held = limits.max_photo_pixels * PHOTO_BYTES_PER_PIXEL + limits.output.max_frame_bytes
+        return mib_of(held + ANSWER_COPIES * self.answer_bytes(limits)) + self.JOB_MEMORY_MIB

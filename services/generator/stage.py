@@ -36,7 +36,9 @@ from tritonclient.utils import InferenceServerException
 from alive.blobs import BlobStore, output_key
 from alive.dependencies import TRITON_MODEL, DependencyDown, Probe
 from alive.jobs import frame_count, video_prefix
+from alive.limits import RGB_BYTES, JobLimits
 from alive.media import MediaError, VisibleLabel, encode_h264_bytes, probe_mp4_bytes
+from alive.memory import MIB
 from alive.model_io import visible_label
 from alive.pipeline import GENERATOR
 from alive.reasons import ReasonCode
@@ -74,7 +76,9 @@ KNOWN_INPUTS = frozenset(
     {"IMAGE", "PROMPT", "SEED", "NUM_FRAMES", "FPS", "NEGATIVE_PROMPT", "STEPS", "GUIDANCE"}
     | FRAME_SIZE_INPUTS
 )
-_MAX_MESSAGE = 2**31 - 1  # frames are large (576x1024x96 RGB is 170 MB)
+# What is sent: the photo reduced to the frame (a few MB) and the prompt.
+_MAX_SEND = 64 * MIB
+_MESSAGE_HEADROOM = MIB  # around the largest answer: tensor metadata, the progress output
 
 
 class GeneratorStage(Stage[Job, GeneratorSettings]):
@@ -85,10 +89,13 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         settings: GeneratorSettings,
         blobs: BlobStore,
         registry: CollectorRegistry | None = None,
+        limits: JobLimits | None = None,
     ) -> None:
         """``registry``: where the Triton client metrics go (the service's; a fresh one,
-        unexported, when not given)."""
+        unexported, when not given); ``limits``: the job bounds (ServiceSettings.limits; the
+        defaults when not given), which bound the answer it accepts."""
         super().__init__(settings, blobs)
+        self._limits = limits or JobLimits()
         registry = registry or CollectorRegistry()
         # Seen from the generator: queueing in Triton, the model and the transfer of the
         # result. Triton's own nv_inference_queue_duration_us splits out the queueing.
@@ -122,8 +129,11 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         self._client = InferenceServerClient(
             self.settings.triton_url,
             channel_args=[
-                ("grpc.max_send_message_length", _MAX_MESSAGE),
-                ("grpc.max_receive_message_length", _MAX_MESSAGE),
+                ("grpc.max_send_message_length", _MAX_SEND),
+                (
+                    "grpc.max_receive_message_length",
+                    self.settings.answer_bytes(self._limits) + _MESSAGE_HEADROOM,
+                ),
             ],
         )
 
@@ -255,6 +265,15 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
     async def process(self, event: Job, ctx: StageContext) -> Job | Veto:
         assert self._client is not None
         spec = event.output
+        raw_bytes = frame_count(spec) * spec.width * spec.height * RGB_BYTES
+        if self.settings.raw_frames and raw_bytes > self.settings.answer_bytes(self._limits):
+            # One gRPC message carries them: the largest allowed output's are 1.87 GB.
+            raise PermanentError(
+                ReasonCode.OUTPUT_TOO_LARGE,
+                f"raw_frames (debugging) fetches a video's frames in one message of at most "
+                f"{self.settings.raw_frames_max_mib} MiB (ALIVE_GENERATOR__RAW_FRAMES_MAX_MIB); "
+                f"this output's are {raw_bytes // MIB} MiB: turn raw_frames off",
+            )
         photo_bytes = await asyncio.to_thread(self.blobs.get_bytes, event.photo)
         prepare = (
             reduce_for_camera
@@ -323,7 +342,7 @@ class GeneratorStage(Stage[Job, GeneratorSettings]):
         if self.settings.raw_frames:
             frames = checked_frames(result.as_numpy("FRAMES"), num_frames, shape)
             return await asyncio.to_thread(encode_h264_bytes, frames, fps, label=self._label)
-        return the_video(result.as_numpy("VIDEO"))
+        return the_video(result.as_numpy("VIDEO"), self._limits.output.max_video_bytes)
 
     async def _infer(self, inputs: list[InferInput], wanted: str, ctx: StageContext) -> InferResult:
         """The model's answer. A decoupled model answers on a gRPC stream: the responses
@@ -402,12 +421,18 @@ def checked_frames(
     return np.ascontiguousarray(frames[0])
 
 
-def the_video(videos: npt.NDArray[np.object_] | None) -> bytes:
-    """The one MP4 of a batch-of-one answer."""
+def the_video(videos: npt.NDArray[np.object_] | None, max_bytes: int) -> bytes:
+    """The one MP4 of a batch-of-one answer, if within ``max_bytes`` (the bound every later
+    stage's memory budget counts on)."""
     if videos is None or videos.shape != (1, 1) or not isinstance(videos[0, 0], bytes):
         shape = getattr(videos, "shape", None)
         raise PermanentError(ReasonCode.MODEL_BAD_OUTPUT, f"unexpected VIDEO output {shape}")
     video: bytes = videos[0, 0]
+    if len(video) > max_bytes:
+        raise PermanentError(
+            ReasonCode.OUTPUT_TOO_LARGE,
+            f"the model's MP4 is {len(video)} bytes, over the {max_bytes} the job bounds allow",
+        )
     return video
 
 

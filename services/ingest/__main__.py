@@ -28,7 +28,7 @@ def build(
         runtime.settings, settings, runtime.producer, view.lookup, view.may_exist, view.caught_up
     )
     view.on_erased.append(folder.forget)
-    stage = IngestStage(settings, runtime.blobs)
+    stage = IngestStage(settings, runtime.blobs, runtime.settings.limits)
     # What an erasure deletes, in order (alive/erasure.py); each further kind of deletion
     # (a job's data key, a tombstone on another topic) is one more step here.
     eraser = Eraser(

@@ -184,9 +184,11 @@ class AliveApi(api_pb2_grpc.AliveServicer):
             await self._check_queue(context)
             try:
                 async with self._photo_checks:  # their memory is budgeted (settings)
-                    photo = await asyncio.to_thread(validate_photo, request.photo, self._settings)
+                    photo = await asyncio.to_thread(
+                        validate_photo, request.photo, self._settings, self._common.limits
+                    )
                 normalise_prompt(request.prompt, self._settings)
-                resolve_output(request.output, self._settings)
+                resolve_output(request.output, self._common.limits.output)
             except InvalidInput as exc:
                 await _abort_with_reason(
                     context, grpc.StatusCode.INVALID_ARGUMENT, exc.reason_code, exc.detail

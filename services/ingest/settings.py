@@ -7,28 +7,12 @@ import math
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from alive.limits import JobLimits
 from alive.memory import MIB, MemoryBudget
 from alive.pipeline import INGEST
 from alive.settings import StageSettings, stage_settings_config
-
-
-class OutputLimits(BaseModel):
-    """What a request may ask for, and what it gets when it asks for nothing."""
-
-    default_width: int = 576  # 9:16 portrait for a phone Story; a native size of I2V models
-    default_height: int = 1024
-    default_fps: int = 24
-    default_duration_ms: int = 4000
-    min_side: int = 64
-    max_width: int = 1080
-    max_height: int = 1920
-    min_fps: int = 8
-    max_fps: int = 30
-    min_duration_ms: int = 500
-    max_duration_ms: int = 10_000
-
 
 # A photo's peak working set per pixel in ingest's full validation: the decoded RGB (3
 # bytes), and Pillow's PNG encoder's buffers. Measured: 221 MiB for 40 megapixels.
@@ -60,7 +44,6 @@ class IngestSettings(StageSettings):
     # cannot be guessed from a creator and request id.
     job_id_key_path: Path | None = None
     max_photo_bytes: int = 20 * 1024 * 1024
-    max_photo_pixels: int = 40_000_000
     min_photo_side: int = 64
     max_prompt_chars: int = 500
     # Submissions beyond these many jobs not yet READY or ended get RESOURCE_EXHAUSTED.
@@ -70,7 +53,6 @@ class IngestSettings(StageSettings):
     retry_after_s: int = 5
     # Submit answers UNAVAILABLE when the broker has not taken the job within this time.
     queue_timeout_s: float = 5.0
-    output: OutputLimits = Field(default_factory=OutputLimits)
     # Job states (services/ingest/status_view.py): how many jobs' views the cache holds
     # (each with its transitions, about 2 KB), and how many job ids the filter that spares
     # a lookup for a new job is sized for (about 1.2 bytes each; beyond it, more lookups).
@@ -84,11 +66,11 @@ class IngestSettings(StageSettings):
     # is stored); more Submits wait their turn.
     max_photo_checks: int = 2
 
-    def job_memory_mib(self) -> int:
+    def job_memory_mib(self, limits: JobLimits) -> int:
         """One photo at the pixel limit, validated in full."""
-        return math.ceil(self.max_photo_pixels * PHOTO_BYTES_PER_PIXEL / MIB)
+        return math.ceil(limits.max_photo_pixels * PHOTO_BYTES_PER_PIXEL / MIB)
 
-    def memory_budget(self) -> MemoryBudget:
+    def memory_budget(self, limits: JobLimits) -> MemoryBudget:
         """The intake's jobs and the API's photo checks, each up to one photo's worth."""
         jobs = self.max_in_flight + self.max_photo_checks
-        return MemoryBudget(self.BASE_MEMORY_MIB, self.job_memory_mib(), jobs)
+        return MemoryBudget(self.BASE_MEMORY_MIB, self.job_memory_mib(limits), jobs)

@@ -21,6 +21,7 @@ from alive.blobs import BlobError, BlobStore, output_key
 from alive.consent import TRAINING_CONSENT_SCORE, consent_score
 from alive.erasure import ErasedJob, record_job
 from alive.jobs import photo_prefix, prompt_prefix, upload_area
+from alive.limits import JobLimits
 from alive.pipeline import INGEST
 from alive.reasons import ReasonCode
 from alive.stage import JobIdentity, PermanentError, Stage, StageContext, Veto
@@ -68,8 +69,9 @@ def seed_for(job_id: str) -> int:
 class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
     spec = INGEST
 
-    def __init__(self, settings: IngestSettings, blobs: BlobStore) -> None:
+    def __init__(self, settings: IngestSettings, blobs: BlobStore, limits: JobLimits) -> None:
         super().__init__(settings, blobs)
+        self.limits = limits
         self.job_ids = JobIds.from_settings(settings)
 
     def identify(self, event: ImagePromptRequest) -> JobIdentity:
@@ -103,9 +105,9 @@ class IngestStage(Stage[ImagePromptRequest, IngestSettings]):
                 return Veto.of(ReasonCode.PHOTO_NOT_FOUND, exc.detail)
             return Veto((exc.finding,))
         try:
-            photo = await asyncio.to_thread(validate_photo, data, self.settings)
+            photo = await asyncio.to_thread(validate_photo, data, self.settings, self.limits)
             prompt = normalise_prompt(event.prompt, self.settings)
-            output = resolve_output(event.output, self.settings)
+            output = resolve_output(event.output, self.limits.output)
         except InvalidInput as exc:
             return Veto((exc.finding,))
         photo_ref = await asyncio.to_thread(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from alive.jobs import DEFAULT_PROMPT, MAX_ID_CHARS, valid_id
+from alive.limits import JobLimits, OutputLimits
 from alive.reasons import ReasonCode, ReasonError
 from alive.v1.events_pb2 import OutputSpec
 from services.ingest.settings import IngestSettings
@@ -37,13 +38,13 @@ class ValidPhoto:
     source_format: str
 
 
-def validate_photo(data: bytes, settings: IngestSettings) -> ValidPhoto:
+def validate_photo(data: bytes, settings: IngestSettings, limits: JobLimits) -> ValidPhoto:
     """The photo upright, re-encoded as PNG, if it passes every rule. Decoded at full size
     once: orientation and mode are changed in place, never in copies (a 40-megapixel photo
     is 120 MB of pixels)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = _opened(data, settings)
+        image = _opened(data, settings, limits.max_photo_pixels)
         source_format = str(image.format)
         try:
             image.load()
@@ -58,7 +59,7 @@ def validate_photo(data: bytes, settings: IngestSettings) -> ValidPhoto:
     return ValidPhoto(out.getvalue(), upright.width, upright.height, source_format)
 
 
-def _opened(data: bytes, settings: IngestSettings) -> Image.Image:
+def _opened(data: bytes, settings: IngestSettings, max_pixels: int) -> Image.Image:
     """The photo opened (its header read, nothing decoded), if its bytes, format, pixel
     count and sides are within the limits."""
     if not data:
@@ -74,7 +75,7 @@ def _opened(data: bytes, settings: IngestSettings) -> Image.Image:
         # Pillow's own bomb limit; the caller knows only the configured one.
         raise InvalidInput(
             ReasonCode.PHOTO_TOO_MANY_PIXELS,
-            f"over the limit of {settings.max_photo_pixels} pixels",
+            f"over the limit of {max_pixels} pixels",
         ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InvalidInput(ReasonCode.PHOTO_UNDECODABLE, "not a readable image") from exc
@@ -83,10 +84,10 @@ def _opened(data: bytes, settings: IngestSettings) -> Image.Image:
             ReasonCode.PHOTO_UNSUPPORTED_FORMAT, f"{image.format}; accepted: JPEG, PNG, WebP"
         )
     width, height = image.size
-    if width * height > settings.max_photo_pixels:
+    if width * height > max_pixels:
         raise InvalidInput(
             ReasonCode.PHOTO_TOO_MANY_PIXELS,
-            f"{width}x{height}; the limit is {settings.max_photo_pixels} pixels",
+            f"{width}x{height}; the limit is {max_pixels} pixels",
         )
     if min(width, height) < settings.min_photo_side:
         raise InvalidInput(
@@ -139,9 +140,8 @@ def normalise_prompt(prompt: str, settings: IngestSettings) -> str:
     return text or DEFAULT_PROMPT
 
 
-def resolve_output(spec: OutputSpec, settings: IngestSettings) -> OutputSpec:
+def resolve_output(spec: OutputSpec, lim: OutputLimits) -> OutputSpec:
     """Fills defaults for zero fields and checks the request is within limits."""
-    lim = settings.output
     width, height = spec.width or lim.default_width, spec.height or lim.default_height
     fps = spec.fps or lim.default_fps
     duration_ms = spec.duration_ms or lim.default_duration_ms

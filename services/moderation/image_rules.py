@@ -23,7 +23,7 @@ from alive.v1.events_pb2 import Job
 from services.moderation.faces import Face, FaceAges
 from services.moderation.nsfw import NsfwModel
 from services.moderation.ocr import TextReader
-from services.moderation.policy import DEFAULT_POLICY, Action, Policy, load_policy
+from services.moderation.policy import DEFAULT_POLICY, Action, ImagePolicy, Policy, load_policy
 from services.moderation.prompt.classifier import Decision, PromptClassifier
 
 
@@ -157,3 +157,9 @@ class ImageCheckpoint(Stage[Job, SettingsT]):
             "faces": "opencv-haar-frontalface+dlib-age-v1",
             "ocr": "rapidocr-pp-ocr",
         }
+
+
+def sampled_frames(count: int, fps: float, rules: ImagePolicy) -> list[int]:
+    """The frames judged: the first, the last, and the policy's number per second."""
+    step = max(1, round(fps / rules.video_frames_per_second))
+    return sorted({0, count - 1, *range(0, count, step)})

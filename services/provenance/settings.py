@@ -11,14 +11,22 @@ from typing import ClassVar, Literal
 
 from pydantic import field_validator
 
+from alive.limits import JobLimits
+from alive.memory import mib_of
 from alive.pipeline import PROVENANCE
 from alive.settings import StageSettings, stage_settings_config
+
+# Copies of the video held at once while it is labelled, signed and verified (the C2PA
+# library reads the MP4 whole to hash and embed the manifest). Measured: 129 MiB for a
+# 59 MiB MP4 (the largest max_video_bytes allows), benchmarks/stage_memory.py; 183 budgeted.
+VIDEO_COPIES = 2
 
 
 class ProvenanceSettings(StageSettings):
     model_config = stage_settings_config(PROVENANCE)
     BASE_MEMORY_MIB: ClassVar[int] = 256
-    JOB_MEMORY_MIB: ClassVar[int] = 64  # one MP4 of a few MB, read and written once
+    # Beyond the video: the manifest, the signer and the verification.
+    JOB_MEMORY_MIB: ClassVar[int] = 64
 
     # The signing certificate chain, chain.pem (leaf first, then intermediates), and its
     # private key, signer.key, unless external_signer signs.
@@ -44,3 +52,7 @@ class ProvenanceSettings(StageSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"a timestamp authority is an http(s) URL, got {value!r}")
         return value or None
+
+    def job_memory_mib(self, limits: JobLimits) -> int:
+        """The largest video the generator may make, in the copies signing holds."""
+        return mib_of(limits.output.max_video_bytes * VIDEO_COPIES) + self.JOB_MEMORY_MIB

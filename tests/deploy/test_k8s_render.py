@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from alive.kafka import desired_topics
+from alive.limits import JobLimits
 from alive.pipeline import PIPELINE, StageSpec
 from alive.settings import KAFKA_PROFILES, ServiceSettings
 from alive_tools import manifests
@@ -224,7 +225,7 @@ def test_memory_follows_from_each_stages_budget() -> None:
     for spec in STAGES:
         work = manifests.WORKLOADS[spec.name]
         (container,) = deployments[spec.name]["spec"]["template"]["spec"]["containers"]
-        expected = work.settings.model_construct().memory_budget().need_mib
+        expected = work.settings.model_construct().memory_budget(JobLimits()).need_mib
         assert container["resources"]["limits"]["memory"] == f"{expected}Mi"
         # The pod is told its limit: a configuration that cannot fit refuses to start.
         told = {e["name"]: e for e in container["env"]}["ALIVE_MEMORY_LIMIT_MIB"]
@@ -265,7 +266,8 @@ def test_the_generator_alone_reaches_triton_and_provenance_a_timestamp_authority
     for spec in STAGES:
         ports = {p["port"] for rule in policies[spec.name]["spec"]["egress"] for p in rule["ports"]}
         assert (8001 in ports) == (spec.name == "generator"), spec.name
-        assert (443 in ports) == (spec.name == "provenance"), spec.name
+        assert (80 in ports) == (spec.name == "provenance"), spec.name  # an RFC 3161 TSA
+        assert 443 in ports, spec.name  # the object store, every stage
     env = _of("prod", "Deployment")["provenance"]["spec"]["template"]["spec"]["containers"][0][
         "env"
     ]

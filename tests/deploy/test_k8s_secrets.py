@@ -272,6 +272,39 @@ def test_the_pod_environment_gives_the_service_valid_settings_pointing_into_its_
         _file_volume(spec, str(own.attestation_key_path))
 
 
+# The object store
+
+
+def test_no_pod_mounts_a_volume_shared_between_pods() -> None:
+    """Blobs and the ledger live in the object store: a pod's volumes are its own scratch
+    space, secrets and config (and Triton's model weights), never a claim other pods mount
+    read-write."""
+    claims = [d for d in _docs() if d["kind"] == "PersistentVolumeClaim"]
+    assert [c["metadata"]["name"] for c in claims] == ["alive-model-weights"]
+    assert all("ReadWriteMany" not in c["spec"]["accessModes"] for c in claims)
+    for name, workload in _workloads().items():
+        for volume in _pod(workload).get("volumes", []):
+            claim = volume.get("persistentVolumeClaim")
+            assert claim is None or claim.get("readOnly") is True, (name, volume)
+
+
+@pytest.mark.parametrize("spec", STAGES, ids=IDS)
+def test_a_stage_reads_blobs_from_the_object_store_with_its_credentials(
+    spec: StageSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("ALIVE_")]:
+        monkeypatch.delenv(name)
+    url = _value(spec, "ALIVE_BLOB_URL")
+    monkeypatch.setenv("ALIVE_BLOB_URL", url)
+    assert ServiceSettings().blob_url.startswith("s3://"), url
+    env = _env(spec)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        ref = env[key]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == ("alive-object-store", key)
+    mounted = {m["mountPath"] for m in _container(spec).get("volumeMounts", [])}
+    assert not any(path.startswith("/var/lib/alive") for path in mounted), mounted
+
+
 # Topics
 
 

@@ -28,6 +28,12 @@ from alive.v1.events_pb2 import Job
 from services.moderation.image_rules import ImageCheckpoint, Verdicts
 from services.moderation.photo.settings import PhotoCheckpointSettings
 
+# The largest side any check looks at, so a photo is decoded at about this size, never kept
+# at its own (a 40-megapixel photo is 120 MB of pixels, and each check would copy it): faces
+# are found on at most faces.DETECT_MAX_SIDE (400) pixels and their age chips cut from this,
+# text is read on at most the policy's ocr_max_side, NSFW and the colour spread on 256.
+CHECK_MAX_SIDE = 1280
+
 
 class PhotoCheckpoint(ImageCheckpoint[PhotoCheckpointSettings]):
     spec = MODERATION_PHOTO
@@ -39,15 +45,16 @@ class PhotoCheckpoint(ImageCheckpoint[PhotoCheckpointSettings]):
             data = await asyncio.to_thread(self.blobs.get_bytes, event.photo)
         except BlobError as exc:
             return Veto.of(ReasonCode.PHOTO_UNDECODABLE, str(exc))
+        rules = self.policy.image
         try:
-            with Image.open(io.BytesIO(data)) as opened:
-                image = opened.convert("RGB")
+            (width, height), image = decoded_for_checks(
+                data, max(CHECK_MAX_SIDE, rules.ocr_max_side)
+            )
         except (UnidentifiedImageError, OSError) as exc:  # PIL's decoding errors
             return Veto.of(ReasonCode.PHOTO_UNDECODABLE, str(exc))
-        width, height = image.size
+        del data
         if min(width, height) < self.settings.min_photo_side:
             return Veto.of(ReasonCode.PHOTO_TOO_SMALL, f"{width}x{height}")
-        rules = self.policy.image
         spread = colour_spread(image)
         ctx.scores["colour_stddev"] = round(spread, 3)
         if spread <= rules.blank_max_stddev:
@@ -72,6 +79,16 @@ class PhotoCheckpoint(ImageCheckpoint[PhotoCheckpointSettings]):
         )
         verdicts.add(*text)
         return verdicts.outcome(ctx, {"nsfw": score}) or event
+
+
+def decoded_for_checks(data: bytes, max_side: int) -> tuple[tuple[int, int], Image.Image]:
+    """The photo's own size, and its pixels (RGB) reduced to at most ``max_side`` across. A
+    JPEG is decoded at a reduced scale (Pillow's draft); a PNG (what ingest stores) is decoded
+    once at full size and reduced at once, so only the reduced copy outlives this call."""
+    with Image.open(io.BytesIO(data)) as opened:
+        size = opened.size
+        opened.thumbnail((max_side, max_side))  # in place, drafting a JPEG
+        return size, opened.convert("RGB")
 
 
 def colour_spread(image: Image.Image) -> float:

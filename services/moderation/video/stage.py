@@ -29,8 +29,7 @@ from alive.pipeline import MODERATION_VIDEO
 from alive.reasons import Finding, ReasonCode
 from alive.stage import StageContext, Veto
 from alive.v1.events_pb2 import Job
-from services.moderation.image_rules import ImageCheckpoint, Verdicts
-from services.moderation.policy import ImagePolicy
+from services.moderation.image_rules import ImageCheckpoint, Verdicts, sampled_frames
 from services.moderation.speech import SpeechReader
 from services.moderation.video.settings import VideoCheckpointSettings
 
@@ -139,9 +138,3 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
                 )
             )
         return found
-
-
-def sampled_frames(count: int, fps: float, rules: ImagePolicy) -> list[int]:
-    """The frames judged: the first, the last, and the policy's number per second."""
-    step = max(1, round(fps / rules.video_frames_per_second))
-    return sorted({0, count - 1, *range(0, count, step)})

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 async def _serve(settings: ReviewWebSettings, common: ServiceSettings) -> None:
     registry = CollectorRegistry()
-    web = ReviewWeb(settings, common, registry)
     health = HealthServer(common.http_host, common.http_port, registry)
+    web = ReviewWeb(settings, common, registry, health)
     health.add_readiness_check(SERVICE, lambda: web.ready)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,12 +10,15 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from alive.blobs import open_configured_blob_store
-from alive.kafka import make_producer
+from alive.dependencies import BLOB_STORE, BROKER, TOPICS, BlobStoreProbe, DependencyMonitor
+from alive.health import HealthServer
+from alive.kafka import BrokerProbes, make_producer
+from alive.pipeline import PUBLISH_REQUESTS
 from alive.settings import ServiceSettings
 from services.review import decisions
 from services.review.web.app import ReviewDesk, ReviewMetrics, make_app
 from services.review.web.auth import Accounts, Sessions
-from services.review.web.feed import ReviewFeed
+from services.review.web.feed import FEED_TOPICS, ReviewFeed
 from services.review.web.queue import ReportPolicy, ReviewQueue
 from services.review.web.settings import ReviewWebSettings
 
@@ -24,8 +27,14 @@ SERVICE = "review-web"
 
 class ReviewWeb:
     def __init__(
-        self, settings: ReviewWebSettings, common: ServiceSettings, registry: CollectorRegistry
+        self,
+        settings: ReviewWebSettings,
+        common: ServiceSettings,
+        registry: CollectorRegistry,
+        health: HealthServer | None = None,
     ) -> None:
+        """``health``: the service's health server; its readiness then names each dependency
+        (the broker, the review topics, the blob store) the app cannot use."""
         self.settings = settings
         policy = ReportPolicy(
             settings.report_threshold,
@@ -36,6 +45,13 @@ class ReviewWeb:
         self.metrics = ReviewMetrics(registry, self.queue)
         self.producer = make_producer(common, client_id=SERVICE)
         blobs = open_configured_blob_store(common)
+        # What a stage's service probes (alive/service.py), for the topics this app uses.
+        self.dependencies = DependencyMonitor(SERVICE, registry)
+        self._broker = BrokerProbes(common, [*FEED_TOPICS, PUBLISH_REQUESTS])
+        self._blob_probe = BlobStoreProbe(blobs)
+        self.dependencies.add(BROKER, self._broker.broker, health)
+        self.dependencies.add(TOPICS, self._broker.topics, health)
+        self.dependencies.add(BLOB_STORE, self._blob_probe, health)
         key = decisions.load_private_key(settings.decision_key_path)
         self.desk = ReviewDesk(
             settings, common, self.queue, blobs, self.producer, key, self.metrics
@@ -51,7 +67,8 @@ class ReviewWeb:
 
     @property
     def ready(self) -> bool:
-        return self.feed.healthy and self.server.started and not self.server.should_exit
+        serving = self.feed.healthy and self.server.started and not self.server.should_exit
+        return serving and not self.dependencies.down()
 
     @property
     def port(self) -> int:
@@ -61,6 +78,7 @@ class ReviewWeb:
 
     async def start(self) -> None:
         """Rebuilds the queue from Kafka, then serves the pages."""
+        await self.dependencies.start()
         await self.producer.start()
         await self.feed.start()
         self._serving = asyncio.create_task(self.server.serve())
@@ -85,3 +103,6 @@ class ReviewWeb:
                 await self._serving
         await self.feed.stop()
         await self.producer.stop()
+        await self.dependencies.stop()
+        await self._broker.close()
+        self._blob_probe.close()

@@ -34,6 +34,7 @@ from services.generator.stage import (
     checked_video,
     progress_output,
     streamed_error,
+    the_video,
     triton_error,
 )
 from tests.support import SMALL_FRAMES, SMALL_OUTPUT, photo_bytes
@@ -168,6 +169,31 @@ def test_a_video_as_asked_for_passes() -> None:
 def test_output_of_the_asked_shape_is_the_video() -> None:
     frames = np.arange(4 * 8 * 8 * 3, dtype=np.uint8).reshape(1, 4, 8, 8, 3)
     assert np.array_equal(checked_frames(frames, 4, (8, 8, 3)), frames[0])
+
+
+def test_an_mp4_over_the_bound_the_later_stages_budget_for_is_refused() -> None:
+    video = encode_h264_bytes(np.zeros((4, 8, 8, 3), np.uint8), 8)
+    answer = np.array([[video]], dtype=np.object_)
+    assert the_video(answer, len(video)) == video
+    with pytest.raises(PermanentError) as error:
+        the_video(answer, len(video) - 1)
+    assert error.value.reason_code == ReasonCode.OUTPUT_TOO_LARGE
+
+
+async def test_raw_frames_over_their_bound_are_refused_before_anything_is_asked(
+    tmp_path: Path,
+) -> None:
+    """Raw frames come in one message: a job whose frames would exceed the bound fails with
+    the reason, without a request (Triton is not even running here)."""
+    blobs = LocalBlobStore(tmp_path)
+    settings = GeneratorSettings(triton_url="127.0.0.1:1", raw_frames=True, raw_frames_max_mib=1)
+    big = OutputSpec(width=512, height=512, fps=8, duration_ms=1000)  # 8 frames: 6 MiB
+    async with StageHarness(GeneratorStage(settings, blobs)) as harness:
+        out = await harness.send(harness.upstream(prompt_cleared(blobs, big)))
+    (failed,) = out.statuses
+    assert failed.state == JobState.FAILED
+    assert list(failed.reason_codes) == [ReasonCode.OUTPUT_TOO_LARGE]
+    assert "RAW_FRAMES_MAX_MIB" in failed.detail
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from alive.blobs import LocalBlobStore
 from alive.consent import TRAINING_CONSENT_SCORE
 from alive.erasure import ErasedJob, creator_job_ids, indexed_job
 from alive.jobs import upload_area
+from alive.limits import JobLimits
 from alive.pipeline import INGEST
 from alive.reasons import ReasonCode
 from alive.v1.events_pb2 import BlobRef, ImagePromptRequest, JobState, OutputSpec, Verdict
@@ -38,7 +39,7 @@ def settings(tmp_path: Path) -> IngestSettings:
 
 @pytest.fixture
 def harness(blobs: LocalBlobStore, settings: IngestSettings) -> StageHarness:
-    return StageHarness(IngestStage(settings, blobs))
+    return StageHarness(IngestStage(settings, blobs, JobLimits()))
 
 
 def upload(blobs: LocalBlobStore, name: str, data: bytes, request_id: str = "r1") -> BlobRef:

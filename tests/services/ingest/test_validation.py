@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from alive.jobs import DEFAULT_PROMPT
+from alive.limits import JobLimits
 from alive.v1.events_pb2 import OutputSpec
 from services.ingest.settings import IngestSettings
 from services.ingest.validation import (
@@ -19,6 +20,7 @@ from services.ingest.validation import (
 from tests.support import photo_bytes
 
 SETTINGS = IngestSettings()
+LIMITS = JobLimits()
 
 
 def _reason(call) -> str:  # type: ignore[no-untyped-def]
@@ -29,7 +31,7 @@ def _reason(call) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
 def test_accepted_formats_are_normalised_to_png(fmt: str) -> None:
-    photo = validate_photo(photo_bytes(fmt=fmt), SETTINGS)
+    photo = validate_photo(photo_bytes(fmt=fmt), SETTINGS, LIMITS)
     assert photo.source_format == fmt
     assert (photo.width, photo.height) == (160, 120)
     assert Image.open(io.BytesIO(photo.png)).format == "PNG"
@@ -42,13 +44,15 @@ def test_exif_orientation_is_applied_and_exif_dropped() -> None:
     exif[0x010F] = "SecretCam"  # Make: metadata that must not survive
     out = io.BytesIO()
     image.save(out, format="JPEG", exif=exif)
-    photo = validate_photo(out.getvalue(), SETTINGS)
+    photo = validate_photo(out.getvalue(), SETTINGS, LIMITS)
     assert (photo.width, photo.height) == (100, 200)
     assert b"SecretCam" not in photo.png
 
 
 def test_bad_photos_get_reason_codes() -> None:
-    check = validate_photo
+    def check(data: bytes, settings: IngestSettings) -> object:
+        return validate_photo(data, settings, LIMITS)
+
     gif = io.BytesIO()
     Image.new("RGB", (100, 100)).save(gif, format="GIF")
     bomb = io.BytesIO()
@@ -92,16 +96,16 @@ def test_a_photo_over_pillows_own_limit_reports_the_configured_one() -> None:
     huge = io.BytesIO()  # 200 megapixels: Pillow refuses it at open, before any check of ours
     Image.new("1", (20_000, 10_000)).save(huge, format="PNG")
     with pytest.raises(InvalidInput) as refused:
-        validate_photo(huge.getvalue(), SETTINGS)
+        validate_photo(huge.getvalue(), SETTINGS, LIMITS)
     assert refused.value.reason_code == "PHOTO_TOO_MANY_PIXELS"
-    assert str(SETTINGS.max_photo_pixels) in refused.value.detail
+    assert str(LIMITS.max_photo_pixels) in refused.value.detail
 
 
 def test_output_defaults_and_limits() -> None:
-    assert resolve_output(OutputSpec(), SETTINGS) == OutputSpec(
+    assert resolve_output(OutputSpec(), LIMITS.output) == OutputSpec(
         width=576, height=1024, fps=24, duration_ms=4000
     )
-    assert resolve_output(OutputSpec(width=720, height=1280, duration_ms=6000), SETTINGS) == (
+    assert resolve_output(OutputSpec(width=720, height=1280, duration_ms=6000), LIMITS.output) == (
         OutputSpec(width=720, height=1280, fps=24, duration_ms=6000)
     )
     cases = {
@@ -111,10 +115,10 @@ def test_output_defaults_and_limits() -> None:
         "OUTPUT_DURATION_OUT_OF_RANGE": OutputSpec(duration_ms=60_000),
     }
     for code, spec in cases.items():
-        assert _reason(lambda spec=spec: resolve_output(spec, SETTINGS)) == code
+        assert _reason(lambda spec=spec: resolve_output(spec, LIMITS.output)) == code
 
 
 def test_a_truncated_jpeg_header_is_undecodable() -> None:
-    assert _reason(lambda: validate_photo(b"\xff\xd8\xff\xe0 not a jpeg", SETTINGS)) == (
+    assert _reason(lambda: validate_photo(b"\xff\xd8\xff\xe0 not a jpeg", SETTINGS, LIMITS)) == (
         "PHOTO_UNDECODABLE"
     )

@@ -14,7 +14,7 @@ from alive.reasons import ReasonCode
 from alive.v1.events_pb2 import BlobRef, Job, JobState, Verdict
 from alive_tools.testing import Emitted, StageHarness
 from services.moderation.photo.settings import PhotoCheckpointSettings
-from services.moderation.photo.stage import PhotoCheckpoint
+from services.moderation.photo.stage import PhotoCheckpoint, decoded_for_checks
 from services.moderation.policy import DEFAULT_POLICY, load_policy
 from tests.support import photo_bytes, with_text
 
@@ -188,3 +188,15 @@ async def test_a_store_io_error_on_the_photo_is_retried_not_a_veto(tmp_path: Pat
     assert not failed.vetoes
     assert [d.reason_code for d in failed.dead_letters] == [ReasonCode.RETRIES_EXHAUSTED]
     assert "Input/output error" in failed.statuses[0].detail
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_photo_is_decoded_at_the_size_the_checks_need(fmt: str) -> None:
+    """Its own size comes from the header; the pixels the checks get are at most the check
+    size across, so no check copies a full-size photo."""
+    size, image = decoded_for_checks(photo_bytes(width=3000, height=2000, fmt=fmt), 1280)
+    assert size == (3000, 2000)
+    assert image.mode == "RGB"
+    assert max(image.size) == 1280
+    _, small = decoded_for_checks(photo_bytes(width=640, height=480, fmt=fmt), 1280)
+    assert small.size == (640, 480)  # never enlarged

@@ -12,10 +12,10 @@ from alive.blobs import LocalBlobStore
 from alive.reasons import ReasonCode
 from alive.v1.events_pb2 import Job, JobState, OutputSpec
 from alive_tools.testing import Emitted, StageHarness
-from services.moderation.image_rules import ImageModels
+from services.moderation.image_rules import ImageModels, sampled_frames
 from services.moderation.policy import DEFAULT_POLICY, load_policy
 from services.moderation.video.settings import VideoCheckpointSettings
-from services.moderation.video.stage import VideoCheckpoint, sampled_frames
+from services.moderation.video.stage import VideoCheckpoint
 from tests.support import write_clip
 
 # write_clip's defaults: 64x112, 12 frames at 12 fps, 1 s, AAC as long as the video.

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from alive.attestation import private_key_pem
 from alive.blobs import BlobStore, StageLedger, open_configured_blob_store
+from alive.dependencies import BLOB_STORE, BROKER, TOPICS
 from alive.kafka import ensure_topics, make_producer
 from alive.pipeline import (
     PUBLISH_REQUESTS,
@@ -463,3 +464,34 @@ async def test_an_erased_job_leaves_the_queue_now_and_after_a_restart(
     await web.stop()
     again = await start()
     assert [i.job_id for i in again.desk.queue.open_items()] == ["job-kept"]
+
+
+async def test_the_app_is_not_ready_while_its_blob_store_is_unusable_and_says_so(
+    env: Env, tmp_path: Path
+) -> None:
+    """Readiness covers what the app depends on (alive/dependencies.py), as a stage's does:
+    the broker, the review topics and the blob store, each probed, each a gauge."""
+    registry = CollectorRegistry()
+    web = ReviewWeb(web_settings(env), env.common, registry)
+
+    def up(dependency: str) -> float | None:
+        labels = {"service": "review-web", "dependency": dependency}
+        return registry.get_sample_value("alive_dependency_up", labels)
+
+    await web.start()
+    try:
+        assert web.ready
+        assert (up(BROKER), up(TOPICS), up(BLOB_STORE)) == (1, 1, 1)
+        store = tmp_path / "blobs"
+        kept = store.rename(tmp_path / "blobs-kept")
+        store.write_text("not a folder")  # every read of the store now fails
+        assert not await web.dependencies.check(BLOB_STORE)
+        assert not web.ready
+        assert set(web.dependencies.down()) == {BLOB_STORE}
+        assert up(BLOB_STORE) == 0
+        store.unlink()
+        kept.rename(store)
+        assert await web.dependencies.check(BLOB_STORE)
+        assert web.ready
+    finally:
+        await web.stop()
