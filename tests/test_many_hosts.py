@@ -216,10 +216,17 @@ def report(
     ]
     ends: dict[str, set[int]] = defaultdict(set)
     end_events: Counter[str] = Counter()
+    first_end: dict[str, StatusEvent] = {}
+    repeated_by: Counter[str] = Counter()  # who sent a job's end again, and was it the same
     for event in statuses:
         if event.job_id in job_ids and event.state in TERMINAL_STATES:
             ends[event.job_id].add(event.state)
             end_events[event.job_id] += 1
+            if event.job_id not in first_end:
+                first_end[event.job_id] = event
+            else:
+                same = "same event" if event == first_end[event.job_id] else "differing"
+                repeated_by[f"{event.stage}, {same}"] += 1
     videos: dict[str, set[str]] = defaultdict(set)
     for record in read_topic(cluster.kafka, PUBLISHED.default_name, timeout_s=30):
         video = PublishedVideo.FromString(record.value)
@@ -250,6 +257,8 @@ def report(
         print(f"\n  {title}")
         print("  | " + " | ".join(row) + " |")
         print("  | " + " | ".join(str(v).rjust(len(k)) for k, v in row.items()) + " |")
+        if repeated_by:
+            print(f"  repeated end events by sender: {dict(repeated_by)}")
     assert not stuck, f"never ended: {stuck}"
     assert not two_ends, {j: ends[j] for j in two_ends}
     assert not twice_published, {j: videos[j] for j in twice_published}
