@@ -18,6 +18,7 @@ import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def hosts_available() -> bool:
@@ -47,6 +48,19 @@ class Host:
             ["ip", "netns", "pids", self.netns], capture_output=True, text=True, check=False
         )
         return [int(p) for p in listed.stdout.split()]
+
+    def pids_of(self, module: str) -> list[int]:
+        """The host's processes that run ``python -m <module>`` (a service, as the embedded
+        stack starts it: alive_tools/embedded/stack.py), so a test can stop one service."""
+        found = []
+        for pid in self.pids():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:  # it exited since the listing
+                continue
+            if argv[1:3] == [b"-m", module.encode()]:
+                found.append(pid)
+        return found
 
     def kill_all(self) -> int:
         """SIGKILLs every process of the host at once (the machine vanished); how many."""
