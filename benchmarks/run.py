@@ -3,8 +3,9 @@
 1. Stage latency: jobs at the default output (576x1024, 24 fps, 4 s), one at a time; the
    median time of each stage, from the job's status history.
 2. Throughput: the same number of jobs submitted at once; jobs per minute against (1).
-3. Triton batching: identical animator requests sent one at a time, then all at once
-   (Triton's dynamic batcher may group them); the ratio of the two wall times.
+3. The animator served: identical requests sent one at a time, then all at once (its two
+   instances serve them side by side; it has no dynamic batcher, since it renders a batch's
+   items one after another); the ratio of the two wall times.
    Then the generator with the video encoded next to the model against raw frames fetched
    and encoded in the generator (bytes in the answer, time and generator CPU per job).
 4. Moderation per item, p50 and p95, each checkpoint's own code path in process: every
@@ -74,7 +75,7 @@ from services.moderation.video.stage import VideoCheckpoint
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "chelsea.jpg"
 
 
-async def triton_batching(url: str, requests: int, frames: int) -> dict[str, float]:
+async def animator_concurrency(url: str, requests: int, frames: int) -> dict[str, float]:
     client = InferenceServerClient(
         url, channel_args=[("grpc.max_receive_message_length", 2**31 - 1)]
     )
@@ -196,8 +197,8 @@ def main() -> None:
                 "median_end_to_end_ms_together": statistics.median(map(end_to_end_ms, together)),
                 "stack_peak_memory_gib": stack_memory.peak_gib,
             }
-            results["triton_batching_288x512x48"] = asyncio.run(
-                triton_batching(stack.triton.grpc_url, requests=8, frames=48)
+            results["animator_concurrent_288x512x48"] = asyncio.run(
+                animator_concurrency(stack.triton.grpc_url, requests=8, frames=48)
             )
             results["generator_frames_or_video"] = frames_or_video(stack.triton.grpc_url, photo)
             kept = Path(tmp) / "default-job.mp4"

@@ -128,15 +128,28 @@ async def test_a_request_with_a_frame_size_gets_frames_of_that_size(
     assert (await frames_of(client, inputs)).shape == (1, 9, 96, 48, 3)
 
 
-async def test_concurrent_requests_are_batched(client: InferenceServerClient) -> None:
+async def test_concurrent_requests_run_alone_on_free_instances(
+    client: InferenceServerClient,
+) -> None:
+    """The animator renders a batch's items one after another, so the server must not gather
+    concurrent requests into one batch on one instance while another is free."""
     image = photo()
+    before = await _executions_by_batch_size(client)
     results = await asyncio.gather(
         *(frames_of(client, request(image, seed=seed)) for seed in range(8))
     )
     assert all(frames.shape == (1, 9, 112, 64, 3) for frames in results)
+    after = await _executions_by_batch_size(client)
+    ran = {size: n - before.get(size, 0) for size, n in after.items() if n > before.get(size, 0)}
+    assert ran == {1: 8}
+
+
+async def _executions_by_batch_size(client: InferenceServerClient) -> dict[int, int]:
     stats = await client.get_inference_statistics(MODEL, as_json=True)
-    batch_sizes = [int(entry["batch_size"]) for entry in stats["model_stats"][0]["batch_stats"]]
-    assert max(batch_sizes) > 1, batch_sizes
+    return {
+        int(entry["batch_size"]): int(entry["compute_infer"]["count"])
+        for entry in stats["model_stats"][0]["batch_stats"]
+    }
 
 
 async def test_bad_request_is_refused_and_the_server_keeps_serving(
