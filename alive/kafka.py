@@ -91,9 +91,20 @@ def make_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProducer
     )
 
 
+# A consumer that follows a topic in the background (no job waits on it: retention, a folder
+# of jobs, the review page's feed) polls at the long wait: on the embedded broker the short
+# one costs CPU in the broker and the client (15 idle consumers: 26% of a core at 100 ms
+# against 8.5% at 500 ms).
+BACKGROUND_FETCH_MAX_WAIT_MS = 500
+
+
 def make_consumer(
-    settings: ServiceSettings, group_id: str | None, client_id: str
+    settings: ServiceSettings,
+    group_id: str | None,
+    client_id: str,
+    fetch_max_wait_ms: int | None = None,
 ) -> AIOKafkaConsumer:
+    """``fetch_max_wait_ms``: the profile's (or the setting's) unless given."""
     profile = settings.kafka_profile()
     return AIOKafkaConsumer(
         **connection_options(settings),
@@ -103,7 +114,7 @@ def make_consumer(
         auto_offset_reset="earliest",
         session_timeout_ms=profile.session_timeout_ms,
         heartbeat_interval_ms=profile.heartbeat_interval_ms,
-        fetch_max_wait_ms=profile.fetch_max_wait_ms,
+        fetch_max_wait_ms=fetch_max_wait_ms or profile.fetch_max_wait_ms,
         # Jobs run while the consumer keeps polling (paused partitions), so this bounds the
         # gap between polls, not the length of a job.
         max_poll_interval_ms=300_000,

@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field
 
 from alive.blobs import BlobError, BlobStore
 from alive.jobs import PUBLISHED_VIDEO_STEP, SETTLED_STATES, upload_area, valid_id
-from alive.kafka import make_consumer
+from alive.kafka import BACKGROUND_FETCH_MAX_WAIT_MS, make_consumer
 from alive.pipeline import STATUS, UNPUBLISHED
 from alive.reasons import ReasonCode
 from alive.settings import ServiceSettings
@@ -247,7 +247,7 @@ class RetentionService:
         self._common = common
         self._sweeper = sweeper
         self._consumer: AIOKafkaConsumer = make_consumer(
-            common, group_id=CONSUMER_GROUP, client_id=client_id
+            common, CONSUMER_GROUP, client_id, fetch_max_wait_ms=BACKGROUND_FETCH_MAX_WAIT_MS
         )
         self._tasks: list[asyncio.Task[None]] = []
 

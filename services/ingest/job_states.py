@@ -34,7 +34,7 @@ from aiokafka.errors import CommitFailedError
 from aiokafka.partitioner import murmur2
 
 from alive.jobs import is_terminal
-from alive.kafka import make_consumer
+from alive.kafka import BACKGROUND_FETCH_MAX_WAIT_MS, make_consumer
 from alive.pipeline import JOBS, STATUS
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import JobView
@@ -191,7 +191,12 @@ class JobStateFolder:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        consumer = make_consumer(self._settings, FOLDER_GROUP, client_id="ingest-job-folder")
+        consumer = make_consumer(
+            self._settings,
+            FOLDER_GROUP,
+            "ingest-job-folder",
+            fetch_max_wait_ms=BACKGROUND_FETCH_MAX_WAIT_MS,
+        )
         await consumer.start()
         consumer.subscribe([self._settings.topic(STATUS)], listener=_TakeOver(self._caught_up))
         self._consumer = consumer

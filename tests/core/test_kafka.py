@@ -11,7 +11,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.abc import AbstractTokenProvider
 from pydantic import ValidationError
 
-from alive.kafka import FileTokenProvider, KafkaTokenError, connection_options, make_consumer
+from alive.kafka import (
+    BACKGROUND_FETCH_MAX_WAIT_MS,
+    FileTokenProvider,
+    KafkaTokenError,
+    connection_options,
+    make_consumer,
+)
 from alive.settings import KafkaSettings, ServiceSettings
 from alive_tools.signing_chain import ensure_dev_chain
 
@@ -123,3 +129,7 @@ async def test_consumers_hold_empty_fetches_as_the_profile_or_a_setting_says() -
     assert fetch_wait(ServiceSettings(profile="production")) == 500
     explicit = ServiceSettings(profile="production", kafka=KafkaSettings(fetch_max_wait_ms=50))
     assert fetch_wait(explicit) == 50
+    background = make_consumer(
+        ServiceSettings(profile="embedded"), None, "c", BACKGROUND_FETCH_MAX_WAIT_MS
+    )
+    assert background._fetch_max_wait_ms == BACKGROUND_FETCH_MAX_WAIT_MS == 500

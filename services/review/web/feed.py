@@ -13,7 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from alive.kafka import make_consumer
+from alive.kafka import BACKGROUND_FETCH_MAX_WAIT_MS, make_consumer
 from alive.pipeline import (
     PUBLISHED,
     REPORTS,
@@ -62,7 +62,9 @@ class ReviewFeed:
         self.caught_up = asyncio.Event()
 
     async def start(self) -> None:
-        consumer = make_consumer(self._settings, group_id=None, client_id="review-web")
+        consumer = make_consumer(
+            self._settings, None, "review-web", fetch_max_wait_ms=BACKGROUND_FETCH_MAX_WAIT_MS
+        )
         await consumer.start()
         partitions = [
             TopicPartition(name, p)
