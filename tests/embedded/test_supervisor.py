@@ -70,7 +70,8 @@ def test_a_killed_process_is_restarted_and_the_restart_is_logged(tmp_path: Path)
         first = child.proc
         assert first is not None
         first.send_signal(signal.SIGKILL)
-        wait_until(lambda: supervisor.restarts()["worker"] == 1)
+        # The count goes up before the restart is logged and then reported: wait for the report.
+        wait_until(lambda: supervisor.restarts()["worker"] == 1 and restarted == [1])
         assert child.proc is not first and child.proc is not None and child.proc.poll() is None
         assert restarted == [1]
         lines = log.read_text().splitlines()
