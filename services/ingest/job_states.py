@@ -13,7 +13,8 @@ so that a reader can tell a newer view from an older one), and commits once Kafk
 all: a crash refolds from the last commit, and refolding is a no-op (``fold`` drops a
 transition the view already has). What the folder knows of a job comes from its own bounded
 cache, else from alive.jobs itself (``JobStateLookup``), so a restart or a rebalance needs
-no replay of alive.status.
+no replay of alive.status. The cache forgets the jobs of partitions taken away: when they
+come back, another replica may have folded their events meanwhile.
 
 A tombstone (null value) under a job id erases the job: the status view forgets it and the
 folder folds no later event into it.
@@ -100,6 +101,14 @@ def status_offset(headers: Sequence[tuple[str, bytes]] | None) -> int:
     return -1
 
 
+def _older(record: Any, than: Any) -> bool:
+    """Whether alive.jobs ``record`` folds an earlier status event than ``than`` (both views;
+    a tombstone is never older, nothing is older than a tombstone)."""
+    if than is None or record.value is None or than.value is None:
+        return False
+    return status_offset(record.headers) < status_offset(than.headers)
+
+
 def partition_of(job_id: str, partitions: int) -> int:
     """The partition a keyed record lands on: the default partitioner of Kafka clients
     (murmur2 of the key), so a lookup reads the one partition that holds the job."""
@@ -154,10 +163,12 @@ class JobStateLookup:
         key, last = job_id.encode(), None
         # Records past ``end`` (written since) count too: newer is better. (The embedded
         # broker reports a batch's end as its first offset + 1; a fetch returns the batch.)
+        # A view folded from an older status event than the one before it (a replica that
+        # lost its partitions writing late) does not replace it.
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500)
             for record in batch.get(tp, ()):
-                if record.key == key:
+                if record.key == key and not _older(record, last):
                     last = record
         if last is None:
             return None, -1
@@ -186,7 +197,12 @@ class JobStateFolder:
         self._may_exist = may_exist
         self._caught_up = caught_up
         self._size = own.job_cache_size
-        self._known: OrderedDict[str, JobView | Literal[_Erased.ERASED]] = OrderedDict()
+        # Job id: (the status partition its events come on, its view). None for an erased
+        # job, remembered whoever folds it (an erasure never goes stale).
+        self._known: OrderedDict[str, tuple[int | None, JobView | Literal[_Erased.ERASED]]] = (
+            OrderedDict()
+        )
+        self._handovers = 0  # how many times partitions were taken away
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -198,7 +214,8 @@ class JobStateFolder:
             fetch_max_wait_ms=BACKGROUND_FETCH_MAX_WAIT_MS,
         )
         await consumer.start()
-        consumer.subscribe([self._settings.topic(STATUS)], listener=_TakeOver(self._caught_up))
+        listener = _TakeOver(self._caught_up, self._forget_partitions)
+        consumer.subscribe([self._settings.topic(STATUS)], listener=listener)
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(consumer))
 
@@ -210,9 +227,23 @@ class JobStateFolder:
         if self._consumer is not None:
             await self._consumer.stop()
 
+    @property
+    def partitions(self) -> frozenset[int]:
+        """The status partitions this replica folds now."""
+        if self._consumer is None:
+            return frozenset()
+        return frozenset(tp.partition for tp in self._consumer.assignment())
+
     def forget(self, job_id: str) -> None:
         """The job was erased (a tombstone on alive.jobs): fold nothing more into it."""
-        self._remember(job_id, ERASED)
+        self._remember(job_id, None, ERASED)
+
+    def _forget_partitions(self, partitions: set[int]) -> None:
+        """The views of jobs on partitions taken away: another replica folds them until
+        they come back, and then these would be out of date."""
+        self._handovers += 1
+        kept = [(j, known) for j, known in self._known.items() if known[0] not in partitions]
+        self._known = OrderedDict(kept)
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while True:
@@ -221,8 +252,8 @@ class JobStateFolder:
                 if batch:
                     await self.fold_records([r for rs in batch.values() for r in rs])
                     await consumer.commit()
-            except CommitFailedError:  # a rebalance: the new owner refolds, a no-op
-                log.warning("job-state commit failed; the next owner refolds")
+            except (CommitFailedError, _HandedOver):  # the new owner refolds, a no-op
+                log.warning("partitions handed over while folding; the next owner refolds")
             except Exception:
                 # Kafka refused a read or a write: fold again from the last commit.
                 log.exception("folding status events failed; retrying from the last commit")
@@ -232,7 +263,7 @@ class JobStateFolder:
     async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
         """Back to the last commit, however long Kafka takes to answer: going on from
         where the failed batch left off would skip its events."""
-        self._known.clear()
+        self._forget_partitions({tp.partition for tp in consumer.assignment()})
         while True:
             try:
                 for tp in consumer.assignment():
@@ -248,8 +279,10 @@ class JobStateFolder:
 
     async def fold_records(self, records: list[Any]) -> None:
         """Folds each status record into its job and produces the views that changed;
-        returns once Kafka has them all."""
+        returns once Kafka has them all. Stops (``_HandedOver``) when partitions are taken
+        away meanwhile: a view written after the next owner's would be the job's last."""
         sent = []
+        handovers = self._handovers
         for record in records:
             try:
                 event = StatusEvent.FromString(record.value or b"")
@@ -258,13 +291,15 @@ class JobStateFolder:
                 continue
             if not event.job_id:
                 continue
-            view = await self._view_of(event.job_id)
+            view = await self._view_of(event.job_id, record.partition)
+            if self._handovers != handovers:
+                raise _HandedOver
             if view is ERASED:
                 continue
             new = fold(view, event)
             if new is None:
                 continue
-            self._remember(event.job_id, new)
+            self._remember(event.job_id, record.partition, new)
             sent.append(
                 await self._producer.send(
                     self._settings.topic(JOBS),
@@ -275,22 +310,28 @@ class JobStateFolder:
             )
         await asyncio.gather(*sent)
 
-    async def _view_of(self, job_id: str) -> Found:
+    async def _view_of(self, job_id: str, partition: int) -> Found:
         if job_id in self._known:
             self._known.move_to_end(job_id)
-            return self._known[job_id]
+            return self._known[job_id][1]
         if not self._may_exist(job_id):
             return None  # a new job: no record of it was ever seen
         found, _ = await self._lookup.find(job_id)
         if found is not None:
-            self._remember(job_id, found)
+            self._remember(job_id, partition, found)
         return found
 
-    def _remember(self, job_id: str, view: JobView | Literal[_Erased.ERASED]) -> None:
-        self._known[job_id] = view
+    def _remember(
+        self, job_id: str, partition: int | None, view: JobView | Literal[_Erased.ERASED]
+    ) -> None:
+        self._known[job_id] = (None if view is ERASED else partition, view)
         self._known.move_to_end(job_id)
         while len(self._known) > self._size:
             self._known.popitem(last=False)
+
+
+class _HandedOver(Exception):
+    """Partitions were taken away from the folder in the middle of a batch."""
 
 
 class _TakeOver(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -298,11 +339,16 @@ class _TakeOver(ConsumerRebalanceListener):  # type: ignore[misc]
     status view has read alive.jobs to its end: the views the previous owner wrote are
     then known (``may_exist``), and none is taken for a new job."""
 
-    def __init__(self, caught_up: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        caught_up: Callable[[], Awaitable[None]],
+        forget_partitions: Callable[[set[int]], None],
+    ) -> None:
         self._caught_up = caught_up
+        self._forget_partitions = forget_partitions
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        pass
+        self._forget_partitions({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self._caught_up()

@@ -129,6 +129,7 @@ class StatusView:
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
         self._polled = asyncio.Event()  # pulsed after each poll of alive.jobs
+        self._ends: dict[TopicPartition, int] = {}  # alive.jobs' end at the last check
         # Called with a job id when a tombstone erases it (the folder stops folding it).
         self.on_erased: list[Callable[[str], None]] = []
 
@@ -222,15 +223,22 @@ class StatusView:
         self._filter.add(view.job_id)
 
     async def _restart_recreated(self, consumer: AIOKafkaConsumer) -> None:
-        """Reads a partition from its start again when it ends before where the view stands:
-        the topic was made anew (a broker that came back empty). Without this the view
-        would wait at the old offset and never see a status again."""
+        """Reads a partition from its start again when it ends before where the view stands
+        and before where it ended at the last check: the topic was made anew (a broker that
+        came back empty). Without this the view would wait at the old offset and never see
+        a status again. (The embedded broker reports a partition's end as its last batch's
+        first offset + 1, so a position past the end alone is no sign.)"""
         partitions = list(consumer.assignment())
         try:
             ends = await consumer.end_offsets(partitions)
         except KafkaError:
             return  # the broker is away: the service's broker probe reports it
-        behind = [tp for tp in partitions if await consumer.position(tp) > ends.get(tp, 0)]
+        behind = []
+        for tp in partitions:
+            end = ends.get(tp, 0)
+            if await consumer.position(tp) > end and end < self._ends.get(tp, 0):
+                behind.append(tp)
+        self._ends = ends
         if behind:
             log.warning(
                 "status topic made anew; reading it from its start",

@@ -23,14 +23,14 @@ from alive.erasure import Eraser, job_data_steps
 from alive.kafka import BrokerProbes, ensure_topics, make_producer, stage_topics
 from alive.pipeline import INGEST, JOBS, PIPELINE, REQUESTS, STATUS
 from alive.settings import ServiceSettings
-from alive.v1.api_pb2 import GetJobRequest, SubmitRequest
+from alive.v1.api_pb2 import GetJobRequest, JobView, SubmitRequest
 from alive.v1.api_pb2_grpc import AliveStub
 from alive.v1.events_pb2 import JobState, Progress, StatusEvent
 from alive_tools.embedded.broker import EmbeddedBroker
 from alive_tools.keys import ApiKeys, ensure_api_keys, mint_token
 from services.ingest.api import AliveApi, ApiServer
 from services.ingest.auth import CREATOR_SCOPES, TokenVerifier
-from services.ingest.job_states import ERASED, JobStateFolder
+from services.ingest.job_states import ERASED, STATUS_OFFSET, JobStateFolder, JobStateLookup
 from services.ingest.settings import IngestSettings
 from services.ingest.stage import JobIds
 from services.ingest.status_view import StatusView
@@ -56,6 +56,14 @@ def settings_for(broker: EmbeddedBroker, suffix: str) -> ServiceSettings:
 @asynccontextmanager
 async def ingest(settings: ServiceSettings, **own: int) -> AsyncIterator[StatusView]:
     """The status view and the folder, as the ingest service runs them."""
+    async with ingest_replica(settings, **own) as (view, _):
+        yield view
+
+
+@asynccontextmanager
+async def ingest_replica(
+    settings: ServiceSettings, **own: int
+) -> AsyncIterator[tuple[StatusView, JobStateFolder]]:
     ingest_settings = IngestSettings(**own)  # type: ignore[arg-type]
     producer = make_producer(settings, "job-states-test")
     await producer.start()
@@ -67,7 +75,7 @@ async def ingest(settings: ServiceSettings, **own: int) -> AsyncIterator[StatusV
     view.on_erased.append(folder.forget)
     await folder.start()
     try:
-        yield view
+        yield view, folder
     finally:
         await folder.stop()
         await view.stop()
@@ -347,3 +355,77 @@ async def test_two_ingest_replicas_fold_each_event_once_and_both_serve_every_job
     records = await asyncio.to_thread(read_topic, broker.bootstrap_servers, settings.topic(JOBS))
     per_job = Counter(r.key.decode() for r in records if r.key)
     assert per_job == {j: len(PATH) for j in jobs}  # one record per transition, no repeats
+
+
+async def test_a_replica_given_back_partitions_folds_on_what_the_other_wrote_meanwhile(
+    broker: EmbeddedBroker,
+) -> None:
+    """Replica one folds every job, hands half the partitions to replica two for a while
+    (two folds the next transition of those jobs), then takes them back: what one remembers
+    of those jobs is out of date, and folding on it would lose two's transition."""
+    settings = settings_for(broker, uuid.uuid4().hex[:8])
+    await ensure_topics(settings)
+    producer = make_producer(settings, "status-test")
+    await producer.start()
+    jobs = [f"back-{i:02d}" for i in range(40)]
+
+    def in_state(
+        views: tuple[StatusView, ...], state: JobState.ValueType
+    ) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return all([await state_of(v, j) == state for v in views for j in jobs])
+
+        return check
+
+    try:
+        async with ingest(settings) as one:
+            await send_status(
+                producer, settings, *(transition(j, JobState.SUBMITTED) for j in jobs)
+            )
+            await until(in_state((one,), JobState.SUBMITTED))
+            async with ingest_replica(settings) as (two, two_folder):
+
+                async def two_folds_some() -> bool:
+                    return bool(two_folder.partitions)
+
+                await until(two_folds_some)
+                await send_status(
+                    producer, settings, *(transition(j, JobState.ACCEPTED) for j in jobs)
+                )
+                await until(in_state((one, two), JobState.ACCEPTED))
+            await send_status(producer, settings, *(transition(j, JobState.READY) for j in jobs))
+            await until(in_state((one,), JobState.READY))
+            for j in jobs:
+                got = await one.get(j)
+                assert got is not None and [h.state for h in got.history] == list(PATH), j
+    finally:
+        await producer.stop()
+
+
+async def test_a_lookup_keeps_the_newest_view_when_an_older_one_is_written_after_it(
+    broker: EmbeddedBroker,
+) -> None:
+    """A replica that lost its partitions may write a view late, after the new owner's:
+    the lookup goes by the status offset each view folds, not by which came last."""
+    settings = settings_for(broker, uuid.uuid4().hex[:8])
+    await ensure_topics(settings)
+    producer = make_producer(settings, "jobs-test")
+    await producer.start()
+    lookup = JobStateLookup(settings, IngestSettings(), client_id="lookup-test")
+    await lookup.start()
+    try:
+        for offset, state in ((5, JobState.READY), (4, JobState.ACCEPTED)):
+            view = JobView(job_id="late", state=state)
+            await producer.send_and_wait(
+                settings.topic(JOBS),
+                view.SerializeToString(),
+                key=b"late",
+                headers=[(STATUS_OFFSET, str(offset).encode())],
+            )
+        found, offset = await lookup.find("late")
+        assert isinstance(found, JobView) and (found.state, offset) == (JobState.READY, 5)
+        await producer.send_and_wait(settings.topic(JOBS), None, key=b"late")
+        assert (await lookup.find("late"))[0] is ERASED
+    finally:
+        await lookup.stop()
+        await producer.stop()
