@@ -36,10 +36,10 @@ from aiokafka.partitioner import murmur2
 
 from alive.jobs import is_terminal
 from alive.kafka import BACKGROUND_FETCH_MAX_WAIT_MS, make_consumer
-from alive.pipeline import JOBS, STATUS
+from alive.pipeline import JOBS, PIPELINE, STATUS
 from alive.settings import ServiceSettings
 from alive.v1.api_pb2 import JobView
-from alive.v1.events_pb2 import StatusEvent
+from alive.v1.events_pb2 import JobState, StatusEvent
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ def fold(view: JobView | None, event: StatusEvent) -> JobView | None:
     """The job's view once ``event`` is in it, a new message; None when the event changes
     nothing: a transition the view already has (at-least-once delivery), or a progress
     report from a stage the job has passed. Progress is the job's latest, not a transition,
-    and is cleared by the next transition. A terminal state sticks."""
+    and is cleared by the next transition. A terminal state sticks, and so does a state
+    later on the pipeline's way than the event's (an event that came late)."""
     new = JobView()
     if view is None:
         new.job_id, new.request_id, new.creator_id = (
@@ -82,6 +83,8 @@ def fold(view: JobView | None, event: StatusEvent) -> JobView | None:
     if any(h.state == event.state and h.stage == event.stage for h in new.history):
         return None
     new.history.append(event)
+    if _behind(event.state, new.state):
+        return new  # it came late (a stage's status and output go out side by side)
     new.ClearField("progress")  # the stage that reported it is done
     if not new.terminal:
         new.state = event.state
@@ -91,6 +94,15 @@ def fold(view: JobView | None, event: StatusEvent) -> JobView | None:
     if event.HasField("video"):
         new.video.CopyFrom(event.video)
     return new
+
+
+# The states of a job's way through the pipeline, in order (the terminal ones are off it).
+_WAY = PIPELINE.steps_to(PIPELINE.stages[-1].passed_state)
+
+
+def _behind(state: JobState.ValueType, current: JobState.ValueType) -> bool:
+    """Whether ``state`` comes before ``current`` on the way."""
+    return state in _WAY and current in _WAY and _WAY.index(state) < _WAY.index(current)
 
 
 def status_offset(headers: Sequence[tuple[str, bytes]] | None) -> int:

@@ -56,6 +56,23 @@ def test_a_fold_drops_repeats_and_late_progress_and_keeps_a_terminal_state() -> 
     assert submitted.state == JobState.SUBMITTED and len(submitted.history) == 1  # unchanged
 
 
+def test_a_status_arriving_late_is_recorded_but_moves_no_state_back() -> None:
+    """A stage sends its status and its output side by side: the next stage's status can
+    reach alive.status first."""
+    view = fold(None, event("a", "c1", JobState.SUBMITTED, "api"))
+    for state, stage in ((JobState.SCORED, "audio"), (JobState.READY, "moderation-video")):
+        view = fold(view, event("a", "c1", state, stage))
+    assert view is not None
+    view.video.uri = "ready"
+    late = event("a", "c1", JobState.SIGNED, "provenance")
+    late.video.uri = "signed"
+    got = fold(view, late)
+    assert got is not None and (got.state, got.video.uri) == (JobState.READY, "ready")
+    assert [h.state for h in got.history][-2:] == [JobState.READY, JobState.SIGNED]
+    published = fold(got, event("a", "c1", JobState.PUBLISHED, "review"))
+    assert published is not None and published.state == JobState.PUBLISHED
+
+
 def progress(job_id: str, stage: str, done: int, total: int) -> StatusEvent:
     return StatusEvent(
         job_id=job_id, stage=stage, progress=Progress(done=done, total=total, unit="steps")
