@@ -7,8 +7,9 @@ what they receive."""
 from __future__ import annotations
 
 import functools
+import io
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -49,10 +50,14 @@ class MediaInfo:
 def _open(path: Path) -> av.container.InputContainer:
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
+    return _open_source(str(path), path)
+
+
+def _open_source(source: str | io.BytesIO, name: Path) -> av.container.InputContainer:
     try:
-        return av.open(str(path), mode="r")
+        return av.open(source, mode="r")
     except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise MediaError(f"{path}: cannot open media container: {exc}") from exc
+        raise MediaError(f"{name}: cannot open media container: {exc}") from exc
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> VideoStream:
@@ -92,8 +97,21 @@ def probe_mp4(path: Path) -> MediaInfo:
     Raises MediaError when the file cannot be opened, has no video, or does not decode fully.
     """
     path = Path(path)
-    with _open(path) as container:
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file")
+    return _probe(lambda: str(path), path)
+
+
+def probe_mp4_bytes(data: bytes) -> MediaInfo:
+    """``probe_mp4`` of MP4 bytes (a model's answer, before it is stored), in memory."""
+    return _probe(lambda: io.BytesIO(data), Path("<answer>"))
+
+
+def _probe(source: Callable[[], str | io.BytesIO], path: Path) -> MediaInfo:
+    """``probe_mp4`` of what ``source`` opens; ``path`` names it in errors."""
+    with _open_source(source(), path) as container:
         stream = _video_stream(container, path)
+        has_audio = bool(container.streams.audio)
         count = 0
         width = height = 0
         try:
@@ -110,9 +128,8 @@ def probe_mp4(path: Path) -> MediaInfo:
     audio_duration: float | None = None
     audio_rate: int | None = None
     audio_channels: int | None = None
-    # A fresh container decodes the audio track independently of the video demux position.
-    with _open(path) as container:
-        if container.streams.audio:
+    if has_audio:  # a fresh container decodes the audio independently of the video demux
+        with _open_source(source(), path) as container:
             astream = container.streams.audio[0]
             try:
                 samples = _decoded_audio_samples(container, astream)
@@ -359,11 +376,3 @@ def encode_h264_bytes(frames: npt.NDArray[np.uint8], fps: int, **options: Any) -
         path = Path(folder) / "video.mp4"
         encode_h264(frames, fps, path, **options)
         return path.read_bytes()
-
-
-def probe_mp4_bytes(data: bytes) -> MediaInfo:
-    """``probe_mp4`` of MP4 bytes (a model's answer, before it is stored)."""
-    with tempfile.TemporaryDirectory(prefix="alive-probe-") as folder:
-        path = Path(folder) / "video.mp4"
-        path.write_bytes(data)
-        return probe_mp4(path)

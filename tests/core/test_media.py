@@ -10,7 +10,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from alive.media import MediaError, MediaInfo, encode_h264, probe_mp4, read_audio, read_frames
+from alive.media import (
+    MediaError,
+    MediaInfo,
+    encode_h264,
+    probe_mp4,
+    probe_mp4_bytes,
+    read_audio,
+    read_frames,
+)
 
 
 def _moving_frames(count: int, height: int, width: int) -> npt.NDArray[Any]:
@@ -120,3 +128,27 @@ def test_the_soundtrack_is_read_as_mono_samples_at_the_asked_rate(tmp_path: Path
     assert samples.dtype == np.float32 and abs(samples.size - 2 * 16000) < 1600
     spectrum = np.abs(np.fft.rfft(samples[4000:12000]))
     assert abs(np.argmax(spectrum) * 16000 / 8000 - 440) < 5
+
+
+def test_probing_bytes_in_memory_reports_what_probing_the_file_does(tmp_path: Path) -> None:
+    """A model's answer is probed from memory: the same description as from a file, its
+    soundtrack included."""
+    path = tmp_path / "voiced.mp4"
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("aac", rate=48000, layout="mono")
+        for frame in _moving_frames(12, 48, 64):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(video.encode(None))
+        for start in range(0, 48000, 1024):
+            samples = np.zeros((1, 1024), np.float32)
+            chunk = av.AudioFrame.from_ndarray(samples, "fltp", "mono")
+            chunk.sample_rate, chunk.pts = 48000, start
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode(None))
+    from_file = probe_mp4(path)
+    assert (from_file.frame_count, from_file.audio_codec) == (12, "aac")
+    assert probe_mp4_bytes(path.read_bytes()) == from_file
+    with pytest.raises(MediaError):  # a torn answer
+        probe_mp4_bytes(path.read_bytes()[: path.stat().st_size // 2])
