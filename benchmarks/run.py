@@ -14,7 +14,8 @@
    after the stack has stopped, so that its idle services do not share the cores.
 5. The serving path (benchmarks/serving.py): the generator against a fixed-cost stand-in
    model, batched and unbatched; and the pipeline's throughput from (2) against the naive
-   loop it replaces (one process per core: photo, animator, encode), with the peak memory
+   loop it replaces on the same 12 jobs (one process per core: photo, animator, encode), with
+   the peak memory
    of the stack during (2) and of the loop's processes.
 6. The whole pipeline around the stand-in (benchmarks/pipeline.py): end-to-end time minus
    the model's (its queue for a batch and the batch's execution); and the per-stage times
@@ -223,7 +224,7 @@ def main() -> None:
     results["pipeline_standin"] = pipeline_overhead(photo)
     results["pipeline_tiny_diffusion"] = diffusion_stage_times(photo)
     with PeakMemory(lambda: tree_rss_bytes([os.getpid()], include_roots=False)) as loop_memory:
-        naive = naive_loop(photo, jobs=2 * (os.cpu_count() or 1))
+        naive = naive_loop(photo, jobs=args.load_jobs)  # the same work as (2)
     pipeline_rate = results["throughput"]["submitted_together_jobs_per_min"]  # type: ignore[index]
     results["naive_loop_default_size"] = naive | {
         "naive_ratio": round(pipeline_rate / naive["jobs_per_min"], 2),
