@@ -15,8 +15,7 @@
 5. The serving path (benchmarks/serving.py): the generator against a fixed-cost stand-in
    model, batched and unbatched; and the pipeline's throughput from (2) against the naive
    loop it replaces on the same 12 jobs (one process per core: photo, animator, encode), with
-   the peak memory
-   of the stack during (2) and of the loop's processes.
+   the peak memory of the stack during (2) and of the loop's processes.
 6. The whole pipeline around the stand-in (benchmarks/pipeline.py): end-to-end time minus
    the model's (its queue for a batch and the batch's execution); and the per-stage times
    of the tiny diffusion model's jobs.
