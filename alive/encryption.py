@@ -72,6 +72,7 @@ from alive.blobs import (
 )
 from alive.jobs import valid_id
 from alive.reasons import ReasonCode
+from alive.scratch import scratch_folder
 from alive.v1.events_pb2 import BlobRef
 
 MAGIC = b"ALVENC1"  # no image or video signature starts so
@@ -358,7 +359,7 @@ class EncryptingBlobStore(BlobStore):
         return _plain_ref(stored, digest, size, content_type)
 
     def put_file(self, key: str, path: Path, content_type: str) -> BlobRef:
-        with tempfile.TemporaryDirectory(prefix="alive-seal-") as folder:
+        with scratch_folder("seal") as folder:
             sealed = Path(folder) / "blob"
             with path.open("rb") as source, sealed.open("wb") as sink:
                 digest, size = self._encrypt(key, source, sink)
@@ -432,7 +433,7 @@ class EncryptingBlobStore(BlobStore):
         key = self._key_of(ref)
         with (
             self.inner.local_copy(_ciphertext_ref(ref)) as sealed,
-            tempfile.TemporaryDirectory(prefix="alive-blob-") as folder,
+            scratch_folder("blob") as folder,
         ):
             path = Path(folder) / Path(key).name
             with sealed.open("rb") as source, path.open("wb") as sink:

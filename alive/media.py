@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import io
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,6 +20,8 @@ import numpy.typing as npt
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 from PIL import Image, ImageDraw, ImageFont
+
+from alive.scratch import scratch_folder
 
 
 class MediaError(Exception):
@@ -372,7 +373,7 @@ def encode_h264(
 def encode_h264_bytes(frames: npt.NDArray[np.uint8], fps: int, **options: Any) -> bytes:
     """``encode_h264`` to bytes. Through a temporary file: faststart rewrites the file, which
     FFmpeg does only by name."""
-    with tempfile.TemporaryDirectory(prefix="alive-encode-") as folder:
+    with scratch_folder("encode") as folder:
         path = Path(folder) / "video.mp4"
         encode_h264(frames, fps, path, **options)
         return path.read_bytes()

@@ -23,7 +23,6 @@ other, so boto3.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from urllib.parse import urlparse
 
 from alive.blobs import BlobError, BlobStore, StoredBlob
 from alive.reasons import ReasonCode
+from alive.scratch import scratch_folder
 from alive.v1.events_pb2 import BlobRef
 
 _CHUNK = 1024 * 1024
@@ -223,7 +223,7 @@ class S3BlobStore(BlobStore):
     def local_copy(self, ref: BlobRef) -> Iterator[Path]:
         """The blob streamed into a temporary file (checked), removed afterwards."""
         key = self._key_of(ref)
-        with tempfile.TemporaryDirectory(prefix="alive-blob-") as folder:
+        with scratch_folder("blob") as folder:
             path = Path(folder) / Path(key).name
             digest = hashlib.sha256()
             with self._open(key) as body, path.open("wb") as out:

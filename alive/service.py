@@ -29,6 +29,7 @@ from alive.health import HealthServer
 from alive.kafka import BrokerProbes, make_producer, stage_topics
 from alive.memory import MemoryBudgetError, check_budget
 from alive.runner import StageRunner
+from alive.scratch import sweep_orphaned
 from alive.settings import ServiceSettings, StageSettings
 from alive.stage import Stage
 from alive.telemetry import StageMetrics, setup_logging, setup_tracing, shutdown_tracing
@@ -92,6 +93,9 @@ def serve(
 async def _serve(
     service: str, settings: ServiceSettings, stage_settings: SettingsT, build: Build[SettingsT]
 ) -> None:
+    swept = await asyncio.to_thread(sweep_orphaned)
+    if swept:  # a killed process's plaintext (alive/scratch.py)
+        log.warning("removed scratch folders of processes gone", extra={"folders": swept})
     registry = CollectorRegistry()
     metrics = StageMetrics(service, registry)
     health = HealthServer(settings.http_host, settings.http_port, registry)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from PIL import Image
 from alive.blobs import output_key
 from alive.jobs import video_prefix
 from alive.pipeline import AUDIO
+from alive.scratch import scratch_folder
 from alive.stage import CancelToken, Stage, StageContext, Veto
 from alive.v1.events_pb2 import Job
 from services.audio.mux import mux_audio
@@ -45,7 +45,7 @@ class AudioStage(Stage[Job, AudioSettings]):
         token.check()
         soundtrack = render(layers, duration_s, sample_rate=rate, seed=job.seed)
         token.check()
-        with tempfile.TemporaryDirectory() as tmp, self.blobs.local_copy(job.video) as silent:
+        with scratch_folder("audio") as tmp, self.blobs.local_copy(job.video) as silent:
             out = Path(tmp) / "scored.mp4"
             mux_audio(silent, soundtrack, rate, out)
             token.check()

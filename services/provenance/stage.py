@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from alive.jobs import PUBLISHED_VIDEO_STEP, video_prefix
 from alive.pipeline import PIPELINE, PROVENANCE
 from alive.provenance import verify_video
 from alive.reasons import ReasonCode
+from alive.scratch import scratch_folder
 from alive.stage import (
     CancelToken,
     PermanentError,
@@ -102,7 +102,7 @@ class ProvenanceStage(Stage[Job, ProvenanceSettings]):
     def _sign(self, job: Job, token: CancelToken) -> Job:
         """Runs in a thread: stops (Cancelled) between steps once ``token`` is set."""
         with (
-            tempfile.TemporaryDirectory() as tmp,
+            scratch_folder("provenance") as tmp,
             self.blobs.local_copy(job.video) as video,
             self.blobs.local_copy(job.photo) as photo,
         ):
