@@ -97,19 +97,34 @@ def probe_mp4(path: Path) -> MediaInfo:
 
     Raises MediaError when the file cannot be opened, has no video, or does not decode fully.
     """
+    return probe_mp4_keeping(path, ())[0]
+
+
+def probe_mp4_keeping(
+    path: Path, indices: Sequence[int]
+) -> tuple[MediaInfo, dict[int, npt.NDArray[np.uint8]]]:
+    """``probe_mp4``, keeping the frames at ``indices`` (RGB) that the video has, from the
+    same decode: a checkpoint that judges frames it can name in advance decodes once."""
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
-    return _probe(lambda: str(path), path)
+    kept: dict[int, npt.NDArray[np.uint8]] = {}
+    return _probe(lambda: str(path), path, set(indices), kept), kept
 
 
 def probe_mp4_bytes(data: bytes) -> MediaInfo:
     """``probe_mp4`` of MP4 bytes (a model's answer, before it is stored), in memory."""
-    return _probe(lambda: io.BytesIO(data), Path("<answer>"))
+    return _probe(lambda: io.BytesIO(data), Path("<answer>"), set(), {})
 
 
-def _probe(source: Callable[[], str | io.BytesIO], path: Path) -> MediaInfo:
-    """``probe_mp4`` of what ``source`` opens; ``path`` names it in errors."""
+def _probe(
+    source: Callable[[], str | io.BytesIO],
+    path: Path,
+    keep: set[int],
+    kept: dict[int, npt.NDArray[np.uint8]],
+) -> MediaInfo:
+    """``probe_mp4`` of what ``source`` opens, putting the frames at ``keep`` in ``kept``;
+    ``path`` names it in errors."""
     with _open_source(source(), path) as container:
         stream = _video_stream(container, path)
         has_audio = bool(container.streams.audio)
@@ -118,6 +133,8 @@ def _probe(source: Callable[[], str | io.BytesIO], path: Path) -> MediaInfo:
         try:
             for frame in container.decode(stream):
                 width, height = frame.width, frame.height
+                if count in keep:
+                    kept[count] = frame.to_ndarray(format="rgb24").astype(np.uint8, copy=False)
                 count += 1
         except av.FFmpegError as exc:
             raise MediaError(f"{path}: video does not decode: {exc}") from exc

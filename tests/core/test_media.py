@@ -16,6 +16,7 @@ from alive.media import (
     encode_h264,
     probe_mp4,
     probe_mp4_bytes,
+    probe_mp4_keeping,
     read_audio,
     read_frames,
 )
@@ -152,3 +153,13 @@ def test_probing_bytes_in_memory_reports_what_probing_the_file_does(tmp_path: Pa
     assert probe_mp4_bytes(path.read_bytes()) == from_file
     with pytest.raises(MediaError):  # a torn answer
         probe_mp4_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_probing_keeps_the_frames_asked_for_as_reading_them_does(
+    clip: tuple[Path, npt.NDArray[Any]],
+) -> None:
+    info, kept = probe_mp4_keeping(clip[0], [9, 0, 4, 40])  # 40: past the end, not kept
+    assert info == probe_mp4(clip[0]) and sorted(kept) == [0, 4, 9]
+    np.testing.assert_array_equal(
+        np.stack([kept[i] for i in (0, 4, 9)]), read_frames(clip[0], [0, 4, 9])
+    )

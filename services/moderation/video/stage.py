@@ -24,7 +24,7 @@ import numpy as np
 
 from alive.blobs import BlobError, BlobStore, local_file
 from alive.jobs import frame_count
-from alive.media import MediaError, MediaInfo, probe_mp4, read_frames
+from alive.media import MediaError, MediaInfo, probe_mp4_keeping, read_frames
 from alive.pipeline import MODERATION_VIDEO
 from alive.reasons import Finding, ReasonCode
 from alive.stage import StageContext, Veto
@@ -59,8 +59,11 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
             return Veto.of(ReasonCode.VIDEO_UNDECODABLE, str(exc))
 
     async def _judge(self, path: Path, event: Job, ctx: StageContext) -> Job | Veto:
+        rules = self.policy.image
+        # The frames to judge in a video as asked, kept from the decode that checks it.
+        expected = sampled_frames(frame_count(event.output), event.output.fps, rules)
         try:
-            info = await asyncio.to_thread(probe_mp4, path)
+            info, kept = await asyncio.to_thread(probe_mp4_keeping, path, expected)
         except MediaError as exc:
             return Veto.of(ReasonCode.VIDEO_UNDECODABLE, str(exc))
         problems = self.problems(info, event)
@@ -68,10 +71,13 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
         ctx.scores["duration_s"] = round(info.duration_s, 3)
         if problems:
             return Veto(tuple(problems))
-        rules = self.policy.image
         indices = sampled_frames(info.frame_count, info.fps, rules)
         ctx.cancel_token.check()
-        frames = await asyncio.to_thread(read_frames, path, indices)
+        if indices == expected:
+            frames = np.stack([kept[i] for i in indices])
+        else:  # a frame rate other than asked, within the duration's tolerance
+            frames = await asyncio.to_thread(read_frames, path, indices)
+        del kept
         ctx.cancel_token.check()
         spread = np.linspace(0, len(frames) - 1, rules.video_detail_frames).round().astype(int)
         detail = [frames[i] for i in sorted(set(spread))]  # for text and faces
