@@ -145,6 +145,7 @@ class ImagePolicy(_Strict):
 
 class SpeechPolicy(_Strict):
     always_transcribe: bool
+    min_speech_ms: int = Field(ge=0)
 
 
 class Policy(_Strict):

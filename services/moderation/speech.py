@@ -19,6 +19,7 @@ from typing import Any
 
 from alive.media import read_audio
 from alive.stage import CancelToken, TransientError
+from services.moderation.policy import SpeechPolicy
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,10 @@ SAMPLE_RATE = 16_000  # what both models take
 
 
 class SpeechReader:
-    def __init__(self, model_path: Path | None, always_transcribe: bool) -> None:
+    def __init__(self, model_path: Path | None, policy: SpeechPolicy) -> None:
         self._model_path = model_path
-        self._always = always_transcribe
+        self._always = policy.always_transcribe
+        self._min_speech_ms = policy.min_speech_ms
         self._model: Any = None
 
     @property
@@ -54,7 +56,8 @@ class SpeechReader:
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         audio = read_audio(video, SAMPLE_RATE)
-        if not self._always and not get_speech_timestamps(audio, VadOptions()):
+        detector = VadOptions(min_speech_duration_ms=self._min_speech_ms)
+        if not self._always and not get_speech_timestamps(audio, detector):
             return None
         check()
         # One greedy pass, no fallback temperatures and no carried context: the fallbacks

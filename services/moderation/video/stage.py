@@ -39,7 +39,7 @@ class VideoCheckpoint(ImageCheckpoint[VideoCheckpointSettings]):
 
     def __init__(self, settings: VideoCheckpointSettings, blobs: BlobStore) -> None:
         super().__init__(settings, blobs)
-        self.speech = SpeechReader(settings.speech_model_path, self.policy.speech.always_transcribe)
+        self.speech = SpeechReader(settings.speech_model_path, self.policy.speech)
 
     async def start(self) -> None:
         await super().start()
