@@ -428,21 +428,24 @@ class EventProcessor:
     async def _look_up(self, job_id: str) -> _Seen | StageOutcome:
         """What the ledger knows of the job at this stage: nothing yet (NEW), erased, decided
         and sent (SENT), cancelled by its creator, or a decision whose events may not have gone out
-        (the recorded StageOutcome)."""
-        stage = self.spec.name
+        (the recorded StageOutcome). Its reads are one call on the ledger's threads: a thread
+        hop per read kept a busy stage's next event waiting on the others' (docs/performance.md)."""
+        return await self._ledger_io(self._standing, job_id)
+
+    def _standing(self, job_id: str) -> _Seen | StageOutcome:
+        stage, ledger = self.spec.name, self.ledger
         # The erasure mark first: an erased job has no ledger entries left to say it ended.
-        if await self._ledger_io(self.ledger.is_erased, job_id):
+        if ledger.is_erased(job_id):
             return _Seen.ERASED
-        standing = await self._ledger_io(self.ledger.get, stage, job_id)
+        standing = ledger.get(stage, job_id)
         decided = None if standing is None else StageOutcome.FromString(standing)
         # A record without a status was written after its events went out (before decisions
         # were recorded first), as is one marked sent.
         if decided is not None and (
-            not decided.HasField("status")
-            or await self._ledger_io(self.ledger.was_sent, stage, job_id)
+            not decided.HasField("status") or ledger.was_sent(stage, job_id)
         ):
             return _Seen.SENT
-        if await self._ledger_io(self.ledger.is_cancelled, job_id):
+        if ledger.is_cancelled(job_id):
             return _Seen.CANCELLED
         return _Seen.NEW if decided is None else decided
 
