@@ -19,6 +19,7 @@ Guarantees (docs/delivery.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -41,6 +42,7 @@ from alive.telemetry import StageMetrics
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0  # how often the lag gauges ask the brokers for end offsets
+POLL_MS = 100  # the longest a poll waits for records (or, when full, for a free slot)
 
 
 class OffsetTracker:
@@ -148,6 +150,7 @@ class StageRunner:
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         self._key_locks = KeyedLocks()
         self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
         self._fatal: BaseException | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._started = False
@@ -184,13 +187,14 @@ class StageRunner:
             raise RuntimeError("stage runner stopped on an error") from self._fatal
 
     async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
-        in_flight = self._in_flight()
-        free = self._max_in_flight - in_flight
+        self._slot_freed.clear()  # before counting: a finish after the count wakes the wait
+        free = self._max_in_flight - self._in_flight()
         if free <= 0:
-            consumer.pause(*consumer.assignment())
-        elif consumer.paused():
-            consumer.resume(*consumer.paused())
-        batch = await consumer.getmany(timeout_ms=100, max_records=max(free, 1))
+            batch = await self._poll_when_a_slot_frees(consumer)
+        else:
+            if consumer.paused():
+                consumer.resume(*consumer.paused())
+            batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=free)
         for tp, records in batch.items():
             for record in records:
                 self._start_task(tp, record)
@@ -254,12 +258,28 @@ class StageRunner:
     def _in_flight(self) -> int:
         return sum(len(tasks) for tasks in self._tasks.values())
 
+    async def _poll_when_a_slot_frees(
+        self, consumer: AIOKafkaConsumer
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """Full: pauses the partitions and waits until an event finishes or POLL_MS pass,
+        then polls, since a consumer that stops polling leaves its group. A paused
+        partition's poll returns nothing; one assigned meanwhile is not paused yet, so its
+        records are taken. Polling POLL_MS instead held the slots of a batched model's
+        events, which finish together, up to that long (docs/performance.md)."""
+        consumer.pause(*consumer.assignment())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._slot_freed.wait(), POLL_MS / 1000)
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+        batch = await consumer.getmany(timeout_ms=1, max_records=1)
+        return batch
+
     def _start_task(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         self._tracker.begin(tp, record.offset, record.timestamp)
         task = asyncio.create_task(self._run_one(tp, _record(record)))
         tasks = self._tasks.setdefault(tp, set())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+        task.add_done_callback(lambda _: self._slot_freed.set())
 
     async def _run_one(self, tp: TopicPartition, record: Record) -> None:
         try:

@@ -253,6 +253,21 @@ async def test_work_longer_than_the_session_keeps_the_partitions(
     assert all(calls == 1 for calls in toy.stage.calls.values())
 
 
+async def test_a_full_stage_takes_the_next_record_when_a_slot_frees(
+    toy: ToyRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nine short jobs through three slots: whenever the stage is full, the next record is
+    taken as soon as an event finishes. With polls of 5 s, a stage that waited out its poll
+    while full would take at least two of them (the jobs come in three waves)."""
+    monkeypatch.setattr(runner_module, "POLL_MS", 5000)
+    jobs = [Job(job_id=f"short-{i}", prompt="sleep 0.05") for i in range(9)]
+    started = time.monotonic()
+    await toy.send(jobs)
+    events = await toy.statuses(9)
+    assert sorted(e.job_id for e in events) == sorted(j.job_id for j in jobs)
+    assert time.monotonic() - started < 5
+
+
 def _lag(toy: ToyRig, name: str) -> dict[str, float]:
     """The lag gauge ``name`` by partition, as the stage exports it."""
     return {
