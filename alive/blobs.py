@@ -22,6 +22,7 @@ hosts, exactly one creates it; the other learns that it lost and reads the winne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
@@ -351,12 +352,22 @@ class LocalBlobStore(BlobStore):
         return tmp
 
     def _path_for_key(self, key: str) -> Path:
-        path = Path(os.path.normpath(self.root / key))
-        if not path.is_relative_to(self.root) or path == self.root:
+        root = str(self.root)
+        path = os.path.normpath(os.path.join(root, key))
+        if not path.startswith(root + os.sep):
             raise BlobError(ReasonCode.BLOB_OUTSIDE_STORE, f"blob key {key!r} escapes the store")
-        if Path(os.path.realpath(path.parent)) != path.parent:
-            raise BlobError(ReasonCode.BLOB_NOT_REGULAR_FILE, "a folder on its way is a link")
-        return path
+        # No folder on its way may be a link. The root was resolved when the store opened,
+        # so only the folders below it are looked at (realpath re-walked the whole path,
+        # several times for every event a stage handles).
+        folder = os.path.dirname(path)
+        while folder != root:
+            with contextlib.suppress(FileNotFoundError):  # not made yet: nothing to follow
+                if stat.S_ISLNK(os.lstat(folder).st_mode):
+                    raise BlobError(
+                        ReasonCode.BLOB_NOT_REGULAR_FILE, "a folder on its way is a link"
+                    )
+            folder = os.path.dirname(folder)
+        return Path(path)
 
 
 _CHUNK = 1024 * 1024

@@ -124,6 +124,7 @@ def test_each_refusal_has_its_own_code(tmp_path: Path) -> None:
     (store.root / "uploads").mkdir()
     (store.root / "uploads" / "link").symlink_to(outside)
     (store.root / "linked").symlink_to(tmp_path, target_is_directory=True)
+    (store.root / "uploads" / "linked").symlink_to(tmp_path, target_is_directory=True)
     os.mkfifo(store.root / "uploads" / "fifo")
     big = store.put_bytes("uploads/big", b"x" * 11, "application/octet-stream")
     small = store.put_bytes("uploads/small", b"small", "application/octet-stream")
@@ -131,6 +132,7 @@ def test_each_refusal_has_its_own_code(tmp_path: Path) -> None:
         "uploads/missing": ReasonCode.BLOB_NOT_FOUND,
         "uploads/link": ReasonCode.BLOB_NOT_REGULAR_FILE,
         "linked/outside.jpg": ReasonCode.BLOB_NOT_REGULAR_FILE,
+        "uploads/linked/outside.jpg": ReasonCode.BLOB_NOT_REGULAR_FILE,  # a link further down
         "uploads/fifo": ReasonCode.BLOB_NOT_REGULAR_FILE,  # and no wait for a writer
         "uploads/big": ReasonCode.BLOB_TOO_LARGE,
     }
