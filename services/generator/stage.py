@@ -37,7 +37,7 @@ from alive.blobs import BlobStore, output_key
 from alive.dependencies import TRITON_MODEL, DependencyDown, Probe
 from alive.jobs import frame_count, video_prefix
 from alive.limits import RGB_BYTES, JobLimits
-from alive.media import MediaError, VisibleLabel, encode_h264_bytes, probe_mp4_bytes
+from alive.media import MediaError, VisibleLabel, encode_h264_bytes, mp4_layout_bytes
 from alive.memory import MIB
 from alive.model_io import visible_label
 from alive.pipeline import GENERATOR
@@ -445,18 +445,19 @@ def the_video(videos: npt.NDArray[np.object_] | None, max_bytes: int) -> bytes:
 
 
 def checked_video(video: bytes, num_frames: int, image_shape: tuple[int, ...]) -> None:
-    """Refuses an MP4 that does not decode to the frames and size asked for: what the model
-    answered is checked before it is stored and sent on."""
+    """Refuses an MP4 whose container does not hold the frames and size asked for: what the
+    model answered is checked before it is stored and sent on (demuxed, not decoded; the
+    video checkpoint decodes every frame)."""
     try:
-        info = probe_mp4_bytes(video)
+        layout = mp4_layout_bytes(video)
     except MediaError as exc:
-        detail = f"the video does not decode: {exc}"
+        detail = f"the video cannot be read: {exc}"
         raise PermanentError(ReasonCode.MODEL_BAD_OUTPUT, detail) from exc
     height, width = image_shape[:2]
-    if (info.frame_count, info.height, info.width) != (num_frames, height, width):
+    if (layout.frame_count, layout.height, layout.width) != (num_frames, height, width):
         raise PermanentError(
             ReasonCode.MODEL_BAD_OUTPUT,
-            f"{info.frame_count} frames of {info.width}x{info.height}, "
+            f"{layout.frame_count} frames of {layout.width}x{layout.height}, "
             f"asked {num_frames} of {width}x{height}",
         )
 

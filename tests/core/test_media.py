@@ -13,7 +13,9 @@ import pytest
 from alive.media import (
     MediaError,
     MediaInfo,
+    VideoLayout,
     encode_h264,
+    mp4_layout_bytes,
     probe_mp4,
     probe_mp4_bytes,
     probe_mp4_keeping,
@@ -100,6 +102,20 @@ def test_truncated_mp4_raises_media_error(
         probe_mp4(path)
     with pytest.raises(MediaError):
         read_frames(path)
+
+
+def test_the_layout_is_what_decoding_finds_and_a_cut_container_is_refused(
+    clip: tuple[Path, npt.NDArray[Any]],
+) -> None:
+    """The container-level check (the generator's, of a model's answer) reads the frames and
+    size decoding finds, and refuses what misses frames its sample table lists. A cut in the
+    last frame's bytes is left to a decode (the video checkpoint's)."""
+    data = clip[0].read_bytes()
+    info = probe_mp4_bytes(data)
+    assert mp4_layout_bytes(data) == VideoLayout(info.width, info.height, info.frame_count)
+    for keep in (0.0, 0.02, 0.5):
+        with pytest.raises(MediaError):
+            mp4_layout_bytes(data[: int(len(data) * keep)])
 
 
 def test_missing_file_raises_media_error(tmp_path: Path) -> None:

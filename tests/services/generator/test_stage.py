@@ -151,7 +151,7 @@ def test_output_of_another_shape_is_a_bad_output(frames: np.ndarray | None) -> N
 @pytest.mark.parametrize(
     ("video", "why"),
     [
-        (b"not an mp4", "does not decode"),
+        (b"not an mp4", "cannot be read"),
         (encode_h264_bytes(np.zeros((3, 8, 8, 3), np.uint8), 8), "3 frames of 8x8, asked 4"),
         (encode_h264_bytes(np.zeros((4, 8, 6, 3), np.uint8), 8), "4 frames of 6x8, asked 4"),
     ],
