@@ -409,15 +409,19 @@ class EventProcessor:
                 or self._check_prompt(event)
                 or await self._process_watched(event, ctx)
             )
-            if await self._erased_meanwhile(job_id):
-                await self._discard_erased(job_id)
-                return
             decision = self._decision(outcome, ctx)
             if decision is None:  # held or stopped by a cancel: nothing to record
+                if await self._erased_meanwhile(job_id):
+                    await self._discard_erased(job_id)
+                    return
                 await self._emit_unrecorded(outcome, ctx)
                 decided = StageOutcome()
             else:
-                decided = await self._decide_and_send(record, identity, decision, ctx)
+                sent = await self._decide_and_send(record, identity, decision, ctx)
+                if sent is None:  # erased while the stage worked on it
+                    await self._discard_erased(job_id)
+                    return
+                decided = sent
             if decided.HasField("failed_reason_code"):
                 span.set_status(trace.Status(trace.StatusCode.ERROR, decided.failed_reason_code))
         self.metrics.latency.labels(spec.name).observe(time.perf_counter() - t0)
@@ -692,11 +696,14 @@ class EventProcessor:
 
     async def _decide_and_send(
         self, record: Record, identity: JobIdentity, decision: StageOutcome, ctx: StageContext
-    ) -> StageOutcome:
+    ) -> StageOutcome | None:
         """Records the decision unless another replica recorded one for the job first, then
-        sends the one that stands; returns it."""
+        sends the one that stands; returns it. None, recording and sending nothing, when the
+        job was erased while the stage worked on it."""
         mine = _recorded(decision).SerializeToString()
-        standing = await self._ledger_io(self.ledger.decide, self.spec.name, identity.job_id, mine)
+        standing = await self._ledger_io(self._decide_unless_erased, identity.job_id, mine)
+        if standing is None:
+            return None
         if standing != mine:
             log.info(
                 "another replica decided first; sending its decision",
@@ -711,6 +718,13 @@ class EventProcessor:
         await self._send(record, identity, decision)
         self._report(decision, ctx)
         return decision
+
+    def _decide_unless_erased(self, job_id: str, record: bytes) -> bytes | None:
+        """The ledger's decide, unless the job's erasure mark is there: one call on the
+        ledger's threads (each hop delayed the next batch of a batched stage)."""
+        if self.ledger.is_erased(job_id):
+            return None
+        return self.ledger.decide(self.spec.name, job_id, record)
 
     async def _with_prompt(self, decided: StageOutcome) -> StageOutcome:
         """A recorded decision with its job's prompt back, when its output carries it to a
