@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 # On every alive.jobs record: the alive.status offset of the event it folds in, decimal.
 STATUS_OFFSET = "alive-status-offset"
 FOLDER_GROUP = "alive-ingest-jobs"
+# How long a handover waits for the views already sent to land (they take milliseconds; a
+# broker that does not answer holds the group's rebalance no longer than this).
+HANDOVER_WAIT_S = 30.0
 
 
 class _Erased(Enum):
@@ -215,6 +218,8 @@ class JobStateFolder:
             OrderedDict()
         )
         self._handovers = 0  # how many times partitions were taken away
+        self._landed = asyncio.Event()  # no batch's views are on their way to Kafka
+        self._landed.set()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -226,7 +231,7 @@ class JobStateFolder:
             fetch_max_wait_ms=BACKGROUND_FETCH_MAX_WAIT_MS,
         )
         await consumer.start()
-        listener = _TakeOver(self._caught_up, self._forget_partitions)
+        listener = _TakeOver(self._caught_up, self.hand_over)
         consumer.subscribe([self._settings.topic(STATUS)], listener=listener)
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(consumer))
@@ -249,6 +254,16 @@ class JobStateFolder:
     def forget(self, job_id: str) -> None:
         """The job was erased (a tombstone on alive.jobs): fold nothing more into it."""
         self._remember(job_id, None, ERASED)
+
+    async def hand_over(self, partitions: set[int]) -> None:
+        """Partitions are taken away: their views are forgotten, and the views already sent
+        land before the next owner folds (it is given the partitions only once this
+        returns), so none lands after that owner's and stands as the job's last."""
+        self._forget_partitions(partitions)
+        try:
+            await asyncio.wait_for(self._landed.wait(), HANDOVER_WAIT_S)
+        except TimeoutError:
+            log.warning("views still on their way to Kafka at a handover")
 
     def _forget_partitions(self, partitions: set[int]) -> None:
         """The views of jobs on partitions taken away: another replica folds them until
@@ -293,34 +308,41 @@ class JobStateFolder:
         """Folds each status record into its job and produces the views that changed;
         returns once Kafka has them all. Stops (``_HandedOver``) when partitions are taken
         away meanwhile: a view written after the next owner's would be the job's last."""
-        sent = []
+        sent: list[asyncio.Future[Any]] = []
         handovers = self._handovers
-        for record in records:
-            try:
-                event = StatusEvent.FromString(record.value or b"")
-            except Exception:
-                log.warning("undecodable status event", extra={"offset": record.offset})
-                continue
-            if not event.job_id:
-                continue
-            view = await self._view_of(event.job_id, record.partition)
-            if self._handovers != handovers:
-                raise _HandedOver
-            if view is ERASED:
-                continue
-            new = fold(view, event)
-            if new is None:
-                continue
-            self._remember(event.job_id, record.partition, new)
-            sent.append(
-                await self._producer.send(
-                    self._settings.topic(JOBS),
-                    new.SerializeToString(),
-                    key=event.job_id.encode(),
-                    headers=[(STATUS_OFFSET, str(record.offset).encode())],
+        self._landed.clear()
+        try:
+            for record in records:
+                try:
+                    event = StatusEvent.FromString(record.value or b"")
+                except Exception:
+                    log.warning("undecodable status event", extra={"offset": record.offset})
+                    continue
+                if not event.job_id:
+                    continue
+                view = await self._view_of(event.job_id, record.partition)
+                if self._handovers != handovers:
+                    raise _HandedOver
+                if view is ERASED:
+                    continue
+                new = fold(view, event)
+                if new is None:
+                    continue
+                self._remember(event.job_id, record.partition, new)
+                sent.append(
+                    await self._producer.send(
+                        self._settings.topic(JOBS),
+                        new.SerializeToString(),
+                        key=event.job_id.encode(),
+                        headers=[(STATUS_OFFSET, str(record.offset).encode())],
+                    )
                 )
-            )
-        await asyncio.gather(*sent)
+        finally:  # handed over or not, what was sent lands before a handover completes
+            outcomes = await asyncio.gather(*sent, return_exceptions=True)
+            self._landed.set()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _view_of(self, job_id: str, partition: int) -> Found:
         if job_id in self._known:
@@ -354,13 +376,13 @@ class _TakeOver(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(
         self,
         caught_up: Callable[[], Awaitable[None]],
-        forget_partitions: Callable[[set[int]], None],
+        hand_over: Callable[[set[int]], Awaitable[None]],
     ) -> None:
         self._caught_up = caught_up
-        self._forget_partitions = forget_partitions
+        self._hand_over = hand_over
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self._forget_partitions({tp.partition for tp in revoked})
+        await self._hand_over({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self._caught_up()

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 from aiokafka import AIOKafkaProducer
@@ -429,3 +430,45 @@ async def test_a_lookup_keeps_the_newest_view_when_an_older_one_is_written_after
     finally:
         await lookup.stop()
         await producer.stop()
+
+
+class _HeldProducer:
+    """A producer whose sends are acknowledged only when the test says so."""
+
+    def __init__(self) -> None:
+        self.acks: list[asyncio.Future[None]] = []
+        self.sent = asyncio.Event()
+
+    async def send(self, *args: object, **kwargs: object) -> asyncio.Future[None]:
+        self.acks.append(asyncio.get_running_loop().create_future())
+        self.sent.set()
+        return self.acks[-1]
+
+
+async def test_a_handover_completes_only_once_the_views_sent_have_landed() -> None:
+    """Partitions taken away in the middle of a batch: the handover (which the next owner
+    waits for) returns only after the views already sent are acknowledged, so none of them
+    can land after the next owner's view of the same job and stand as its last."""
+    producer = _HeldProducer()
+
+    async def nothing() -> None:
+        return None
+
+    folder = JobStateFolder(
+        ServiceSettings(),
+        IngestSettings(),
+        producer,  # acknowledges on demand
+        None,  # type: ignore[arg-type]  # new jobs only: nothing to look up
+        lambda job_id: False,
+        nothing,
+    )
+    event = transition("job-1", JobState.SUBMITTED)
+    record = SimpleNamespace(value=event.SerializeToString(), partition=0, offset=7)
+    folding = asyncio.create_task(folder.fold_records([record]))
+    await producer.sent.wait()
+    handover = asyncio.create_task(folder.hand_over({0}))
+    await asyncio.sleep(0.1)
+    assert not handover.done() and not folding.done()
+    producer.acks[0].set_result(None)
+    await asyncio.wait_for(handover, 5)
+    await asyncio.wait_for(folding, 5)
