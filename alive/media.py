@@ -113,7 +113,8 @@ def probe_mp4_keeping(
 
 
 def probe_mp4_bytes(data: bytes) -> MediaInfo:
-    """``probe_mp4`` of MP4 bytes (a model's answer, before it is stored), in memory."""
+    """``probe_mp4`` of MP4 bytes, in memory: every frame decoded (the model tests check a
+    model's answer with it; the generator's own check is ``mp4_layout_bytes``)."""
     return _probe(lambda: io.BytesIO(data), Path("<answer>"), set(), {})
 
 
