@@ -48,10 +48,15 @@ class MediaInfo:
         return self.audio_codec is not None
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def _existing(path: Path) -> str:
+    """``path`` as FFmpeg opens it, once it is known to be a file."""
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
-    return _open_source(str(path), path)
+    return str(path)
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    return _open_source(_existing(path), path)
 
 
 def _open_source(source: str | io.BytesIO, name: Path) -> av.container.InputContainer:
@@ -106,10 +111,9 @@ def probe_mp4_keeping(
     """``probe_mp4``, keeping the frames at ``indices`` (RGB) that the video has, from the
     same decode: a checkpoint that judges frames it can name in advance decodes once."""
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"{path}: no such file")
+    source = _existing(path)
     kept: dict[int, npt.NDArray[np.uint8]] = {}
-    return _probe(lambda: str(path), path, set(indices), kept), kept
+    return _probe(lambda: source, path, set(indices), kept), kept
 
 
 def probe_mp4_bytes(data: bytes) -> MediaInfo:
