@@ -9,6 +9,9 @@ naive loop it replaces.
   the real animator, with the video encoded next to the model (the default) and with raw
   frames fetched and encoded in the generator (``raw_frames``, as before): bytes in the
   answer, time per job and the generator process's CPU per job.
+- ``serving_path``: the loop's work through the serving path alone: default-size jobs
+  through the generator stage (8 in flight) and Triton's real animator, which encodes next
+  to the model; no checkpoints, no soundtrack, no signing, no broker.
 - ``naive_loop``: what a user might write instead, one process per core: load the photo,
   call the animator, encode; no Kafka, no Triton.
 """
@@ -29,6 +32,7 @@ from typing import Any
 from tritonclient.grpc.aio import InferenceServerClient
 
 from alive.blobs import LocalBlobStore
+from alive.jobs import DEFAULT_PROMPT
 from alive.v1.events_pb2 import Job, JobState, OutputSpec
 from alive_tools.embedded.triton import TritonServer
 from alive_tools.testing import StageHarness
@@ -38,6 +42,7 @@ from services.generator.stage import GeneratorStage
 
 ANIMATOR = Path(__file__).resolve().parents[1] / "models" / "alive_animator" / "1"
 IN_FLIGHT = GeneratorSettings().max_in_flight
+DEFAULT_SIZE = OutputSpec(width=576, height=1024, fps=24, duration_ms=4000)
 
 
 def _repository(folder: Path) -> Path:
@@ -52,7 +57,9 @@ def _repository(folder: Path) -> Path:
     return folder
 
 
-async def _run(url: str, model: str, jobs: int, photo: bytes, folder: Path) -> dict[str, Any]:
+async def _run(
+    url: str, model: str, jobs: int, photo: bytes, folder: Path, output: OutputSpec = SMALL
+) -> dict[str, Any]:
     blobs = LocalBlobStore(folder / model)
     stage = GeneratorStage(GeneratorSettings(triton_url=url, model_name=model), blobs)
     limit = asyncio.Semaphore(IN_FLIGHT)
@@ -62,7 +69,9 @@ async def _run(url: str, model: str, jobs: int, photo: bytes, folder: Path) -> d
         def arriving(i: int) -> Job:
             """A job as it reaches the generator: its photo already stored upstream."""
             stored = blobs.put_bytes(f"photos/{model}-{i}.jpg", photo, "image/jpeg")
-            job = Job(job_id=f"{model}-{i}", prompt="waves", photo=stored, output=SMALL, seed=i)
+            job = Job(
+                job_id=f"{model}-{i}", prompt=DEFAULT_PROMPT, photo=stored, output=output, seed=i
+            )
             return harness.upstream(job)
 
         async def one(job: Job) -> None:
@@ -93,7 +102,7 @@ async def _run(url: str, model: str, jobs: int, photo: bytes, folder: Path) -> d
     return {
         "jobs": jobs,
         "wall_s": round(wall, 2),
-        "jobs_per_min": round(60 * jobs / wall, 1),
+        "jobs_per_min": round(60 * jobs / wall, 2),
         "executions_by_batch_size": batches,
         "model_s_per_execution": round(per_execution_s, 3),
         # The stage's time per job over the model's time for a batch (the mean execution):
@@ -156,13 +165,13 @@ def _naive_worker(args: tuple[bytes, int, int, str]) -> int:
 
     for seed in range(first_seed, first_seed + count):
         image = reduce_for_camera(Image.open(io.BytesIO(photo)), 576, 1024)
-        frames = animate(image, "make this photo come alive", seed, 96, 24, 576, 1024)
+        frames = animate(image, DEFAULT_PROMPT, seed, 96, 24, 576, 1024)
         encode_h264(frames, 24, Path(out) / f"{seed}.mp4")
     return count
 
 
 async def _frames_or_video(url: str, photo: bytes, folder: Path, rounds: int) -> dict[str, Any]:
-    spec = OutputSpec(width=576, height=1024, fps=24, duration_ms=4000)
+    spec = DEFAULT_SIZE
     blobs = LocalBlobStore(folder / "frames-or-video")
     stages = {
         mode: GeneratorStage(
@@ -204,6 +213,14 @@ async def _frames_or_video(url: str, photo: bytes, folder: Path, rounds: int) ->
 def frames_or_video(url: str, photo: bytes, rounds: int = 3) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         return asyncio.run(_frames_or_video(url, photo, Path(tmp), rounds))
+
+
+def serving_path(url: str, photo: bytes, jobs: int) -> dict[str, Any]:
+    """The naive loop's work (the same photo, prompt and size) through the generator stage
+    and the real animator served by Triton at ``url``: what replaces the loop's own work."""
+    with tempfile.TemporaryDirectory() as tmp:
+        served = asyncio.run(_run(url, "alive_animator", jobs, photo, Path(tmp), DEFAULT_SIZE))
+    return {name: served[name] for name in ("jobs", "wall_s", "jobs_per_min")}
 
 
 def naive_loop(photo: bytes, jobs: int) -> dict[str, Any]:
