@@ -10,8 +10,8 @@ naive loop it replaces.
   frames fetched and encoded in the generator (``raw_frames``, as before): bytes in the
   answer, time per job and the generator process's CPU per job.
 - ``serving_path``: the loop's work through the serving path alone: default-size jobs
-  through the generator stage (8 in flight) and Triton's real animator, which encodes next
-  to the model; no checkpoints, no soundtrack, no signing, no broker.
+  through the generator stage (8 in flight) and the real animator in a Triton server of its
+  own, which encodes next to the model; no checkpoints, no soundtrack, no signing, no broker.
 - ``naive_loop``: what a user might write instead, one process per core: load the photo,
   call the animator, encode; no Kafka, no Triton.
 """
@@ -34,8 +34,10 @@ from tritonclient.grpc.aio import InferenceServerClient
 from alive.blobs import LocalBlobStore
 from alive.jobs import DEFAULT_PROMPT
 from alive.v1.events_pb2 import Job, JobState, OutputSpec
+from alive_tools.embedded.stack import MODEL_REPOSITORY
 from alive_tools.embedded.triton import TritonServer
 from alive_tools.testing import StageHarness
+from benchmarks.memory import PeakMemory, tree_rss_bytes
 from benchmarks.pipeline import SMALL, STANDIN
 from services.generator.settings import GeneratorSettings
 from services.generator.stage import GeneratorStage
@@ -43,6 +45,7 @@ from services.generator.stage import GeneratorStage
 ANIMATOR = Path(__file__).resolve().parents[1] / "models" / "alive_animator" / "1"
 IN_FLIGHT = GeneratorSettings().max_in_flight
 DEFAULT_SIZE = OutputSpec(width=576, height=1024, fps=24, duration_ms=4000)
+LOOP_TIMEOUT_S = 600  # a loop process that failed leaves the others waiting at most this long
 
 
 def _repository(folder: Path) -> Path:
@@ -151,9 +154,12 @@ def generator_batching(photo: bytes, jobs: int = 48) -> dict[str, Any]:
     }
 
 
-def _naive_worker(args: tuple[bytes, int, int, str]) -> int:
-    """One process of the naive loop: photo -> frames -> MP4, ``count`` times."""
-    photo, count, first_seed, out = args
+def _naive_worker(
+    photo: bytes, count: int, first_seed: int, out: str, ready: Any, spans: Any
+) -> None:
+    """One process of the naive loop: photo -> frames -> MP4, ``count`` times. Its imports
+    and first animation (the models' loading) come before the clock, as the serving path's
+    start and warm-up job do; it reports when its jobs began and ended."""
     sys.path.insert(0, str(ANIMATOR))
     import io
 
@@ -163,11 +169,17 @@ def _naive_worker(args: tuple[bytes, int, int, str]) -> int:
     from alive.media import encode_h264
     from services.generator.framing import reduce_for_camera
 
+    def job(seed: int, width: int, height: int, frames: int) -> None:
+        image = reduce_for_camera(Image.open(io.BytesIO(photo)), width, height)
+        video = animate(image, DEFAULT_PROMPT, seed, frames, 24, width, height)
+        encode_h264(video, 24, Path(out) / f"{seed}.mp4")
+
+    job(-1 - first_seed, 96, 160, 4)  # warm up
+    ready.wait(timeout=LOOP_TIMEOUT_S)  # every process starts together
+    started = time.monotonic()
     for seed in range(first_seed, first_seed + count):
-        image = reduce_for_camera(Image.open(io.BytesIO(photo)), 576, 1024)
-        frames = animate(image, DEFAULT_PROMPT, seed, 96, 24, 576, 1024)
-        encode_h264(frames, 24, Path(out) / f"{seed}.mp4")
-    return count
+        job(seed, 576, 1024, 96)
+    spans.put((started, time.monotonic(), count))
 
 
 async def _frames_or_video(url: str, photo: bytes, folder: Path, rounds: int) -> dict[str, Any]:
@@ -215,22 +227,45 @@ def frames_or_video(url: str, photo: bytes, rounds: int = 3) -> dict[str, Any]:
         return asyncio.run(_frames_or_video(url, photo, Path(tmp), rounds))
 
 
-def serving_path(url: str, photo: bytes, jobs: int) -> dict[str, Any]:
+def serving_path(photo: bytes, jobs: int) -> dict[str, Any]:
     """The naive loop's work (the same photo, prompt and size) through the generator stage
-    and the real animator served by Triton at ``url``: what replaces the loop's own work."""
+    and the real animator in a Triton server of its own: what replaces the loop's own work.
+    Peak memory is Triton's (server and model instances); the generator stage runs in this
+    process, beside the rest of the benchmark."""
     with tempfile.TemporaryDirectory() as tmp:
-        served = asyncio.run(_run(url, "alive_animator", jobs, photo, Path(tmp), DEFAULT_SIZE))
-    return {name: served[name] for name in ("jobs", "wall_s", "jobs_per_min")}
+        folder = Path(tmp)
+        with TritonServer(MODEL_REPOSITORY, folder / "triton") as server:
+            assert server.pid is not None
+            triton = [server.pid]
+            with PeakMemory(lambda: tree_rss_bytes(triton)) as memory:
+                served = asyncio.run(
+                    _run(server.grpc_url, "alive_animator", jobs, photo, folder, DEFAULT_SIZE)
+                )
+    return {name: served[name] for name in ("jobs", "wall_s", "jobs_per_min")} | {
+        "triton_peak_memory_gib": memory.peak_gib
+    }
 
 
 def naive_loop(photo: bytes, jobs: int) -> dict[str, Any]:
-    """Default-size jobs (576x1024, 96 frames) by one process per core."""
+    """Default-size jobs (576x1024, 96 frames) by one process per core, from when all of
+    them are warm to when the last is done."""
     processes = os.cpu_count() or 1
     per_process = max(1, jobs // processes)
+    context = multiprocessing.get_context("spawn")
+    ready, spans = context.Barrier(processes), context.Queue()
     with tempfile.TemporaryDirectory() as out:
-        work = [(photo, per_process, i * per_process, out) for i in range(processes)]
-        started = time.perf_counter()
-        with multiprocessing.get_context("spawn").Pool(processes) as pool:
-            done = sum(pool.map(_naive_worker, work))
-        wall = time.perf_counter() - started
-    return {"processes": processes, "jobs": done, "jobs_per_min": round(60 * done / wall, 2)}
+        workers = [
+            context.Process(
+                target=_naive_worker,
+                args=(photo, per_process, i * per_process, out, ready, spans),
+            )
+            for i in range(processes)
+        ]
+        for worker in workers:
+            worker.start()
+        done = [spans.get(timeout=LOOP_TIMEOUT_S) for _ in workers]  # Empty: one failed
+        for worker in workers:
+            worker.join()
+    wall = max(end for _, end, _ in done) - min(start for start, _, _ in done)
+    count = sum(n for _, _, n in done)
+    return {"processes": processes, "jobs": count, "jobs_per_min": round(60 * count / wall, 2)}
