@@ -67,7 +67,13 @@ from benchmarks.pipeline import (
     wait_ready,
 )
 from benchmarks.provenance import signing_cost
-from benchmarks.serving import frames_or_video, generator_batching, naive_loop, serving_path
+from benchmarks.serving import (
+    DEFAULT_SIZE,
+    frames_or_video,
+    generator_batching,
+    naive_loop,
+    serving_path,
+)
 from services.moderation.photo.settings import PhotoCheckpointSettings
 from services.moderation.photo.stage import PhotoCheckpoint
 from services.moderation.prompt.settings import PromptCheckpointSettings
@@ -127,7 +133,6 @@ async def moderation_latency(blob_root: Path, video: BlobRef, rounds: int) -> di
     blobs = LocalBlobStore(blob_root)
     photo = blobs.put_bytes(f"bench/{uuid.uuid4()}.jpg", SAMPLE.read_bytes(), "image/jpeg")
     prompts = [i["prompt"] for i in read_items(DEFAULT_SET)]
-    spec = OutputSpec(width=576, height=1024, fps=24, duration_ms=4000)
     cases: dict[str, tuple[Stage[Any, Any], list[Job]]] = {
         "prompt": (
             PromptCheckpoint(PromptCheckpointSettings(), blobs),
@@ -139,13 +144,15 @@ async def moderation_latency(blob_root: Path, video: BlobRef, rounds: int) -> di
         ),
         "video_4s_576x1024": (
             VideoCheckpoint(VideoCheckpointSettings(), blobs),
-            [Job(job_id=f"v-{i}", video=video, output=spec) for i in range(rounds)],
+            [Job(job_id=f"v-{i}", video=video, output=DEFAULT_SIZE) for i in range(rounds)],
         ),
     }
     results: dict[str, object] = {}
     for name, (stage, jobs) in cases.items():
         async with StageHarness(stage) as harness:
-            warm_up = Job(job_id="warm-up", prompt="x", photo=photo, video=video, output=spec)
+            warm_up = Job(
+                job_id="warm-up", prompt="x", photo=photo, video=video, output=DEFAULT_SIZE
+            )
             await harness.send(harness.upstream(warm_up))
             times = []
             for job in jobs:

@@ -32,7 +32,7 @@ from typing import Any
 from tritonclient.grpc.aio import InferenceServerClient
 
 from alive.blobs import LocalBlobStore
-from alive.jobs import DEFAULT_PROMPT
+from alive.jobs import DEFAULT_PROMPT, frame_count
 from alive.v1.events_pb2 import Job, JobState, OutputSpec
 from alive_tools.embedded.stack import MODEL_REPOSITORY
 from alive_tools.embedded.triton import TritonServer
@@ -169,21 +169,21 @@ def _naive_worker(
     from alive.media import encode_h264
     from services.generator.framing import reduce_for_camera
 
-    def job(seed: int, width: int, height: int, frames: int) -> None:
-        image = reduce_for_camera(Image.open(io.BytesIO(photo)), width, height)
-        video = animate(image, DEFAULT_PROMPT, seed, frames, 24, width, height)
-        encode_h264(video, 24, Path(out) / f"{seed}.mp4")
+    def job(seed: int, spec: OutputSpec) -> None:
+        image = reduce_for_camera(Image.open(io.BytesIO(photo)), spec.width, spec.height)
+        frames = frame_count(spec)
+        video = animate(image, DEFAULT_PROMPT, seed, frames, spec.fps, spec.width, spec.height)
+        encode_h264(video, spec.fps, Path(out) / f"{seed}.mp4")
 
-    job(-1 - first_seed, 96, 160, 4)  # warm up
+    job(-1 - first_seed, SMALL)  # warm up
     ready.wait(timeout=LOOP_TIMEOUT_S)  # every process starts together
     started = time.monotonic()
     for seed in range(first_seed, first_seed + count):
-        job(seed, 576, 1024, 96)
+        job(seed, DEFAULT_SIZE)
     spans.put((started, time.monotonic(), count))
 
 
 async def _frames_or_video(url: str, photo: bytes, folder: Path, rounds: int) -> dict[str, Any]:
-    spec = DEFAULT_SIZE
     blobs = LocalBlobStore(folder / "frames-or-video")
     stages = {
         mode: GeneratorStage(
@@ -199,7 +199,9 @@ async def _frames_or_video(url: str, photo: bytes, folder: Path, rounds: int) ->
         for i in range(rounds + 1):  # the first round warms both up
             for mode, harness in harnesses.items():  # side by side, alternating
                 stored = blobs.put_bytes(f"photos/{mode}-{i}.jpg", photo, "image/jpeg")
-                job = Job(job_id=f"{mode}-{i}", prompt="waves", photo=stored, output=spec, seed=i)
+                job = Job(
+                    job_id=f"{mode}-{i}", prompt="waves", photo=stored, output=DEFAULT_SIZE, seed=i
+                )
                 started, cpu_started = time.perf_counter(), time.process_time()
                 out = await harness.send(harness.upstream(job))
                 if i:
@@ -208,7 +210,7 @@ async def _frames_or_video(url: str, photo: bytes, folder: Path, rounds: int) ->
                 generated = out.jobs[0]
                 frames = generated.generation.frame_count
                 answer_bytes[mode] = (
-                    frames * spec.width * spec.height * 3
+                    frames * DEFAULT_SIZE.width * DEFAULT_SIZE.height * 3
                     if mode == "raw_frames"
                     else generated.video.size_bytes
                 )
