@@ -139,9 +139,27 @@ async def test_concurrent_requests_run_alone_on_free_instances(
         *(frames_of(client, request(image, seed=seed)) for seed in range(8))
     )
     assert all(frames.shape == (1, 9, 112, 64, 3) for frames in results)
-    after = await _executions_by_batch_size(client)
-    ran = {size: n - before.get(size, 0) for size, n in after.items() if n > before.get(size, 0)}
+    ran = await _executions_since(client, before, requests=8)
     assert ran == {1: 8}
+
+
+async def _executions_since(
+    client: InferenceServerClient, before: dict[int, int], requests: int
+) -> dict[int, int]:
+    """Executions by batch size since `before`, once they account for `requests` requests.
+
+    The server counts an execution only after it has sent the responses, so statistics read
+    right after the last response may lack the last execution: wait for them (a few seconds
+    at most), then report what ran."""
+    deadline = time.monotonic() + 10
+    while True:
+        after = await _executions_by_batch_size(client)
+        ran = {
+            size: n - before.get(size, 0) for size, n in after.items() if n > before.get(size, 0)
+        }
+        if sum(size * n for size, n in ran.items()) >= requests or time.monotonic() > deadline:
+            return ran
+        await asyncio.sleep(0.05)
 
 
 async def _executions_by_batch_size(client: InferenceServerClient) -> dict[int, int]:
