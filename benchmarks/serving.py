@@ -45,6 +45,7 @@ from services.generator.stage import GeneratorStage
 ANIMATOR = Path(__file__).resolve().parents[1] / "models" / "alive_animator" / "1"
 IN_FLIGHT = GeneratorSettings().max_in_flight
 DEFAULT_SIZE = OutputSpec(width=576, height=1024, fps=24, duration_ms=4000)
+STATS_WAIT_S = 10  # how long Triton may take to count a batch it has answered
 LOOP_TIMEOUT_S = 600  # a loop process that failed leaves the others waiting at most this long
 
 
@@ -89,16 +90,11 @@ async def _run(
         # Stored before the clock starts (ingest stores them, not the generator): storing 48
         # photos on the event loop delayed the first batch and counted as the model idle.
         arrivals = [arriving(i) for i in range(jobs)]
-        before = await _model_stats(url, model)
+        before = await model_stats(url, model, inferences=1)
         started = time.perf_counter()
         await asyncio.gather(*(one(job) for job in arrivals))
         wall = time.perf_counter() - started
-        after = await _model_stats(url, model)
-    batches = {
-        size: count - before["batches"].get(size, 0)
-        for size, count in after["batches"].items()
-        if count > before["batches"].get(size, 0)
-    }
+        after = await model_stats(url, model, inferences=1 + jobs)
     compute_s = after["compute_s"] - before["compute_s"]
     per_execution_s = compute_s / (after["executions"] - before["executions"])
     ratios = sorted(t / per_execution_s for t in per_job)
@@ -106,7 +102,7 @@ async def _run(
         "jobs": jobs,
         "wall_s": round(wall, 2),
         "jobs_per_min": round(60 * jobs / wall, 2),
-        "executions_by_batch_size": batches,
+        "executions_by_batch_size": batches_between(before, after),
         "model_s_per_execution": round(per_execution_s, 3),
         # The stage's time per job over the model's time for a batch (the mean execution):
         # what the serving path adds to the model, queueing for a batch included.
@@ -116,11 +112,24 @@ async def _run(
     }
 
 
-async def _model_stats(url: str, model: str) -> dict[str, Any]:
-    """Triton's counters for the model: executions, batches by size, compute seconds."""
+async def model_stats(url: str, model: str, inferences: int) -> dict[str, Any]:
+    """Triton's counters for the model: executions, batches by size, compute seconds, once
+    they count ``inferences`` requests. The server counts an execution after sending its
+    responses, so counters read as the last job ends can lack its batch (the warm-up's, or
+    the last one's), and that batch's compute would be missed or added to the wrong side."""
     client = InferenceServerClient(url)
-    stats = (await client.get_inference_statistics(model, as_json=True))["model_stats"][0]
-    await client.close()
+    deadline = time.monotonic() + STATS_WAIT_S
+    try:
+        while True:
+            answer = await client.get_inference_statistics(model, as_json=True)
+            stats = answer["model_stats"][0]
+            if int(stats.get("inference_count", 0)) >= inferences:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{model}: Triton counted fewer than {inferences} inferences")
+            await asyncio.sleep(0.05)
+    finally:
+        await client.close()
     batch_stats = stats.get("batch_stats", [])
     compute_ns = sum(
         int(b[part]["ns"])
@@ -128,9 +137,19 @@ async def _model_stats(url: str, model: str) -> dict[str, Any]:
         for part in ("compute_input", "compute_infer", "compute_output")
     )
     return {
+        "inferences": int(stats.get("inference_count", 0)),
         "executions": int(stats.get("execution_count", 0)),
         "batches": {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in batch_stats},
         "compute_s": compute_ns / 1e9,
+    }
+
+
+def batches_between(before: dict[str, Any], after: dict[str, Any]) -> dict[int, int]:
+    """Executions by batch size between two reads of ``model_stats``."""
+    return {
+        size: count - before["batches"].get(size, 0)
+        for size, count in after["batches"].items()
+        if count > before["batches"].get(size, 0)
     }
 
 
