@@ -31,8 +31,9 @@ run: $(BIN)/.installed
 up: $(BIN)/.installed
 	$(BIN)/alive up
 
+# The slowest tests are listed at the end: CI has a 30-minute budget to keep.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=20
 
 # In-process tests only (no broker, Triton or services): seconds.
 test-fast: $(BIN)/.installed
