@@ -50,6 +50,10 @@ def wait_ready(client: AliveClient, job_id: str, timeout_s: float = 600) -> JobV
     return view
 
 
+def output_text(spec: OutputSpec) -> str:
+    return f"{spec.width}x{spec.height}, {spec.fps} fps, {spec.duration_ms} ms"
+
+
 def stage_latencies(views: list[JobView]) -> dict[str, float]:
     """Each stage's median time (ms) over the jobs, from their status histories."""
     per_stage: dict[str, list[int]] = {}
@@ -114,7 +118,7 @@ def pipeline_overhead(photo: bytes, jobs: int = 16, rate_per_s: float = 0.5) -> 
     return {
         "jobs": len(views),
         "jobs_per_s": rate_per_s,
-        "output": f"{SMALL.width}x{SMALL.height}, {SMALL.fps} fps, {SMALL.duration_ms} ms",
+        "output": output_text(SMALL),
         "model_s_per_execution": round(model_s, 3),
         "model_queue_s_per_request": round(queue_s, 3),
         "overhead_s_p50": round(statistics.median(overhead), 3),
@@ -154,7 +158,7 @@ def diffusion_stage_times(photo: bytes, jobs: int = 3) -> dict[str, Any]:
             ]
     return {
         "jobs": jobs,
-        "output": f"{SMALL.width}x{SMALL.height}, {SMALL.fps} fps, {SMALL.duration_ms} ms",
+        "output": output_text(SMALL),
         "median_stage_ms": stage_latencies(views),
         "median_end_to_end_ms": statistics.median(map(end_to_end_ms, views)),
     }

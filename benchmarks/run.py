@@ -62,6 +62,7 @@ from benchmarks.memory import PeakMemory, tree_rss_bytes
 from benchmarks.pipeline import (
     diffusion_stage_times,
     end_to_end_ms,
+    output_text,
     pipeline_overhead,
     stage_latencies,
     wait_ready,
@@ -205,7 +206,7 @@ def main() -> None:
                 for creator in creators:
                     creator.close()
             results["default_job"] = {
-                "output": "576x1024, 24 fps, 4 s (96 frames)",
+                "output": output_text(DEFAULT_SIZE),
                 "median_stage_ms": stage_latencies(sequential),
                 "median_end_to_end_ms": statistics.median(map(end_to_end_ms, sequential)),
             }

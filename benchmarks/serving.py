@@ -33,6 +33,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 
 from alive.blobs import LocalBlobStore
 from alive.jobs import DEFAULT_PROMPT, frame_count
+from alive.limits import OutputLimits
 from alive.v1.events_pb2 import Job, JobState, OutputSpec
 from alive_tools.embedded.stack import MODEL_REPOSITORY
 from alive_tools.embedded.triton import TritonServer
@@ -44,7 +45,14 @@ from services.generator.stage import GeneratorStage
 
 ANIMATOR = Path(__file__).resolve().parents[1] / "models" / "alive_animator" / "1"
 IN_FLIGHT = GeneratorSettings().max_in_flight
-DEFAULT_SIZE = OutputSpec(width=576, height=1024, fps=24, duration_ms=4000)
+_LIMITS = OutputLimits()
+# What a job gets when it asks for no size (ingest fills it in from the same limits).
+DEFAULT_SIZE = OutputSpec(
+    width=_LIMITS.default_width,
+    height=_LIMITS.default_height,
+    fps=_LIMITS.default_fps,
+    duration_ms=_LIMITS.default_duration_ms,
+)
 STATS_WAIT_S = 10  # how long Triton may take to count a batch it has answered
 LOOP_TIMEOUT_S = 600  # a loop process that failed leaves the others waiting at most this long
 
