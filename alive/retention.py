@@ -36,7 +36,7 @@ from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, Field
 
-from alive.blobs import BlobError, BlobStore
+from alive.blobs import BlobError, BlobStore, StageLedger
 from alive.jobs import PUBLISHED_VIDEO_STEP, SETTLED_STATES, upload_area, valid_id
 from alive.kafka import BACKGROUND_FETCH_MAX_WAIT_MS, make_consumer
 from alive.pipeline import STATUS, UNPUBLISHED
@@ -143,6 +143,7 @@ class RetentionSweeper:
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.store = store
+        self._ledger = StageLedger(store)
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
@@ -177,15 +178,23 @@ class RetentionSweeper:
 
     def _mark(self, job_id: str, name: str) -> None:
         """A marker, once: a second event of the job (a redelivery, another READY) keeps the
-        first marker of a rule and so its first due time."""
+        first marker of a rule and so its first due time. None for an erased job: its events
+        can still arrive (one in flight, or replayed) and must not name it again."""
+        if self._ledger.is_erased(job_id):
+            return
         rule = name.partition(".")[0]
         if rule != PUBLISHED and any(m.rule == rule for m in self._markers(f"{MARKERS}{job_id}/")):
             return
+        key = f"{MARKERS}{job_id}/{name}"
         try:
-            self.store.put_bytes(f"{MARKERS}{job_id}/{name}", b"", "text/plain")
+            self.store.put_bytes(key, b"", "text/plain")
         except BlobError as exc:
             if exc.reason_code != ReasonCode.BLOB_EXISTS:
                 raise
+        # An erasure marks the job, then deletes its markers: a marker written while it ran
+        # (the job's event and its erasure at once) sees the mark here, and goes too.
+        if self._ledger.is_erased(job_id):
+            self.store.delete_key(key)
 
     # Deleting what is due
 

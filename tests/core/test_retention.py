@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alive.blobs import LocalBlobStore
+from alive.blobs import BlobRef, LocalBlobStore, StageLedger
 from alive.encryption import EncryptingBlobStore, KekRing, new_keyring_document
 from alive.kafka import ensure_topics
 from alive.pipeline import STATUS, UNPUBLISHED
@@ -152,6 +152,41 @@ def test_an_upload_no_job_took_up_goes_after_its_own_delay(
     assert retention.sweep() == 0
     clock.advance(20_000)
     assert retention.sweep() == 1 and deleted(registry, "upload") == 1
+
+
+def test_events_of_an_erased_job_leave_no_marker_behind(
+    store: EncryptingBlobStore, clock: Clock
+) -> None:
+    """A job's status events can reach retention after its erasure deleted its markers (the
+    READY event the creator saw, still in flight): they must not write the job's id again."""
+    retention, _ = sweeper(store, clock)
+    retention.on_status(status("j4", JobState.READY))
+    assert list(store.list_keys("retention/j4/"))  # the check below can fail
+    StageLedger(store).mark_erased("j4", b"erased")
+    for marker in list(store.list_keys("retention/j4/")):
+        store.delete_key(marker.key)  # what the erasure does next
+    retention.on_status(status("j4", JobState.READY))
+    retention.on_status(status("j4", JobState.PUBLISHED))
+    retention.on_unpublished(Unpublished(job_id="j4"))
+    assert list(store.list_keys("retention/j4/")) == []
+
+
+def test_a_marker_written_while_its_job_is_erased_goes_too(
+    store: EncryptingBlobStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event and the erasure at once: the erasure marks the job after the sweeper looked
+    and deletes the markers before the sweeper's is written."""
+    retention, _ = sweeper(store, clock)
+    put_bytes = store.put_bytes
+
+    def erased_just_before(key: str, data: bytes, content_type: str) -> BlobRef:
+        if key.startswith("retention/j5/"):
+            StageLedger(store).mark_erased("j5", b"erased")
+        return put_bytes(key, data, content_type)
+
+    monkeypatch.setattr(store, "put_bytes", erased_just_before)
+    retention.on_status(status("j5", JobState.READY))
+    assert list(store.list_keys("retention/j5/")) == []
 
 
 def test_two_replicas_sweeping_one_store_delete_each_blob_once(
