@@ -547,10 +547,12 @@ def _follow(client: AliveClient, job_id: str, *, stop_at_ready: bool, shown: int
                 break
             done = STEPS_TO_READY.index(event.state) + 1 if event.state in STEPS_TO_READY else 0
             working = PIPELINE.next_stage(event.state)
+            # Drawn at once, not at the next refresh: a stage quicker than a refresh still shows.
             progress.update(
                 task,
                 completed=done,
                 description=f"{working.name}…" if working else JobState.Name(event.state).lower(),
+                refresh=True,
             )
     return client.get(job_id)
 

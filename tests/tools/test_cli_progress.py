@@ -9,6 +9,7 @@ import io
 import pytest
 from rich.console import Console
 
+from alive.pipeline import PIPELINE
 from alive.v1.events_pb2 import JobState
 from alive_tools import cli
 from alive_tools.client import AliveClient
@@ -42,6 +43,12 @@ def test_a_terminal_names_the_stage_at_work(
     view = cli._follow(client, job_id, stop_at_ready=True)
     assert view.state == JobState.READY
     shown = screen.getvalue()
-    # While the job is PROMPT_CLEARED the generator works on it, the longest step: the bar
-    # names it (the quick steps may pass between two refreshes of the bar).
-    assert "generator…" in shown
+    # While the job is PROMPT_CLEARED the generator works on it: the bar names it, not the
+    # state, and every stage at work is drawn as its transition arrives, however quick the
+    # step (the generator's progress reports then follow).
+    before_ready = cli.STEPS_TO_READY[:-1]
+    working = [stage.name for state in before_ready if (stage := PIPELINE.next_stage(state))]
+    assert len(working) == len(before_ready)
+    for name in working:
+        assert f"{name}…" in shown, name
+    assert "prompt_cleared" not in shown
