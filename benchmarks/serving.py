@@ -42,17 +42,12 @@ from benchmarks.memory import PeakMemory, tree_rss_bytes
 from benchmarks.pipeline import SMALL, STANDIN
 from services.generator.settings import GeneratorSettings
 from services.generator.stage import GeneratorStage
+from services.ingest.validation import resolve_output
 
 ANIMATOR = Path(__file__).resolve().parents[1] / "models" / "alive_animator" / "1"
 IN_FLIGHT = GeneratorSettings().max_in_flight
-_LIMITS = OutputLimits()
-# What a job gets when it asks for no size (ingest fills it in from the same limits).
-DEFAULT_SIZE = OutputSpec(
-    width=_LIMITS.default_width,
-    height=_LIMITS.default_height,
-    fps=_LIMITS.default_fps,
-    duration_ms=_LIMITS.default_duration_ms,
-)
+# What a job gets when it asks for no size: ingest's own filling in of the defaults.
+DEFAULT_SIZE = resolve_output(OutputSpec(), OutputLimits())
 STATS_WAIT_S = 10  # how long Triton may take to count a batch it has answered
 LOOP_TIMEOUT_S = 600  # a loop process that failed leaves the others waiting at most this long
 
